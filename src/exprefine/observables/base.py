@@ -1,0 +1,62 @@
+"""The Observable contract: per-frame values and a weighted reduction.
+
+In DiffTRe the gradient of an ensemble average flows through the Boltzmann weights;
+structural observables (g(r), S(Q), angles) do not depend on the parameters θ and
+are computed once per trajectory. Observables that do depend on θ (pressure via the
+virial) say so with ``depends_on_parameters`` and are then recomputed with a graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..potentials.base import Potential
+from ..state import State
+from ..trajectory import Trajectory
+
+
+class Observable:
+    """Base class. Subclasses set ``name``, ``unit`` and implement :meth:`per_frame`.
+
+    Attributes:
+        name: short identifier, e.g. ``"rdf_Ar_Ar"``.
+        unit: unit of the values, e.g. ``"1"`` or ``"bar"``.
+        depends_on_parameters: True if values change with the potential's parameters.
+    """
+
+    name: str = "observable"
+    unit: str = "1"
+    depends_on_parameters: bool = False
+
+    def grid(self) -> torch.Tensor | None:
+        """[n_grid] abscissa of the values (e.g. r in Å), or None for a scalar."""
+        return None
+
+    def grid_label(self) -> str:
+        """Axis label of the grid with its unit, e.g. ``"r (Å)"``."""
+        return ""
+
+    def check(self, trajectory: Trajectory) -> None:
+        """Raise a one-line ValueError if this observable cannot be computed on these frames."""
+
+    def per_frame(self, frames: State, potential: Potential | None = None) -> torch.Tensor:
+        """[n_frames, *shape] value of the observable in each frame (each system of ``frames`` is a frame)."""
+        raise NotImplementedError
+
+    def reduce(self, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Weighted ensemble average Σ_i w_i O_i.
+
+        Args:
+            values: [n_frames, *shape].
+            weights: [n_frames], non-negative, summing to 1 (float64).
+        """
+        return torch.tensordot(weights.to(values.dtype), values, dims=([0], [0]))
+
+    def evaluate(
+        self, trajectory: Trajectory, potential: Potential | None = None, chunk_size: int = 64
+    ) -> torch.Tensor:
+        """[n_frames, *shape] per-frame values of a whole trajectory, computed chunk by chunk without a graph."""
+        self.check(trajectory)
+        with torch.no_grad():
+            parts = [self.per_frame(trajectory.as_state(sl), potential) for sl in trajectory.chunks(chunk_size)]
+        return torch.cat(parts)
