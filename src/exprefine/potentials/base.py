@@ -68,19 +68,17 @@ class Potential(nn.Module):
         """
         if not forces and not stress:
             return PotentialOutput(energy_eV=self.energy(state))
-        positions = state.positions.detach().requires_grad_(True)
-        cell = state.cell.detach()
-        inputs = [positions]
-        strain = None
-        if stress:
-            strain = torch.zeros_like(cell).requires_grad_(True)
-            sym = 0.5 * (strain + strain.transpose(1, 2))
-            positions_s = positions + torch.einsum("na,nab->nb", positions, sym[state.system_idx])
-            cell = cell + torch.einsum("sia,sab->sib", cell, sym)
-            inputs.append(strain)
-        else:
-            positions_s = positions
         with torch.enable_grad():
+            positions = state.positions.detach().requires_grad_(True)
+            cell = state.cell.detach()
+            inputs = [positions]
+            positions_s = positions
+            if stress:
+                strain = torch.zeros_like(cell).requires_grad_(True)
+                sym = 0.5 * (strain + strain.transpose(1, 2))
+                positions_s = positions + torch.einsum("na,nab->nb", positions, sym[state.system_idx])
+                cell = cell + torch.einsum("sia,sab->sib", cell, sym)
+                inputs.append(strain)
             energy = self.energy(replace(state, positions=positions_s, cell=cell))
             grads = torch.autograd.grad(
                 energy.sum(), inputs, create_graph=create_graph, allow_unused=True
@@ -150,6 +148,12 @@ class PairPotential(Potential):
         hi = torch.maximum(a, b)
         n = self.n_species
         return lo * n - lo * (lo - 1) // 2 + (hi - lo)
+
+    def species_pair_names(self) -> list[str]:
+        """Names like ``"Ar-Kr"`` of the unordered species pairs, in parameter order."""
+        symbols = element_symbols(self.species_numbers)
+        n = self.n_species
+        return [f"{symbols[a]}-{symbols[b]}" for a in range(n) for b in range(a, n)]
 
     @property
     def n_pairs_of_species(self) -> int:

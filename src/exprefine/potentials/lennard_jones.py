@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..units import BOLTZMANN_eV_per_K
 from .base import PairPotential
 
 
@@ -53,6 +54,14 @@ class LennardJones(PairPotential):
     def epsilon_eV(self) -> torch.Tensor:
         """[n_species_pairs] ε in eV."""
         return self.log_epsilon.exp()
+
+    def summary(self) -> dict[str, float]:
+        """σ in Å and ε/k_B in K of every species pair, for logs."""
+        out = {}
+        for k, name in enumerate(self.species_pair_names()):
+            out[f"sigma_A[{name}]"] = float(self.sigma_A[k])
+            out[f"epsilon_K[{name}]"] = float(self.epsilon_eV[k]) / BOLTZMANN_eV_per_K
+        return out
 
     def pair_energy(self, r_A: torch.Tensor, pair_type: torch.Tensor) -> torch.Tensor:
         sigma = self.sigma_A.to(r_A.dtype)[pair_type]

@@ -26,3 +26,10 @@ class SumPotential(Potential):
         for term in self.terms[1:]:
             total = total + term.energy(state)
         return total
+
+    def summary(self) -> dict[str, float]:
+        """Summaries of the terms that offer one (keys prefixed by the term index if several do)."""
+        parts = [(k, t.summary()) for k, t in enumerate(self.terms) if callable(getattr(t, "summary", None))]
+        if len(parts) == 1:
+            return dict(parts[0][1])
+        return {f"term{k}.{name}": v for k, s in parts for name, v in s.items()}

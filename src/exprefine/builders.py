@@ -1,0 +1,199 @@
+"""Turn a validated :class:`~exprefine.config.Config` into the objects of the Python API.
+
+The CLI is a thin layer over these functions; a script can call them as well.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import (
+    Config,
+    LatticeConfig,
+    LennardJonesConfig,
+    PairSplineConfig,
+    PressureConfig,
+    RdfConfig,
+    SamplingConfig,
+    TargetConfig,
+    config_to_plain,
+)
+from .observables import Observable, Pressure, RadialDistribution
+from .potentials import LennardJones, Potential, SumPotential
+from .potentials.spline import PairSpline
+from .refine import Refiner, RefinerSettings, Target
+from .refine.checkpoint import load_checkpoint
+from .sampling import SamplerSettings
+from .state import State, from_atoms, read_state, replicate
+from .units import PS_IN_FS, kelvin_to_eV
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# number of atoms in the conventional cubic cell
+_ATOMS_PER_CUBIC_CELL = {"fcc": 4, "bcc": 2, "sc": 1}
+
+
+def lattice_atoms(cfg: LatticeConfig):
+    """ASE Atoms of a cubic lattice whose constant gives the requested number density."""
+    from ase.build import bulk
+
+    a = (_ATOMS_PER_CUBIC_CELL[cfg.kind] / cfg.number_density_per_A3) ** (1.0 / 3.0)
+    try:
+        atoms = bulk(cfg.element, cfg.kind, a=a, cubic=True)
+    except Exception as exc:
+        raise ValueError(f"cannot build a {cfg.kind} lattice of {cfg.element!r}: {exc}") from None
+    return atoms.repeat(cfg.repeat)
+
+
+def build_state(cfg: Config) -> State:
+    """The starting configuration, replicated ``system.n_replicas`` times."""
+    dtype = _DTYPES[cfg.system.dtype]
+    if cfg.system.lattice is not None:
+        state = from_atoms(lattice_atoms(cfg.system.lattice), dtype=dtype)
+    else:
+        state = read_state(cfg.system.structure_file, dtype=dtype)  # type: ignore[arg-type]
+        if state.n_systems != 1:
+            raise ValueError(f"{cfg.system.structure_file}: expected one structure, found {state.n_systems}")
+    state.velocities = None
+    return replicate(state, cfg.system.n_replicas) if cfg.system.n_replicas > 1 else state
+
+
+def _lj_epsilon_eV(term: LennardJonesConfig) -> float | list[float]:
+    if term.epsilon_eV is not None:
+        return term.epsilon_eV
+    eps_K = term.epsilon_K
+    if isinstance(eps_K, list):
+        return [kelvin_to_eV(e) for e in eps_K]
+    return kelvin_to_eV(eps_K)  # type: ignore[arg-type]
+
+
+def build_potential(cfg: Config) -> Potential:
+    """The potential of ``cfg.potential`` (parameters from ``initial_checkpoint`` if given)."""
+    terms: list[Potential] = []
+    for term in cfg.potential.terms:
+        if isinstance(term, LennardJonesConfig):
+            terms.append(LennardJones(term.species, term.sigma_A, _lj_epsilon_eV(term), term.cutoff_A,
+                                      trainable=term.trainable))
+        elif isinstance(term, PairSplineConfig):
+            spline = PairSpline(term.species, cutoff_A=term.cutoff_A, r_min_A=term.r_min_A, n_knots=term.n_knots,
+                                trainable=term.trainable)
+            terms.append(spline)
+        else:  # pragma: no cover - the schema admits nothing else
+            raise ValueError(f"unknown potential term {term!r}")
+    potential = SumPotential(terms)
+    potential = potential.to(_DTYPES[cfg.system.dtype])
+    if cfg.potential.initial_checkpoint is not None:
+        load_potential_state(potential, cfg.potential.initial_checkpoint)
+    return potential
+
+
+def load_potential_state(potential: Potential, checkpoint_path) -> None:
+    """Load the parameters stored in a checkpoint or final model file into ``potential``."""
+    data = load_checkpoint(checkpoint_path)
+    try:
+        potential.load_state_dict(data["potential_state"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"{checkpoint_path}: parameters do not fit this potential ({first})") from None
+
+
+def sampler_settings(s: SamplingConfig) -> SamplerSettings:
+    """SamplerSettings in steps from the config's times in ps/fs."""
+    dt = s.timestep_fs
+    stride = max(1, int(round(s.frame_interval_fs / dt)))
+    n_prod = int(math.ceil(s.production_ps * PS_IN_FS / dt / stride)) * stride
+    return SamplerSettings(
+        integrator=s.integrator,
+        temperature_K=s.temperature_K,
+        timestep_fs=dt,
+        friction_per_ps=s.friction_per_ps,
+        thermostat_time_fs=s.thermostat_time_fs,
+        n_equilibration_steps=int(round(s.equilibration_ps * PS_IN_FS / dt)),
+        n_production_steps=n_prod,
+        stride_steps=stride,
+        seed=s.seed,
+        max_temperature_factor=s.max_temperature_factor,
+    )
+
+
+def build_observable(obs_cfg, temperature_K: float) -> Observable:
+    if isinstance(obs_cfg, RdfConfig):
+        return RadialDistribution(
+            r_max_A=obs_cfg.r_max_A,
+            r_min_A=obs_cfg.r_min_A,
+            bin_width_A=obs_cfg.bin_width_A,
+            smoothing_A=obs_cfg.smoothing_A,
+            species=obs_cfg.species,
+        )
+    if isinstance(obs_cfg, PressureConfig):
+        return Pressure(temperature_K=temperature_K)
+    raise ValueError(f"unknown observable {obs_cfg!r}")  # pragma: no cover
+
+
+def build_target(t: TargetConfig, temperature_K: float) -> Target:
+    """A Target: the observable plus the measured data interpolated onto its grid."""
+    from .experiment import interpolate, load_table
+
+    observable = build_observable(t.observable, temperature_K)
+    if isinstance(t.observable, PressureConfig):
+        sigma = None if t.sigma_bar is None else torch.tensor(t.sigma_bar, dtype=torch.float64)
+        return Target(name=t.name, observable=observable, reference=torch.tensor(t.value_bar, dtype=torch.float64),
+                      sigma=sigma, weight=t.weight)
+    assert t.data is not None
+    data = load_table(t.data.file, x_column=t.data.x_column, y_column=t.data.y_column,
+                      sigma_column=t.data.sigma_column, x_unit=t.data.x_unit)
+    grid = observable.grid()
+    assert grid is not None
+    grid_np = grid.detach().cpu().numpy()
+    lo, hi = t.fit_range_A if t.fit_range_A is not None else (float(data.x[0]), float(data.x[-1]))
+    covered = (grid_np >= data.x[0]) & (grid_np <= data.x[-1])
+    mask = covered & (grid_np >= lo) & (grid_np <= hi)
+    if not mask.any():
+        raise ValueError(f"target {t.name}: no grid point of the observable lies inside the fit range "
+                         f"[{lo}, {hi}] and the data range [{data.x[0]:.4g}, {data.x[-1]:.4g}]")
+    # the measurement on the grid where the data reach (NaN elsewhere); only the mask enters the loss
+    y = torch.full((len(grid_np),), float("nan"), dtype=torch.float64)
+    sig = None
+    y_in, s_in = interpolate(data, grid_np[covered])
+    y[torch.from_numpy(covered)] = torch.as_tensor(y_in, dtype=torch.float64)
+    if s_in is not None:
+        sig = torch.ones(len(grid_np), dtype=torch.float64)
+        sig[torch.from_numpy(covered)] = torch.as_tensor(s_in, dtype=torch.float64)
+    return Target(name=t.name, observable=observable, reference=y, sigma=sig,
+                  mask=torch.from_numpy(mask), weight=t.weight)
+
+
+def build_targets(cfg: Config) -> list[Target]:
+    return [build_target(t, cfg.sampling.temperature_K) for t in cfg.targets]
+
+
+def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
+    r = cfg.refine
+    return RefinerSettings(
+        n_updates=r.n_updates,
+        learning_rate=r.learning_rate,
+        ess_threshold=r.ess_threshold,
+        chunk_size=r.chunk_size,
+        resample_equilibration_steps=int(round(cfg.sampling.resample_equilibration_ps * PS_IN_FS
+                                               / cfg.sampling.timestep_fs)),
+        max_rollbacks=r.max_rollbacks,
+        final_check=r.final_check,
+        progress=progress,
+    )
+
+
+def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
+    """Everything a refinement needs, from one config."""
+    if not cfg.targets:
+        raise ValueError("the config has no targets to refine against")
+    return Refiner(
+        potential=build_potential(cfg),
+        targets=build_targets(cfg),
+        sampler_settings=sampler_settings(cfg.sampling),
+        start=build_state(cfg),
+        settings=refiner_settings(cfg, progress),
+        run_dir=cfg.run_dir,
+        config=config_to_plain(cfg),
+    )

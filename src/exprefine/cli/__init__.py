@@ -1,0 +1,1 @@
+"""The ``exprefine`` command line: a thin layer over :mod:`exprefine.workflows`."""

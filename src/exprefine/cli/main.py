@@ -1,0 +1,111 @@
+"""Entry point of the ``exprefine`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="YAML configuration file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set refine.n_updates=10 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exprefine",
+        description="Refine interatomic potentials against experimental data (DiffTRe).",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"exprefine {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("refine", help="refine the potential against the targets of CONFIG")
+    _config_args(p)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that has a checkpoint")
+
+    p = sub.add_parser("sample", help="run MD with the configured potential and compare with the targets")
+    _config_args(p)
+
+    p = sub.add_parser("evaluate", help="sample with a checkpoint's parameters and compare with the targets")
+    _config_args(p)
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint or final_model.pt of a run")
+
+    p = sub.add_parser("config", help="work with configuration files")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    v = csub.add_parser("validate", help="check CONFIG and print the resolved configuration")
+    v.add_argument("config", type=Path)
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _print_rmse(title: str, rmse: dict[str, float]) -> None:
+    print(title)
+    for name, value in rmse.items():
+        print(f"  {name:20s} RMSE {value:.5f}")
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.command == "config":
+        import yaml
+
+        from ..config import config_to_plain
+
+        print(yaml.safe_dump(config_to_plain(cfg), sort_keys=False), end="")
+        print(f"{args.config}: valid")
+        return 0
+
+    from .. import workflows
+
+    progress = not args.no_progress
+    if args.command == "refine":
+        result = workflows.run_refinement(cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
+        _print_rmse("before refinement:", result.before.rmse)
+        if result.after is not None:
+            _print_rmse("after refinement (independent check run):", result.after.rmse)
+        print(f"{len(result.history)} updates, {result.n_samplings} trajectories, "
+              f"{result.wall_time_s:.1f} s; results in {result.run_dir}")
+        return 0
+    if args.command == "sample":
+        report = workflows.run_sampling(cfg, progress=progress)
+    else:
+        report = workflows.run_evaluation(cfg, args.checkpoint, progress=progress)
+    print(f"{report.result.trajectory.n_frames} frames in {report.result.wall_time_s:.1f} s "
+          f"-> {report.out_dir / 'trajectory.pt'}")
+    if report.evaluation is not None:
+        _print_rmse("targets:", report.evaluation.rmse)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors for bad input, exit codes 2 (input) and 3 (simulation)."""
+    from ..config import ConfigError
+    from ..sampling import SimulationBlowUp
+    from ..workflows import RunDirectoryInUse
+
+    try:
+        code = run(argv)
+    except (ConfigError, ValueError, FileNotFoundError, RunDirectoryInUse) as exc:
+        print(f"exprefine: error: {exc}", file=sys.stderr)
+        code = 2
+    except SimulationBlowUp as exc:
+        print(f"exprefine: simulation failed: {exc}", file=sys.stderr)
+        code = 3
+    except KeyboardInterrupt:
+        print("exprefine: interrupted; finished updates are in the last checkpoint (use --resume)", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

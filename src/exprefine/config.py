@@ -1,0 +1,310 @@
+"""The YAML configuration, validated by pydantic: unknown keys are rejected and units are in key names.
+
+Relative paths in a config file are resolved against the file's own folder. The
+resolved configuration (defaults filled in, paths absolute) is saved with every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, described in one line naming the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------- system
+class LatticeConfig(_Strict):
+    """A cubic lattice of one element at a given number density (a liquid's starting point)."""
+
+    element: str
+    kind: Literal["fcc", "bcc", "sc"] = "fcc"
+    number_density_per_A3: float = Field(gt=0)
+    repeat: tuple[int, int, int] = (5, 5, 5)
+
+    @field_validator("repeat")
+    @classmethod
+    def _positive_repeat(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(v) < 1:
+            raise ValueError("every repeat must be ≥ 1")
+        return v
+
+
+class SystemConfig(_Strict):
+    """Exactly one of ``structure_file`` (any format ASE reads) and ``lattice``."""
+
+    structure_file: Path | None = None
+    lattice: LatticeConfig | None = None
+    n_replicas: int = Field(default=1, ge=1)
+    dtype: Literal["float32", "float64"] = "float64"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SystemConfig":
+        if (self.structure_file is None) == (self.lattice is None):
+            raise ValueError("give exactly one of structure_file and lattice")
+        return self
+
+
+# ------------------------------------------------------------------ potential
+class LennardJonesConfig(_Strict):
+    kind: Literal["lennard_jones"]
+    species: list[str]
+    sigma_A: float | list[float]
+    epsilon_eV: float | list[float] | None = None
+    epsilon_K: float | list[float] | None = None
+    cutoff_A: float = Field(gt=0)
+    trainable: bool = True
+
+    @model_validator(mode="after")
+    def _one_epsilon(self) -> "LennardJonesConfig":
+        if (self.epsilon_eV is None) == (self.epsilon_K is None):
+            raise ValueError("give exactly one of epsilon_eV and epsilon_K")
+        return self
+
+
+class PairSplineConfig(_Strict):
+    kind: Literal["pair_spline"]
+    species: list[str]
+    r_min_A: float = Field(ge=0)
+    cutoff_A: float = Field(gt=0)
+    n_knots: int = Field(ge=4)
+    trainable: bool = True
+
+    @model_validator(mode="after")
+    def _range(self) -> "PairSplineConfig":
+        if self.cutoff_A <= self.r_min_A:
+            raise ValueError("cutoff_A must be larger than r_min_A")
+        return self
+
+
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig], Field(discriminator="kind")]
+
+
+class PotentialConfig(_Strict):
+    """A sum of terms; ``initial_checkpoint`` loads parameters saved by an earlier run."""
+
+    terms: list[PotentialTerm] = Field(min_length=1)
+    initial_checkpoint: Path | None = None
+
+
+# ------------------------------------------------------------------- sampling
+class SamplingConfig(_Strict):
+    integrator: Literal["baoab", "nose_hoover_chain", "velocity_verlet"] = "baoab"
+    temperature_K: float = Field(gt=0)
+    timestep_fs: float = Field(gt=0)
+    friction_per_ps: float = Field(default=1.0, gt=0)
+    thermostat_time_fs: float = Field(default=100.0, gt=0)
+    equilibration_ps: float = Field(ge=0)
+    production_ps: float = Field(gt=0)
+    frame_interval_fs: float = Field(gt=0)
+    resample_equilibration_ps: float = Field(default=1.0, ge=0)
+    seed: int = 0
+    max_temperature_factor: float = Field(default=3.0, gt=1)
+
+    @model_validator(mode="after")
+    def _frames(self) -> "SamplingConfig":
+        if self.frame_interval_fs < self.timestep_fs:
+            raise ValueError("frame_interval_fs must be at least timestep_fs")
+        if self.production_ps * 1000.0 < self.frame_interval_fs:
+            raise ValueError("production_ps is shorter than one frame interval")
+        return self
+
+
+# ------------------------------------------------------------------- targets
+class RdfConfig(_Strict):
+    kind: Literal["rdf"]
+    species: tuple[str, str] | None = None
+    r_max_A: float = Field(gt=0)
+    r_min_A: float = Field(default=0.0, ge=0)
+    bin_width_A: float = Field(default=0.05, gt=0)
+    smoothing_A: float | None = Field(default=None, ge=0)
+
+
+class PressureConfig(_Strict):
+    kind: Literal["pressure"]
+
+
+ObservableConfig = Annotated[Union[RdfConfig, PressureConfig], Field(discriminator="kind")]
+
+
+class DataConfig(_Strict):
+    """A measured curve in a text/CSV file; columns by index (0-based) or header name."""
+
+    file: Path
+    x_column: int | str = 0
+    y_column: int | str = 1
+    sigma_column: int | str | None = None
+    x_unit: Literal["angstrom", "nm", "inverse_angstrom", "inverse_nm", "degree", "radian"] = "angstrom"
+
+
+class TargetConfig(_Strict):
+    """One target. Curves take ``data`` and a ``fit_range_A``; scalars take ``value_bar``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    observable: ObservableConfig
+    data: DataConfig | None = None
+    fit_range_A: tuple[float, float] | None = None
+    value_bar: float | None = None
+    sigma_bar: float | None = Field(default=None, gt=0)
+    weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TargetConfig":
+        if isinstance(self.observable, PressureConfig):
+            if self.value_bar is None:
+                raise ValueError("a pressure target needs value_bar")
+            if self.data is not None or self.fit_range_A is not None:
+                raise ValueError("a pressure target takes value_bar (and sigma_bar), not data or fit_range_A")
+        else:
+            if self.data is None:
+                raise ValueError(f"a {self.observable.kind} target needs data")
+            if self.value_bar is not None or self.sigma_bar is not None:
+                raise ValueError("value_bar and sigma_bar are for pressure targets")
+            if self.fit_range_A is not None and self.fit_range_A[1] <= self.fit_range_A[0]:
+                raise ValueError("fit_range_A must be [low, high] with low < high")
+        return self
+
+
+# -------------------------------------------------------------------- refine
+class RefineConfig(_Strict):
+    n_updates: int = Field(default=50, ge=0)
+    learning_rate: float = Field(default=0.01, gt=0)
+    ess_threshold: float = Field(default=0.9, gt=0, le=1)
+    chunk_size: int = Field(default=32, ge=1)
+    max_rollbacks: int = Field(default=5, ge=0)
+    final_check: bool = True
+
+
+class Config(_Strict):
+    """The whole run. ``run_dir`` holds resolved config, checkpoints, logs and plots."""
+
+    run_dir: Path
+    system: SystemConfig
+    potential: PotentialConfig
+    sampling: SamplingConfig
+    targets: list[TargetConfig] = Field(default_factory=list)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+    threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        names = [t.name for t in self.targets]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"target names must be unique; repeated: {sorted(dup)}")
+        return self
+
+
+# ------------------------------------------------------------------ loading
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML; list items by index: ``targets.0.weight=2``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: depth + 1]))
+        last = parts[-1]
+        value = yaml.safe_load(text)
+        if isinstance(node, list):
+            index = _index(node, last, key)
+            node[index] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is not a section")
+    return raw
+
+
+def _child(node: Any, part: str, where: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, where)]
+    if isinstance(node, dict):
+        if part not in node or node[part] is None:
+            node[part] = {}
+        return node[part]
+    raise ConfigError(f"--set: {where} is not a section")
+
+
+def _index(node: list, part: str, where: str) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise ConfigError(f"--set {where}: expected a list index, got {part!r}") from None
+    if not -len(node) <= index < len(node):
+        raise ConfigError(f"--set {where}: index {index} out of range (list has {len(node)} items)")
+    return index
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def res(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    cfg.run_dir = res(cfg.run_dir)  # type: ignore[assignment]
+    cfg.system.structure_file = res(cfg.system.structure_file)
+    cfg.potential.initial_checkpoint = res(cfg.potential.initial_checkpoint)
+    for t in cfg.targets:
+        if t.data is not None:
+            t.data.file = res(t.data.file)  # type: ignore[assignment]
+    return cfg
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem: ``file: section.key: message``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], source: str = "config", base: Path | None = None) -> Config:
+    """Validate a plain dict; relative paths are resolved against ``base`` (default: cwd)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+    return _resolve_paths(cfg, base or Path.cwd())
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    raw = apply_overrides(raw or {}, list(overrides or []))
+    return parse_config(raw, source=str(path), base=path.resolve().parent)
+
+
+def config_to_plain(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain YAML-able data (paths as strings)."""
+    return cfg.model_dump(mode="json")
+
+
+def save_resolved(cfg: Config, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(config_to_plain(cfg), sort_keys=False))

@@ -1,0 +1,65 @@
+"""The per-update run log: a CSV for spreadsheets and a JSON-lines file with everything."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .refiner import UpdateRecord
+
+
+class RunLog:
+    """Appends one row per update to ``log.csv`` and ``log.jsonl`` in a run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.run_dir / "log.csv"
+        self.jsonl_path = self.run_dir / "log.jsonl"
+
+    def reset(self) -> None:
+        for path in (self.csv_path, self.jsonl_path):
+            path.unlink(missing_ok=True)
+
+    def truncate(self, n_updates: int) -> None:
+        """Keep only the rows of updates < ``n_updates`` (after a resume from a checkpoint)."""
+        if not self.jsonl_path.exists():
+            return
+        rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r["update"] < n_updates]
+        self.reset()
+        from .refiner import UpdateRecord
+
+        for r in rows:
+            self.append(UpdateRecord(**r))
+
+    @staticmethod
+    def _flat(record: "UpdateRecord") -> dict[str, object]:
+        row: dict[str, object] = {
+            "update": record.update,
+            "loss": record.loss,
+            "ess_fraction": record.ess_fraction,
+            "resampled": int(record.resampled),
+            "learning_rate": record.learning_rate,
+            "wall_time_s": record.wall_time_s,
+            "n_frames": record.n_frames,
+        }
+        row.update({f"loss_{k}": v for k, v in record.target_loss.items()})
+        row.update({f"rmse_{k}": v for k, v in record.target_rmse.items()})
+        row.update(record.parameters)
+        return row
+
+    def append(self, record: "UpdateRecord") -> None:
+        row = self._flat(record)
+        new = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        with self.jsonl_path.open("a") as fh:
+            fh.write(json.dumps(asdict(record)) + "\n")

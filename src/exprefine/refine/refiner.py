@@ -1,0 +1,407 @@
+"""The DiffTRe refinement loop: sample → reweight for several updates → resample.
+
+Each update: reweight the current trajectory to the current parameters θ; if the
+effective sample size N_eff/N falls below ``ess_threshold`` sample a new trajectory
+with θ, starting from the last MD state; evaluate the loss and its gradient; take
+one Adam step; write a checkpoint and a log row. A sampling run that blows up rolls
+θ back to the parameters of the last good trajectory and halves the step size.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..potentials.base import Potential
+from ..reweighting import reweighted_loss_and_gradient
+from ..sampling import SamplerSettings, SampleResult, SimulationBlowUp, sample
+from ..state import State
+from ..trajectory import Trajectory
+from .checkpoint import load_checkpoint, save_checkpoint
+from .log import RunLog
+from .targets import Target, total_loss
+
+
+@dataclass
+class RefinerSettings:
+    """How the refinement proceeds.
+
+    Attributes:
+        n_updates: number of parameter updates (Adam steps).
+        learning_rate: Adam step size (in the units of the parameters; LJ uses ln σ, ln ε).
+        ess_threshold: resample when N_eff/N falls below this (0.9 as in Thaler & Zavadlav 2021).
+        chunk_size: frames per backward pass (bounds memory).
+        resample_equilibration_steps: MD steps discarded after each resampling (the first
+            trajectory uses the sampler's own equilibration).
+        max_rollbacks: consecutive blown-up samplings tolerated before giving up.
+        final_check: sample a fresh trajectory with the final parameters and report it.
+        progress: show progress bars.
+    """
+
+    n_updates: int = 50
+    learning_rate: float = 0.01
+    ess_threshold: float = 0.9
+    chunk_size: int = 32
+    resample_equilibration_steps: int = 100
+    max_rollbacks: int = 5
+    final_check: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_updates < 0:
+            raise ValueError(f"n_updates must be ≥ 0, got {self.n_updates}")
+        if not 0.0 < self.ess_threshold <= 1.0:
+            raise ValueError(f"ess_threshold must be in (0, 1], got {self.ess_threshold}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+
+@dataclass
+class UpdateRecord:
+    """One row of the run log: the state at update ``update`` before its Adam step."""
+
+    update: int
+    loss: float
+    ess_fraction: float
+    resampled: bool
+    learning_rate: float
+    wall_time_s: float
+    n_frames: int
+    target_loss: dict[str, float] = field(default_factory=dict)
+    target_rmse: dict[str, float] = field(default_factory=dict)
+    parameters: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """Ensemble averages of every target at one set of parameters, from one trajectory."""
+
+    predictions: list[torch.Tensor]
+    rmse: dict[str, float]
+    loss: float
+    n_frames: int
+    fingerprint: str
+
+
+@dataclass
+class RefinementResult:
+    """What a finished refinement returns (the potential itself holds the final parameters)."""
+
+    history: list[UpdateRecord]
+    before: Evaluation
+    after: Evaluation | None
+    wall_time_s: float
+    n_samplings: int
+    run_dir: Path | None
+
+
+def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
+    """Plain (unweighted) averages of every target's observable over a trajectory."""
+    predictions = []
+    with torch.no_grad():
+        for t in targets:
+            values = t.observable.evaluate(trajectory, potential, chunk_size).to(torch.float64)
+            weights = torch.full((trajectory.n_frames,), 1.0 / trajectory.n_frames, dtype=torch.float64)
+            predictions.append(t.observable.reduce(values, weights))
+        loss = float(total_loss(list(targets), predictions))
+    return Evaluation(
+        predictions=predictions,
+        rmse={t.name: t.rmse(p) for t, p in zip(targets, predictions)},
+        loss=loss,
+        n_frames=trajectory.n_frames,
+        fingerprint=trajectory.fingerprint,
+    )
+
+
+def parameter_summary(potential: Potential) -> dict[str, float]:
+    """Named scalar values of the parameters, if the potential offers ``summary()``."""
+    summary = getattr(potential, "summary", None)
+    return dict(summary()) if callable(summary) else {}
+
+
+class Refiner:
+    """Refine ``potential`` so that ensemble averages match ``targets``.
+
+    Args:
+        potential: the model; its trainable parameters are updated in place.
+        targets: experimental targets.
+        sampler_settings: MD settings (ensemble, temperature, lengths, seed).
+        start: initial configuration (replicas as several systems).
+        settings: refinement settings.
+        run_dir: where checkpoints, logs, trajectories and plots go (None: keep nothing).
+        config: the resolved configuration stored in every checkpoint (plain data).
+    """
+
+    def __init__(
+        self,
+        potential: Potential,
+        targets: Sequence[Target],
+        sampler_settings: SamplerSettings,
+        start: State,
+        settings: RefinerSettings,
+        run_dir: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if not targets:
+            raise ValueError("at least one target is needed")
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"target names must be unique, got {names}")
+        self.potential = potential
+        self.targets = list(targets)
+        self.sampler_settings = sampler_settings
+        self.start = start
+        self.settings = settings
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.config = config or {}
+        params = [p for p in potential.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the potential has no trainable parameters")
+        self.optimizer = torch.optim.Adam(params, lr=settings.learning_rate)
+        self.generator = torch.Generator().manual_seed(int(sampler_settings.seed))
+
+    # --------------------------------------------------------------- paths
+    def _path(self, *parts: str) -> Path | None:
+        if self.run_dir is None:
+            return None
+        path = self.run_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def latest_checkpoint(self) -> Path | None:
+        return self._path("checkpoints", "latest.pt")
+
+    # ------------------------------------------------------------ sampling
+    def _sample(self, start: Any, first: bool) -> SampleResult:
+        settings = self.sampler_settings
+        if not first:
+            settings = replace(settings, n_equilibration_steps=self.settings.resample_equilibration_steps)
+        return sample(self.potential, start, settings, generator=self.generator, progress=self.settings.progress)
+
+    def _static_values(self, trajectory: Trajectory) -> list[torch.Tensor | None]:
+        out: list[torch.Tensor | None] = []
+        for t in self.targets:
+            if t.observable.depends_on_parameters:
+                out.append(None)
+            else:
+                out.append(t.observable.evaluate(trajectory, None, self.settings.chunk_size).to(torch.float64))
+        return out
+
+    def _save_trajectory(self, trajectory: Trajectory, index: int) -> str | None:
+        path = self._path("trajectories", f"trajectory_{index:04d}.pt")
+        if path is None:
+            return None
+        trajectory.save(path)
+        return path.name
+
+    # ---------------------------------------------------------------- loop
+    def run(self, resume: bool = False) -> RefinementResult:
+        """Run (or, with ``resume``, continue from the latest checkpoint) the refinement."""
+        t_start = time.perf_counter()
+        log = RunLog(self.run_dir) if self.run_dir is not None else None
+        if resume:
+            ckpt_path = self.latest_checkpoint
+            if ckpt_path is None or not ckpt_path.exists():
+                raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
+            ck = load_checkpoint(ckpt_path)
+            self.potential.load_state_dict(ck["potential_state"])
+            self.optimizer.load_state_dict(ck["optimizer_state"])
+            self.generator.set_state(ck["generator_state"])
+            good_state = ck["reference_potential_state"]
+            first_update = int(ck["next_update"])
+            history = [UpdateRecord(**r) for r in ck["history"]]
+            before = _evaluation_from_plain(ck["before"])
+            trajectory = Trajectory.load(self._path("trajectories", ck["trajectory_file"]))
+            md_start: Any = _state_from_plain(ck["md_state"])
+            n_samplings = int(ck["n_samplings"])
+            elapsed_before = float(ck["wall_time_s"])
+            rollbacks = int(ck.get("rollbacks", 0))
+            traj_file = ck["trajectory_file"]
+            if log is not None:
+                log.truncate(first_update)
+        else:
+            if log is not None:
+                log.reset()
+            result = self._sample(self.start, first=True)
+            trajectory = result.trajectory
+            md_start = result.final
+            n_samplings = 1
+            good_state = copy.deepcopy(self.potential.state_dict())
+            before = evaluate_targets(self.targets, trajectory, self.potential, self.settings.chunk_size)
+            traj_file = self._save_trajectory(trajectory, 0)
+            history = []
+            first_update = 0
+            elapsed_before = 0.0
+            rollbacks = 0
+        static = self._static_values(trajectory)
+
+        bar = None
+        if self.settings.progress and self.settings.n_updates > first_update:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.settings.n_updates, initial=first_update, desc="refine", unit="update")
+        update = first_update
+        while update < self.settings.n_updates:
+            t0 = time.perf_counter()
+            self.optimizer.zero_grad(set_to_none=True)
+            step = reweighted_loss_and_gradient(
+                self.potential, trajectory, [t.observable for t in self.targets], static,
+                lambda preds: total_loss(self.targets, preds), chunk_size=self.settings.chunk_size,
+                compute_gradient=False,
+            )
+            resampled = False
+            if step.ess_fraction < self.settings.ess_threshold:
+                try:
+                    result = self._sample(md_start, first=False)
+                except SimulationBlowUp as exc:
+                    rollbacks += 1
+                    if rollbacks > self.settings.max_rollbacks:
+                        raise RuntimeError(
+                            f"sampling blew up {rollbacks} times in a row; last: {exc}"
+                        ) from exc
+                    self.potential.load_state_dict(good_state)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] *= 0.5
+                    _warn(f"update {update}: {exc} — parameters rolled back, step size halved to "
+                          f"{self.optimizer.param_groups[0]['lr']:.3g}")
+                    continue
+                rollbacks = 0
+                trajectory = result.trajectory
+                md_start = result.final
+                n_samplings += 1
+                good_state = copy.deepcopy(self.potential.state_dict())
+                traj_file = self._save_trajectory(trajectory, n_samplings - 1)
+                static = self._static_values(trajectory)
+                resampled = True
+            self.optimizer.zero_grad(set_to_none=True)
+            step = reweighted_loss_and_gradient(
+                self.potential, trajectory, [t.observable for t in self.targets], static,
+                lambda preds: total_loss(self.targets, preds), chunk_size=self.settings.chunk_size,
+            )
+            record = UpdateRecord(
+                update=update,
+                loss=step.loss,
+                ess_fraction=step.ess_fraction,
+                resampled=resampled,
+                learning_rate=float(self.optimizer.param_groups[0]["lr"]),
+                wall_time_s=time.perf_counter() - t0,
+                n_frames=trajectory.n_frames,
+                target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, step.predictions)},
+                target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, step.predictions)},
+                parameters=parameter_summary(self.potential),
+            )
+            self.optimizer.step()
+            update += 1
+            history.append(record)
+            if log is not None:
+                log.append(record)
+            self._checkpoint(update, history, before, traj_file, md_start, good_state, n_samplings,
+                             elapsed_before + time.perf_counter() - t_start, rollbacks)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record.loss:.4g}", ess=f"{record.ess_fraction:.2f}")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+        after = None
+        if self.settings.final_check:
+            result = self._sample(md_start, first=False)
+            n_samplings += 1
+            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+            path = self._path("trajectories", "final_check.pt")
+            if path is not None:
+                result.trajectory.save(path)
+        wall = elapsed_before + time.perf_counter() - t_start
+        out = RefinementResult(history=history, before=before, after=after, wall_time_s=wall,
+                               n_samplings=n_samplings, run_dir=self.run_dir)
+        if self.run_dir is not None:
+            self._write_outputs(out)
+        return out
+
+    def _checkpoint(self, next_update: int, history: list[UpdateRecord], before: Evaluation,
+                    traj_file: str | None, md_start: Any, good_state: dict, n_samplings: int,
+                    wall_time_s: float, rollbacks: int) -> None:
+        path = self.latest_checkpoint
+        if path is None:
+            return
+        save_checkpoint(path, {
+            "next_update": next_update,
+            "potential_state": self.potential.state_dict(),
+            "reference_potential_state": good_state,
+            "optimizer_state": self.optimizer.state_dict(),
+            "generator_state": self.generator.get_state(),
+            "history": [asdict(r) for r in history],
+            "before": _evaluation_to_plain(before),
+            "trajectory_file": traj_file,
+            "md_state": _state_to_plain(md_start),
+            "n_samplings": n_samplings,
+            "wall_time_s": wall_time_s,
+            "rollbacks": rollbacks,
+            "config": self.config,
+        })
+        # only now that the checkpoint names the current trajectory may older ones go;
+        # the first is kept as the "before" ensemble
+        for old in path.parent.parent.glob("trajectories/trajectory_*.pt"):
+            if old.name not in (traj_file, "trajectory_0000.pt"):
+                old.unlink()
+
+    def _write_outputs(self, result: RefinementResult) -> None:
+        from .plots import plot_history, plot_targets
+
+        assert self.run_dir is not None
+        save_checkpoint(self.run_dir / "final_model.pt", {
+            "potential_state": self.potential.state_dict(),
+            "config": self.config,
+        })
+        plot_history(result.history, self.run_dir / "history.png")
+        plot_targets(self.targets, result.before, result.after, self.run_dir)
+        summary = {
+            "n_updates": len(result.history),
+            "n_samplings": result.n_samplings,
+            "wall_time_s": result.wall_time_s,
+            "rmse_before": result.before.rmse,
+            "rmse_after": result.after.rmse if result.after else None,
+            "loss_before": result.before.loss,
+            "loss_after": result.after.loss if result.after else None,
+            "parameters": parameter_summary(self.potential),
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _state_to_plain(md: Any) -> dict[str, Any]:
+    state: State = md.state if hasattr(md, "state") else md
+    return {
+        "positions": state.positions.detach().clone(),
+        "cell": state.cell.detach().clone(),
+        "pbc": state.pbc.clone(),
+        "atomic_numbers": state.atomic_numbers.clone(),
+        "masses": state.masses.detach().clone(),
+        "system_idx": state.system_idx.clone(),
+        "velocities": None if state.velocities is None else state.velocities.detach().clone(),
+    }
+
+
+def _state_from_plain(data: dict[str, Any]) -> State:
+    return State(**data)
+
+
+def _evaluation_to_plain(ev: Evaluation) -> dict[str, Any]:
+    return {"predictions": ev.predictions, "rmse": ev.rmse, "loss": ev.loss,
+            "n_frames": ev.n_frames, "fingerprint": ev.fingerprint}
+
+
+def _evaluation_from_plain(data: dict[str, Any]) -> Evaluation:
+    return Evaluation(**data)
