@@ -55,8 +55,11 @@ class State:
             raise ValueError("velocities must have the shape of positions")
         if n and bool((self.system_idx[1:] < self.system_idx[:-1]).any()):
             raise ValueError("system_idx must be sorted: atoms of one system must be contiguous")
-        if self.cell.shape[0] != self.n_systems:
-            raise ValueError(f"cell has {self.cell.shape[0]} systems but system_idx names {self.n_systems}")
+        n_named = int(self.system_idx[-1]) + 1 if n else 0
+        if n and (int(self.system_idx[0]) < 0 or n_named != self.cell.shape[0]):
+            raise ValueError(f"cell has {self.cell.shape[0]} systems but system_idx names {n_named}")
+        if self.pbc.shape != (self.cell.shape[0], 3):
+            raise ValueError(f"pbc must have shape [{self.cell.shape[0]}, 3], got {tuple(self.pbc.shape)}")
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -1,0 +1,37 @@
+"""Sampling: batched MD integrators and the sampler that produces reweighting trajectories."""
+
+from .integrators import (
+    MDState,
+    NoseHooverChainState,
+    baoab_step,
+    conserved_energy_eV,
+    degrees_of_freedom,
+    init_nose_hoover_chain,
+    initialize,
+    initialize_velocities,
+    kinetic_energy_eV,
+    nose_hoover_chain_step,
+    temperature_K,
+    velocity_verlet_step,
+)
+from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
+
+__all__ = [
+    "MDState",
+    "NoseHooverChainState",
+    "SampleResult",
+    "SamplerSettings",
+    "SimulationBlowUp",
+    "baoab_step",
+    "check_blow_up",
+    "conserved_energy_eV",
+    "degrees_of_freedom",
+    "init_nose_hoover_chain",
+    "initialize",
+    "initialize_velocities",
+    "kinetic_energy_eV",
+    "nose_hoover_chain_step",
+    "sample",
+    "temperature_K",
+    "velocity_verlet_step",
+]
