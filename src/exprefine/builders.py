@@ -174,6 +174,7 @@ def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
     return RefinerSettings(
         n_updates=r.n_updates,
         learning_rate=r.learning_rate,
+        learning_rate_decay=r.learning_rate_decay,
         ess_threshold=r.ess_threshold,
         chunk_size=r.chunk_size,
         resample_equilibration_steps=int(round(cfg.sampling.resample_equilibration_ps * PS_IN_FS

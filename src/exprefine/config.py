@@ -177,6 +177,7 @@ class TargetConfig(_Strict):
 class RefineConfig(_Strict):
     n_updates: int = Field(default=50, ge=0)
     learning_rate: float = Field(default=0.01, gt=0)
+    learning_rate_decay: float = Field(default=1.0, gt=0, le=1)
     ess_threshold: float = Field(default=0.9, gt=0, le=1)
     chunk_size: int = Field(default=32, ge=1)
     max_rollbacks: int = Field(default=5, ge=0)

@@ -43,7 +43,7 @@ class PairList:
             positions: [n_atoms, 3] Å.
             cell: [n_systems, 3, 3] Å, rows are lattice vectors.
         """
-        shift_vec = torch.einsum("pa,pab->pb", self.shifts.to(positions.dtype), cell[self.system])
+        shift_vec = torch.bmm(self.shifts.to(positions.dtype).unsqueeze(1), cell[self.system]).squeeze(1)
         return positions[self.j] - positions[self.i] + shift_vec
 
 
@@ -95,3 +95,57 @@ def cell_heights_A(cell: np.ndarray) -> np.ndarray:
         heights[k] = volume / np.linalg.norm(np.cross(a, b))
     return heights
 
+
+
+class VerletPairCache:
+    """Reuse a pair list built with ``cutoff + skin`` while no atom has moved more than skin/2.
+
+    The classic Verlet-list criterion: pairs closer than the cutoff now were closer than
+    cutoff + skin when the list was built, as long as every atom moved less than skin/2.
+    Any change of the atoms, the cell or the periodicity forces a rebuild, so the cache
+    is always exact; consecutive MD steps reuse it, unrelated frames do not.
+
+    Args:
+        skin_A: extra distance in Å; 0 disables the cache.
+    """
+
+    def __init__(self, skin_A: float = 1.0) -> None:
+        if skin_A < 0:
+            raise ValueError(f"skin must be ≥ 0 Å, got {skin_A}")
+        self.skin_A = float(skin_A)
+        self._pairs: PairList | None = None
+        self._positions: torch.Tensor | None = None
+        self._cell: torch.Tensor | None = None
+        self._key: tuple | None = None
+        self.n_builds = 0
+
+    def pairs(self, state: State, cutoff_A: float) -> PairList:
+        """Pairs within at least ``cutoff_A`` (possibly more, up to cutoff + skin)."""
+        positions = state.positions.detach()
+        cell = state.cell.detach()
+        key = (float(cutoff_A), state.n_atoms, state.n_systems, state.dtype, state.device)
+        if self.skin_A > 0 and self._pairs is not None and key == self._key and self._still_valid(state, positions, cell):
+            return self._pairs
+        self._pairs = build_pairs(state, cutoff_A + self.skin_A)
+        self._pairs.cutoff_A = float(cutoff_A) + self.skin_A
+        self._positions = positions.clone()
+        self._cell = cell.clone()
+        self._numbers = state.atomic_numbers.clone()
+        self._system_idx = state.system_idx.clone()
+        self._pbc = state.pbc.clone()
+        self._key = key
+        self.n_builds += 1
+        return self._pairs
+
+    def _still_valid(self, state: State, positions: torch.Tensor, cell: torch.Tensor) -> bool:
+        assert self._positions is not None and self._cell is not None
+        if not torch.equal(cell, self._cell):
+            return False
+        if not (torch.equal(state.atomic_numbers, self._numbers) and torch.equal(state.system_idx, self._system_idx)
+                and torch.equal(state.pbc, self._pbc)):
+            return False
+        max_disp = (positions - self._positions).norm(dim=-1).max()
+        return bool(max_disp < 0.5 * self.skin_A)
+
+    def __deepcopy__(self, memo):  # a copy of a potential starts with an empty cache
+        return VerletPairCache(self.skin_A)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..neighbors import PairList, build_pairs
+from ..neighbors import PairList, VerletPairCache
 from ..state import State
 
 
@@ -68,6 +69,8 @@ class Potential(nn.Module):
         """
         if not forces and not stress:
             return PotentialOutput(energy_eV=self.energy(state))
+        if stress and not bool(state.pbc.all()):
+            raise ValueError("stress needs cells periodic in all three directions")
         with torch.enable_grad():
             positions = state.positions.detach().requires_grad_(True)
             cell = state.cell.detach()
@@ -114,8 +117,8 @@ def atomic_number(symbol_or_number: str | int) -> int:
     """Atomic number of an element symbol ('Ar') or a number; a clear error otherwise."""
     from ase.data import atomic_numbers
 
-    if isinstance(symbol_or_number, int):
-        return symbol_or_number
+    if isinstance(symbol_or_number, (int, np.integer)):
+        return int(symbol_or_number)
     if symbol_or_number not in atomic_numbers:
         raise ValueError(f"unknown element symbol: {symbol_or_number!r}")
     return atomic_numbers[symbol_or_number]
@@ -137,6 +140,7 @@ class PairPotential(Potential):
         self.species_numbers = numbers
         self.cutoff_A = float(cutoff_A)
         self.register_buffer("_species_of_z", species_index_table(numbers), persistent=False)
+        self.pair_cache = VerletPairCache(skin_A=1.0)
 
     @property
     def n_species(self) -> int:
@@ -188,4 +192,4 @@ class PairPotential(Potential):
         return energy.index_add(0, pairs.system[inside], e_pair.to(state.dtype))
 
     def energy(self, state: State) -> torch.Tensor:
-        return self.energy_from_pairs(state, build_pairs(state, self.cutoff_A))
+        return self.energy_from_pairs(state, self.pair_cache.pairs(state, self.cutoff_A))

@@ -59,8 +59,8 @@ class LennardJones(PairPotential):
         """σ in Å and ε/k_B in K of every species pair, for logs."""
         out = {}
         for k, name in enumerate(self.species_pair_names()):
-            out[f"sigma_A[{name}]"] = float(self.sigma_A[k])
-            out[f"epsilon_K[{name}]"] = float(self.epsilon_eV[k]) / BOLTZMANN_eV_per_K
+            out[f"sigma_A[{name}]"] = float(self.sigma_A[k].detach())
+            out[f"epsilon_K[{name}]"] = float(self.epsilon_eV[k].detach()) / BOLTZMANN_eV_per_K
         return out
 
     def pair_energy(self, r_A: torch.Tensor, pair_type: torch.Tensor) -> torch.Tensor:
@@ -75,10 +75,9 @@ class LennardJones(PairPotential):
 
 
 def _per_pair(value: float | Sequence[float], n: int, name: str) -> torch.Tensor:
-    if isinstance(value, (int, float)):
-        values = [float(value)] * n
-    else:
-        values = [float(v) for v in value]
+    values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).tolist()
+    if len(values) == 1:
+        values = values * n
     if len(values) != n:
         raise ValueError(f"{name}: expected 1 or {n} values (one per species pair), got {len(values)}")
     for v in values:

@@ -24,14 +24,14 @@ def versions() -> dict[str, str]:
 
     out = {
         "exprefine": __version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
         "python": platform.python_version(),
     }
     try:
         import ase
 
-        out["ase"] = ase.__version__
+        out["ase"] = str(ase.__version__)
     except ImportError:  # pragma: no cover
         pass
     return out

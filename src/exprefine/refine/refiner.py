@@ -20,7 +20,7 @@ import torch
 
 from ..potentials.base import Potential
 from ..reweighting import reweighted_loss_and_gradient
-from ..sampling import SamplerSettings, SampleResult, SimulationBlowUp, sample
+from ..sampling import MDState, SamplerSettings, SampleResult, SimulationBlowUp, sample
 from ..state import State
 from ..trajectory import Trajectory
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -35,6 +35,8 @@ class RefinerSettings:
     Attributes:
         n_updates: number of parameter updates (Adam steps).
         learning_rate: Adam step size (in the units of the parameters; LJ uses ln σ, ln ε).
+        learning_rate_decay: factor applied to the step size after every update
+            (exponential schedule; 1 keeps it constant).
         ess_threshold: resample when N_eff/N falls below this (0.9 as in Thaler & Zavadlav 2021).
         chunk_size: frames per backward pass (bounds memory).
         resample_equilibration_steps: MD steps discarded after each resampling (the first
@@ -46,6 +48,7 @@ class RefinerSettings:
 
     n_updates: int = 50
     learning_rate: float = 0.01
+    learning_rate_decay: float = 1.0
     ess_threshold: float = 0.9
     chunk_size: int = 32
     resample_equilibration_steps: int = 100
@@ -60,6 +63,8 @@ class RefinerSettings:
             raise ValueError(f"ess_threshold must be in (0, 1], got {self.ess_threshold}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 < self.learning_rate_decay <= 1.0:
+            raise ValueError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
 
 
 @dataclass
@@ -183,6 +188,10 @@ class Refiner:
         settings = self.sampler_settings
         if not first:
             settings = replace(settings, n_equilibration_steps=self.settings.resample_equilibration_steps)
+        if isinstance(start, MDState):
+            # the forces of the last MD step belong to the previous parameters: recompute them
+            out = self.potential.compute(start.state)
+            start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV)
         return sample(self.potential, start, settings, generator=self.generator, progress=self.settings.progress)
 
     def _static_values(self, trajectory: Trajectory) -> list[torch.Tensor | None]:
@@ -298,6 +307,8 @@ class Refiner:
                 parameters=parameter_summary(self.potential),
             )
             self.optimizer.step()
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.settings.learning_rate_decay
             update += 1
             history.append(record)
             if log is not None:

@@ -1,0 +1,52 @@
+"""Shared fixtures: small Lennard-Jones argon systems and short trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from ase.build import bulk
+
+from exprefine.potentials import LennardJones
+from exprefine.sampling import SamplerSettings, sample
+from exprefine.state import from_atoms
+from exprefine.units import kelvin_to_eV
+
+REPO = Path(__file__).resolve().parents[1]
+ARGON_DENSITY_PER_A3 = 0.02125
+SIGMA_TRUE_A = 3.405
+EPSILON_TRUE_K = 119.8
+
+
+def argon_lattice(repeat: int = 3, density_per_A3: float = ARGON_DENSITY_PER_A3):
+    """fcc argon at the given number density (4 atoms per cubic cell)."""
+    a = (4 / density_per_A3) ** (1 / 3)
+    return bulk("Ar", "fcc", a=a, cubic=True).repeat((repeat, repeat, repeat))
+
+
+def argon_lj(sigma_A: float = SIGMA_TRUE_A, epsilon_K: float = EPSILON_TRUE_K, cutoff_A: float = 8.0) -> LennardJones:
+    return LennardJones(["Ar"], sigma_A, kelvin_to_eV(epsilon_K), cutoff_A=cutoff_A)
+
+
+@pytest.fixture(scope="session")
+def argon_108_trajectory():
+    """40 frames of 108 LJ argon atoms at 85 K (hot start melts the lattice)."""
+    potential = argon_lj()
+    state = from_atoms(argon_lattice(3))
+    hot = SamplerSettings(temperature_K=250.0, timestep_fs=10.0, friction_per_ps=5.0,
+                          n_equilibration_steps=300, n_production_steps=1, stride_steps=1, seed=11)
+    melted = sample(potential, state, hot).final
+    cold = SamplerSettings(temperature_K=85.0, timestep_fs=10.0, friction_per_ps=5.0,
+                           n_equilibration_steps=200, n_production_steps=400, stride_steps=10, seed=12)
+    result = sample(potential, melted, cold)
+    return potential, result
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tests run on 2-core CI machines next to other work: one thread each is faster and steadier."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -1,0 +1,141 @@
+"""Config validation (one-line errors naming the key) and the command line, end to end on a tiny system."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exprefine.builders import build_potential, build_state, build_targets, sampler_settings
+from exprefine.cli.main import main
+from exprefine.config import ConfigError, load_config
+
+from conftest import REPO
+
+ARGON_DATA = REPO / "examples" / "argon" / "data" / "g_r.csv"
+
+
+def tiny_config(run_dir: Path, **refine) -> dict:
+    """108 argon atoms, a few hundred MD steps per trajectory: seconds per update."""
+    return {
+        "run_dir": str(run_dir),
+        "system": {"lattice": {"element": "Ar", "kind": "fcc", "number_density_per_A3": 0.02125, "repeat": [3, 3, 3]}},
+        "potential": {"terms": [{"kind": "lennard_jones", "species": ["Ar"], "sigma_A": 3.6, "epsilon_K": 71.88,
+                                 "cutoff_A": 8.0}]},
+        "sampling": {"temperature_K": 85.0, "timestep_fs": 10.0, "equilibration_ps": 1.0, "production_ps": 1.0,
+                     "frame_interval_fs": 100.0, "resample_equilibration_ps": 0.3, "seed": 3},
+        "targets": [{"name": "g_r", "observable": {"kind": "rdf", "species": ["Ar", "Ar"], "r_max_A": 8.0},
+                     "data": {"file": str(ARGON_DATA), "x_column": "r_angstrom", "y_column": "g"},
+                     "fit_range_A": [3.0, 8.0]}],
+        "refine": {"n_updates": 2, "learning_rate": 0.03, **refine},
+    }
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_key_is_named(tmp_path):
+    raw = tiny_config(tmp_path / "run")
+    raw["sampling"]["temperatur_K"] = 85.0
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path / "c.yaml", raw))
+    msg = str(err.value)
+    assert "sampling.temperatur_K" in msg and "unknown key" in msg and "c.yaml" in msg
+    assert len(msg.splitlines()) == 1
+
+
+def test_missing_key_and_contradictions(tmp_path):
+    raw = tiny_config(tmp_path / "run")
+    del raw["sampling"]["timestep_fs"]
+    with pytest.raises(ConfigError, match="sampling.timestep_fs: required key missing"):
+        load_config(write(tmp_path / "a.yaml", raw))
+    raw = tiny_config(tmp_path / "run")
+    raw["potential"]["terms"][0]["epsilon_eV"] = 0.01
+    with pytest.raises(ConfigError, match="exactly one of epsilon_eV and epsilon_K"):
+        load_config(write(tmp_path / "b.yaml", raw))
+    raw = tiny_config(tmp_path / "run")
+    raw["potential"]["terms"][0]["kind"] = "morse"
+    with pytest.raises(ConfigError, match="potential.terms.0"):
+        load_config(write(tmp_path / "d.yaml", raw))
+
+
+def test_overrides_and_relative_paths(tmp_path):
+    raw = tiny_config("runs/x")
+    raw["targets"][0]["data"]["file"] = "data/g.csv"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "g.csv").write_text(ARGON_DATA.read_text())
+    cfg = load_config(write(tmp_path / "c.yaml", raw), ["refine.n_updates=7", "targets.0.weight=2.5",
+                                                       "sampling.seed=9"])
+    assert cfg.refine.n_updates == 7 and cfg.targets[0].weight == 2.5 and cfg.sampling.seed == 9
+    assert cfg.run_dir == (tmp_path / "runs" / "x").resolve()
+    assert cfg.targets[0].data.file == (tmp_path / "data" / "g.csv").resolve()
+    with pytest.raises(ConfigError, match="index 3 out of range"):
+        load_config(tmp_path / "c.yaml", ["targets.3.weight=1"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(tmp_path / "c.yaml", ["refine.n_updates"])
+
+
+def test_builders_give_consistent_objects(tmp_path):
+    cfg = load_config(write(tmp_path / "c.yaml", tiny_config(tmp_path / "run")))
+    state = build_state(cfg)
+    assert state.n_atoms == 108
+    assert float(state.n_atoms / state.volume_A3()[0]) == pytest.approx(0.02125, rel=1e-12)
+    pot = build_potential(cfg)
+    assert pot.summary()["sigma_A[Ar-Ar]"] == pytest.approx(3.6)
+    assert pot.summary()["epsilon_K[Ar-Ar]"] == pytest.approx(71.88)
+    s = sampler_settings(cfg.sampling)
+    assert (s.n_equilibration_steps, s.n_production_steps, s.stride_steps) == (100, 100, 10)
+    (target,) = build_targets(cfg)
+    r = target.observable.grid()
+    assert bool(target.mask[(r >= 3.0) & (r <= 8.0)].all()) and not bool(target.mask[r < 3.0].any())
+
+
+def test_bad_data_file_is_one_line_error(tmp_path, capsys):
+    raw = tiny_config(tmp_path / "run")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("r_angstrom,g\n1.0,0.5\n2.0,nan\n3.0,1.0\n")
+    raw["targets"][0]["data"]["file"] = str(bad)
+    cfg_path = write(tmp_path / "c.yaml", raw)
+    with pytest.raises(SystemExit) as code:
+        main(["refine", str(cfg_path), "--no-progress"])
+    assert code.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.csv" in err
+
+
+def test_cli_refine_resume_and_evaluate(tmp_path):
+    cfg_path = write(tmp_path / "c.yaml", tiny_config(tmp_path / "run"))
+    exe = [sys.executable, "-m", "exprefine.cli.main"]
+    out = subprocess.run(exe + ["config", "validate", str(cfg_path)], capture_output=True, text=True)
+    assert out.returncode == 0 and "valid" in out.stdout
+
+    out = subprocess.run(exe + ["refine", str(cfg_path), "--no-progress"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "before refinement" in out.stdout and "after refinement" in out.stdout
+    run = tmp_path / "run"
+    assert (run / "config.yaml").exists() and (run / "final_model.pt").exists()
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 3
+
+    # a second refine into the same run directory must not overwrite it silently
+    out = subprocess.run(exe + ["refine", str(cfg_path), "--no-progress"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--resume" in out.stderr
+
+    # continue for two more updates
+    out = subprocess.run(exe + ["refine", str(cfg_path), "--resume", "--no-progress", "--set", "refine.n_updates=4"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = (run / "log.csv").read_text().strip().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 2, 3]
+
+    out = subprocess.run(exe + ["evaluate", str(cfg_path), "--checkpoint", str(run / "final_model.pt"),
+                                "--no-progress"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ev = json.loads((run / "evaluate" / "evaluation.json").read_text())
+    assert ev["n_frames"] == 10 and ev["rmse"]["g_r"] > 0
+    assert (run / "evaluate" / "target_g_r.png").exists()

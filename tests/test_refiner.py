@@ -1,0 +1,98 @@
+"""The refinement loop: it lowers the loss, resumes exactly, and rolls back a blown-up sampling."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from exprefine.observables import RadialDistribution
+from exprefine.refine import Refiner, RefinerSettings, Target
+from exprefine.refine.checkpoint import load_checkpoint
+from exprefine.sampling import SamplerSettings
+
+from conftest import argon_lj
+
+
+def _target(argon_108_trajectory) -> Target:
+    """g(r) of true LJ argon (108 atoms, 85 K) as a synthetic measurement."""
+    _, result = argon_108_trajectory
+    rdf = RadialDistribution(r_max_A=8.0, r_min_A=2.5, bin_width_A=0.1, species=("Ar", "Ar"))
+    reference = rdf.evaluate(result.trajectory).mean(0).to(torch.float64)
+    mask = rdf.grid() >= 3.0
+    return Target(name="g_r", observable=rdf, reference=reference, mask=mask)
+
+
+def _sampler(seed: int = 5) -> SamplerSettings:
+    return SamplerSettings(temperature_K=85.0, timestep_fs=10.0, friction_per_ps=2.0,
+                           n_equilibration_steps=100, n_production_steps=200, stride_steps=10, seed=seed)
+
+
+def _refiner(argon_108_trajectory, run_dir, n_updates, sigma_A=3.6, lr=0.03, **kw) -> Refiner:
+    _, result = argon_108_trajectory
+    start = result.final.state.clone()
+    start.velocities = None
+    settings = RefinerSettings(n_updates=n_updates, learning_rate=lr, resample_equilibration_steps=50,
+                               chunk_size=10, progress=False, **kw)
+    return Refiner(argon_lj(sigma_A=sigma_A, epsilon_K=100.0), [_target(argon_108_trajectory)], _sampler(),
+                   start, settings, run_dir=run_dir)
+
+
+def test_refinement_moves_sigma_toward_truth_and_lowers_loss(argon_108_trajectory, tmp_path):
+    refiner = _refiner(argon_108_trajectory, tmp_path / "run", n_updates=6, final_check=True)
+    result = refiner.run()
+    sigmas = [r.parameters["sigma_A[Ar-Ar]"] for r in result.history]
+    assert sigmas[0] == pytest.approx(3.6)
+    # σ starts 5.7 % too large: six Adam steps of ≈3 % in ln σ must bring it down
+    final_sigma = float(refiner.potential.sigma_A[0].detach())
+    assert final_sigma < 3.55
+    assert result.after is not None
+    assert result.after.loss < 0.5 * result.before.loss, (result.before.loss, result.after.loss)
+    # run directory contents
+    run = tmp_path / "run"
+    for name in ("log.csv", "log.jsonl", "history.png", "target_g_r.png", "summary.json", "final_model.pt",
+                 "checkpoints/latest.pt"):
+        assert (run / name).exists(), name
+    rows = (run / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 6
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["rmse_after"]["g_r"] < summary["rmse_before"]["g_r"]
+    ck = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ck["next_update"] == 6 and "versions" in ck and "torch" in ck["versions"]
+
+
+def test_resume_reproduces_an_uninterrupted_run(argon_108_trajectory, tmp_path):
+    """Stop after 2 updates, resume to 4: the parameters equal those of one run of 4 updates."""
+    full = _refiner(argon_108_trajectory, tmp_path / "full", n_updates=4, final_check=False)
+    full.run()
+    first = _refiner(argon_108_trajectory, tmp_path / "split", n_updates=2, final_check=False)
+    first.run()
+    second = _refiner(argon_108_trajectory, tmp_path / "split", n_updates=4, final_check=False)
+    result = second.run(resume=True)
+    assert [r.update for r in result.history] == [0, 1, 2, 3]
+    for a, b in zip(full.potential.parameters(), second.potential.parameters()):
+        assert torch.allclose(a, b, rtol=1e-12, atol=0), (a, b)
+    assert len((tmp_path / "split" / "log.csv").read_text().strip().splitlines()) == 1 + 4
+
+
+def test_blown_up_sampling_rolls_back_and_halves_the_step(argon_108_trajectory, tmp_path):
+    """A huge first step makes σ explode (atoms overlap violently); the refiner must recover."""
+    refiner = _refiner(argon_108_trajectory, None, n_updates=2, sigma_A=3.0, lr=2.0, final_check=False,
+                       max_rollbacks=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = refiner.run()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert any("rolled back" in m for m in messages), messages
+    lrs = [r.learning_rate for r in result.history]
+    assert lrs[-1] < 2.0
+    assert all(torch.isfinite(p).all() for p in refiner.potential.parameters())
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="ess_threshold"):
+        RefinerSettings(ess_threshold=1.5)
+    with pytest.raises(ValueError, match="learning_rate"):
+        RefinerSettings(learning_rate=0.0)
