@@ -110,3 +110,30 @@ def test_bad_cutoff_raises():
     with pytest.raises(ValueError, match="cutoff"):
         build_pairs(from_atoms(_molecule()), 0.0)
     assert torch.is_tensor(build_pairs(from_atoms(_molecule()), 1.0).i)
+
+
+def test_verlet_cache_gives_the_same_energies_as_fresh_lists():
+    """Along an MD run the cached (skin) pair list must give exactly the energies and forces of a fresh list."""
+    import torch
+    from ase.build import bulk
+
+    from exprefine.potentials import LennardJones
+    from exprefine.sampling import SamplerSettings, sample
+    from exprefine.state import from_atoms
+
+    atoms = bulk("Ar", "fcc", a=5.8, cubic=True).repeat((3, 3, 3))
+    cached = LennardJones(["Ar"], 3.405, 0.0103, cutoff_A=8.0)
+    fresh = LennardJones(["Ar"], 3.405, 0.0103, cutoff_A=8.0)
+    fresh.pair_cache.skin_A = 0.0
+    settings = SamplerSettings(temperature_K=150.0, timestep_fs=10.0, n_equilibration_steps=0,
+                               n_production_steps=200, stride_steps=20, seed=4)
+    traj = sample(cached, from_atoms(atoms), settings).trajectory
+    assert 1 < cached.pair_cache.n_builds < 200  # reused between steps, rebuilt when atoms moved
+    for k in range(traj.n_frames):
+        state = traj.as_state([k])
+        a, b = cached.compute(state), fresh.compute(state)
+        assert torch.allclose(a.energy_eV, b.energy_eV, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(a.forces_eV_per_A, b.forces_eV_per_A, rtol=1e-10, atol=1e-12)
+    # the stored reference energies were computed with the cache during MD
+    assert torch.allclose(traj.energies_eV, torch.cat([fresh.energy(traj.as_state([k])) for k in range(traj.n_frames)]),
+                          rtol=1e-12, atol=1e-12)

@@ -89,6 +89,18 @@ def build_potential(cfg: Config) -> Potential:
     return potential
 
 
+def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:
+    """Step sizes of the terms that set their own (by parameter identity), for the Refiner."""
+    rates: dict[int, float] = {}
+    terms = potential.terms if isinstance(potential, SumPotential) else [potential]
+    for term_cfg, term in zip(cfg.potential.terms, terms):
+        lr = getattr(term_cfg, "learning_rate", None) or getattr(term_cfg, "learning_rate_eV", None)
+        if lr is not None:
+            for p in term.parameters():
+                rates[id(p)] = float(lr)
+    return rates
+
+
 def load_potential_state(potential: Potential, checkpoint_path) -> None:
     """Load the parameters stored in a checkpoint or final model file into ``potential``."""
     data = load_checkpoint(checkpoint_path)
@@ -189,12 +201,14 @@ def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
     """Everything a refinement needs, from one config."""
     if not cfg.targets:
         raise ValueError("the config has no targets to refine against")
+    potential = build_potential(cfg)
     return Refiner(
-        potential=build_potential(cfg),
+        potential=potential,
         targets=build_targets(cfg),
         sampler_settings=sampler_settings(cfg.sampling),
         start=build_state(cfg),
         settings=refiner_settings(cfg, progress),
         run_dir=cfg.run_dir,
         config=config_to_plain(cfg),
+        learning_rates=term_learning_rates(cfg, potential),
     )

@@ -62,6 +62,7 @@ class LennardJonesConfig(_Strict):
     epsilon_K: float | list[float] | None = None
     cutoff_A: float = Field(gt=0)
     trainable: bool = True
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln σ, ln ε (default: refine's)
 
     @model_validator(mode="after")
     def _one_epsilon(self) -> "LennardJonesConfig":
@@ -77,6 +78,7 @@ class PairSplineConfig(_Strict):
     cutoff_A: float = Field(gt=0)
     n_knots: int = Field(ge=4)
     trainable: bool = True
+    learning_rate_eV: float | None = Field(default=None, gt=0)  # Adam step of the knot values (default: refine's)
 
     @model_validator(mode="after")
     def _range(self) -> "PairSplineConfig":

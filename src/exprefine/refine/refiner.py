@@ -141,6 +141,8 @@ class Refiner:
         settings: refinement settings.
         run_dir: where checkpoints, logs, trajectories and plots go (None: keep nothing).
         config: the resolved configuration stored in every checkpoint (plain data).
+        learning_rates: optional step size per parameter (by identity) overriding
+            ``settings.learning_rate``, e.g. meV-scale spline knots next to ln σ.
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class Refiner:
         settings: RefinerSettings,
         run_dir: str | Path | None = None,
         config: dict[str, Any] | None = None,
+        learning_rates: dict[int, float] | None = None,
     ) -> None:
         if not targets:
             raise ValueError("at least one target is needed")
@@ -168,7 +171,12 @@ class Refiner:
         params = [p for p in potential.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the potential has no trainable parameters")
-        self.optimizer = torch.optim.Adam(params, lr=settings.learning_rate)
+        rates = learning_rates or {}
+        groups: dict[float, list[torch.nn.Parameter]] = {}
+        for p in params:
+            groups.setdefault(float(rates.get(id(p), settings.learning_rate)), []).append(p)
+        self.optimizer = torch.optim.Adam([{"params": ps, "lr": lr} for lr, ps in groups.items()],
+                                          lr=settings.learning_rate)
         self.generator = torch.Generator().manual_seed(int(sampler_settings.seed))
 
     # --------------------------------------------------------------- paths
