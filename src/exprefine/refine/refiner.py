@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from functools import partial
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from ..potentials.base import Potential
-from ..reweighting import reweighted_loss_and_gradient
+from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
 from ..sampling import MDState, SamplerSettings, SampleResult, SimulationBlowUp, sample
 from ..state import State
 from ..trajectory import Trajectory
@@ -218,6 +219,14 @@ class Refiner:
         trajectory.save(path)
         return path.name
 
+    def _reweight(self, trajectory: Trajectory, static: list[torch.Tensor | None], gradient: bool) -> ReweightedStep:
+        """Loss, ESS and (if ``gradient``) fresh ∂L/∂θ in the parameters' .grad at the current θ."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return reweighted_loss_and_gradient(
+            self.potential, trajectory, [t.observable for t in self.targets], static,
+            partial(total_loss, self.targets), chunk_size=self.settings.chunk_size, compute_gradient=gradient,
+        )
+
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False) -> RefinementResult:
         """Run (or, with ``resume``, continue from the latest checkpoint) the refinement."""
@@ -267,12 +276,7 @@ class Refiner:
         update = first_update
         while update < self.settings.n_updates:
             t0 = time.perf_counter()
-            self.optimizer.zero_grad(set_to_none=True)
-            step = reweighted_loss_and_gradient(
-                self.potential, trajectory, [t.observable for t in self.targets], static,
-                lambda preds: total_loss(self.targets, preds), chunk_size=self.settings.chunk_size,
-                compute_gradient=False,
-            )
+            step = self._reweight(trajectory, static, gradient=False)
             resampled = False
             if step.ess_fraction < self.settings.ess_threshold:
                 try:
@@ -297,11 +301,7 @@ class Refiner:
                 traj_file = self._save_trajectory(trajectory, n_samplings - 1)
                 static = self._static_values(trajectory)
                 resampled = True
-            self.optimizer.zero_grad(set_to_none=True)
-            step = reweighted_loss_and_gradient(
-                self.potential, trajectory, [t.observable for t in self.targets], static,
-                lambda preds: total_loss(self.targets, preds), chunk_size=self.settings.chunk_size,
-            )
+            step = self._reweight(trajectory, static, gradient=True)
             record = UpdateRecord(
                 update=update,
                 loss=step.loss,
