@@ -131,7 +131,7 @@ class Trajectory:
 
     def to_atoms(self) -> list:
         """One ASE Atoms per frame."""
-        return [atoms for atoms in self.as_state().to_atoms()]
+        return self.as_state().to_atoms()
 
 
 def parameter_fingerprint(module: nn.Module) -> str:

@@ -32,18 +32,18 @@ class Target:
 
     def __post_init__(self) -> None:
         self.reference = torch.as_tensor(self.reference, dtype=torch.float64)
-        if self.sigma is not None:
-            self.sigma = torch.as_tensor(self.sigma, dtype=torch.float64)
-            if self.sigma.shape != self.reference.shape:
-                raise ValueError(f"target {self.name}: sigma and reference differ in shape")
-            if bool((self.sigma[self._mask()] <= 0).any()):
-                raise ValueError(f"target {self.name}: sigma must be positive inside the fit range")
         if self.mask is not None:
             self.mask = torch.as_tensor(self.mask, dtype=torch.bool)
             if self.mask.shape != self.reference.shape:
                 raise ValueError(f"target {self.name}: mask and reference differ in shape")
             if not bool(self.mask.any()):
                 raise ValueError(f"target {self.name}: the fit range contains no grid point")
+        if self.sigma is not None:
+            self.sigma = torch.as_tensor(self.sigma, dtype=torch.float64)
+            if self.sigma.shape != self.reference.shape:
+                raise ValueError(f"target {self.name}: sigma and reference differ in shape")
+            if bool((self.sigma[self._mask()] <= 0).any()):
+                raise ValueError(f"target {self.name}: sigma must be positive inside the fit range")
         if not bool(torch.isfinite(self.reference[self._mask()]).all()):
             raise ValueError(f"target {self.name}: the measured values contain NaN or inf in the fit range")
         if self.weight < 0:
