@@ -139,3 +139,19 @@ def test_cli_refine_resume_and_evaluate(tmp_path):
     ev = json.loads((run / "evaluate" / "evaluation.json").read_text())
     assert ev["n_frames"] == 10 and ev["rmse"]["g_r"] > 0
     assert (run / "evaluate" / "target_g_r.png").exists()
+
+
+def test_per_parameter_step_sizes_reach_the_optimizer(tmp_path):
+    raw = tiny_config(tmp_path / "run")
+    raw["potential"]["terms"][0].update({"sigma_learning_rate": 0.004, "epsilon_learning_rate": 0.04})
+    raw["potential"]["terms"].append({"kind": "pair_spline", "species": ["Ar"], "r_min_A": 3.0, "cutoff_A": 8.0,
+                                      "n_knots": 8, "learning_rate_eV": 0.0003})
+    from exprefine.builders import build_refiner
+
+    refiner = build_refiner(load_config(write(tmp_path / "c.yaml", raw)), progress=False)
+    lj, spline = refiner.potential.terms
+    lr_of = {id(p): g["lr"] for g in refiner.optimizer.param_groups for p in g["params"]}
+    assert lr_of[id(lj.log_sigma)] == 0.004
+    assert lr_of[id(lj.log_epsilon)] == 0.04
+    assert all(lr_of[id(p)] == 0.0003 for p in spline.parameters())
+    assert sum(len(g["params"]) for g in refiner.optimizer.param_groups) == 3

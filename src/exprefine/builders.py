@@ -98,6 +98,12 @@ def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:
         if lr is not None:
             for p in term.parameters():
                 rates[id(p)] = float(lr)
+        if isinstance(term_cfg, LennardJonesConfig):
+            # g(r) fixes σ far more tightly than ε: each may take its own step
+            if term_cfg.sigma_learning_rate is not None:
+                rates[id(term.log_sigma)] = term_cfg.sigma_learning_rate
+            if term_cfg.epsilon_learning_rate is not None:
+                rates[id(term.log_epsilon)] = term_cfg.epsilon_learning_rate
     return rates
 
 

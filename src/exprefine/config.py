@@ -63,6 +63,8 @@ class LennardJonesConfig(_Strict):
     cutoff_A: float = Field(gt=0)
     trainable: bool = True
     learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln σ, ln ε (default: refine's)
+    sigma_learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln σ alone
+    epsilon_learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln ε alone
 
     @model_validator(mode="after")
     def _one_epsilon(self) -> "LennardJonesConfig":
