@@ -140,6 +140,16 @@ def test_cli_refine_resume_and_evaluate(tmp_path):
     assert ev["n_frames"] == 10 and ev["rmse"]["g_r"] > 0
     assert (run / "evaluate" / "target_g_r.png").exists()
 
+    # start afresh with the Levenberg–Marquardt optimizer: the old log and checkpoints go,
+    # the evaluation folder stays
+    out = subprocess.run(exe + ["refine", str(cfg_path), "--overwrite", "--no-progress", "--set",
+                                "refine.optimizer=gauss_newton", "--set", "refine.n_updates=1"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = (run / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 2 and "damping" in rows[0]
+    assert (run / "evaluate" / "evaluation.json").exists()
+
 
 def test_per_parameter_step_sizes_reach_the_optimizer(tmp_path):
     raw = tiny_config(tmp_path / "run")

@@ -23,7 +23,7 @@ from .config import (
 from .observables import Observable, Pressure, RadialDistribution
 from .potentials import LennardJones, Potential, SumPotential
 from .potentials.spline import PairSpline
-from .refine import Refiner, RefinerSettings, Target
+from .refine import GaussNewtonSettings, Refiner, RefinerSettings, Target
 from .refine.checkpoint import load_checkpoint
 from .sampling import SamplerSettings
 from .state import State, from_atoms, read_state, replicate
@@ -200,6 +200,8 @@ def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
         max_rollbacks=r.max_rollbacks,
         final_check=r.final_check,
         progress=progress,
+        optimizer=r.optimizer,
+        gauss_newton=GaussNewtonSettings(initial_damping=r.initial_damping, max_step_kT=r.max_step_kT),
     )
 
 

@@ -186,6 +186,9 @@ class RefineConfig(_Strict):
     chunk_size: int = Field(default=32, ge=1)
     max_rollbacks: int = Field(default=5, ge=0)
     final_check: bool = True
+    optimizer: Literal["adam", "gauss_newton"] = "adam"
+    max_step_kT: float = Field(default=2.0, gt=0)
+    initial_damping: float = Field(default=1e-2, ge=0)
 
 
 class Config(_Strict):

@@ -48,8 +48,20 @@ def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, p
     if resume and not latest.exists():
         raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
     refiner = build_refiner(cfg, progress=progress)
+    if not resume:
+        _remove_refinement_outputs(run_dir)
     save_resolved(cfg, run_dir / "config.yaml")
     return refiner.run(resume=resume)
+
+
+def _remove_refinement_outputs(run_dir: Path) -> None:
+    """Delete what an earlier refinement wrote (checkpoints, trajectories, model, logs, plots), nothing else."""
+    for sub in ("checkpoints", "trajectories"):
+        for path in (run_dir / sub).glob("*.pt"):
+            path.unlink()
+    for pattern in ("final_model.pt", "summary.json", "history.png", "target_*.png", "log.csv", "log.jsonl"):
+        for path in run_dir.glob(pattern):
+            path.unlink()
 
 
 @dataclass

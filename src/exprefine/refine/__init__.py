@@ -1,15 +1,19 @@
 """The refinement loop (DiffTRe), its targets, checkpoints, logs and plots."""
 
+from .gauss_newton import GaussNewtonSettings, LinearModel, linearize
 from .refiner import Evaluation, RefinementResult, Refiner, RefinerSettings, UpdateRecord, evaluate_targets
 from .targets import Target, total_loss
 
 __all__ = [
     "Evaluation",
+    "GaussNewtonSettings",
+    "LinearModel",
     "RefinementResult",
     "Refiner",
     "RefinerSettings",
     "Target",
     "UpdateRecord",
     "evaluate_targets",
+    "linearize",
     "total_loss",
 ]

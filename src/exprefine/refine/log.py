@@ -47,6 +47,9 @@ class RunLog:
             "learning_rate": record.learning_rate,
             "wall_time_s": record.wall_time_s,
             "n_frames": record.n_frames,
+            "accepted": int(record.accepted),
+            "damping": record.damping,
+            "step_spread_kT": record.step_spread_kT,
         }
         row.update({f"loss_{k}": v for k, v in record.target_loss.items()})
         row.update({f"rmse_{k}": v for k, v in record.target_rmse.items()})

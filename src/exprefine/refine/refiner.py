@@ -3,8 +3,18 @@
 Each update: reweight the current trajectory to the current parameters θ; if the
 effective sample size N_eff/N falls below ``ess_threshold`` sample a new trajectory
 with θ, starting from the last MD state; evaluate the loss and its gradient; take
-one Adam step; write a checkpoint and a log row. A sampling run that blows up rolls
-θ back to the parameters of the last good trajectory and halves the step size.
+one optimizer step; write a checkpoint and a log row.
+
+Two optimizers:
+
+* ``adam`` (default, any number of parameters): the chunked reweighted gradient and
+  an Adam step. A sampling run that blows up rolls θ back to the parameters of the
+  last good trajectory and halves the step size.
+* ``gauss_newton`` (few parameters: pair potentials, splines): the Jacobian of the
+  reweighted averages and a Levenberg–Marquardt step (:mod:`.gauss_newton`). A step
+  whose loss exceeds the loss at the last accepted parameters is rejected: θ and its
+  trajectory return to that point and the damping grows. A blown-up sampling counts
+  as a rejection.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from ..sampling import MDState, SamplerSettings, SampleResult, SimulationBlowUp,
 from ..state import State
 from ..trajectory import Trajectory
 from .checkpoint import load_checkpoint, save_checkpoint
+from .gauss_newton import GaussNewtonSettings, LinearModel, apply_step, gauss_newton_step, linearize
 from .log import RunLog
 from .targets import Target, total_loss
 
@@ -45,6 +56,8 @@ class RefinerSettings:
         max_rollbacks: consecutive blown-up samplings tolerated before giving up.
         final_check: sample a fresh trajectory with the final parameters and report it.
         progress: show progress bars.
+        optimizer: ``"adam"`` or ``"gauss_newton"`` (Levenberg–Marquardt; few parameters).
+        gauss_newton: damping and step-length control of the ``gauss_newton`` optimizer.
     """
 
     n_updates: int = 50
@@ -56,8 +69,12 @@ class RefinerSettings:
     max_rollbacks: int = 5
     final_check: bool = True
     progress: bool = True
+    optimizer: str = "adam"
+    gauss_newton: GaussNewtonSettings = field(default_factory=GaussNewtonSettings)
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "gauss_newton"):
+            raise ValueError(f"optimizer must be 'adam' or 'gauss_newton', got {self.optimizer!r}")
         if self.n_updates < 0:
             raise ValueError(f"n_updates must be ≥ 0, got {self.n_updates}")
         if not 0.0 < self.ess_threshold <= 1.0:
@@ -82,6 +99,24 @@ class UpdateRecord:
     target_loss: dict[str, float] = field(default_factory=dict)
     target_rmse: dict[str, float] = field(default_factory=dict)
     parameters: dict[str, float] = field(default_factory=dict)
+    accepted: bool = True
+    damping: float = 0.0
+    step_spread_kT: float = 0.0
+
+
+@dataclass
+class _Anchor:
+    """Gauss–Newton: the last accepted parameters, the trajectory they were evaluated on, and the model there."""
+
+    potential_state: dict
+    trajectory: Trajectory
+    trajectory_file: str | None
+    static: list
+    model: LinearModel
+
+    @property
+    def loss(self) -> float:
+        return self.model.loss
 
 
 @dataclass
@@ -231,7 +266,11 @@ class Refiner:
     def run(self, resume: bool = False) -> RefinementResult:
         """Run (or, with ``resume``, continue from the latest checkpoint) the refinement."""
         t_start = time.perf_counter()
+        gn = self.settings.optimizer == "gauss_newton"
+        gn_settings = self.settings.gauss_newton
         log = RunLog(self.run_dir) if self.run_dir is not None else None
+        anchor: _Anchor | None = None
+        damping = gn_settings.initial_damping
         if resume:
             ckpt_path = self.latest_checkpoint
             if ckpt_path is None or not ckpt_path.exists():
@@ -250,6 +289,11 @@ class Refiner:
             elapsed_before = float(ck["wall_time_s"])
             rollbacks = int(ck.get("rollbacks", 0))
             traj_file = ck["trajectory_file"]
+            gn_state = ck.get("gauss_newton")
+            if gn_state is not None:
+                damping = float(gn_state["damping"])
+                if gn_state["anchor_potential_state"] is not None:
+                    anchor = self._restore_anchor(gn_state, trajectory, traj_file)
             if log is not None:
                 log.truncate(first_update)
         else:
@@ -287,11 +331,20 @@ class Refiner:
                         raise RuntimeError(
                             f"sampling blew up {rollbacks} times in a row; last: {exc}"
                         ) from exc
-                    self.potential.load_state_dict(good_state)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] *= 0.5
-                    _warn(f"update {update}: {exc} — parameters rolled back, step size halved to "
-                          f"{self.optimizer.param_groups[0]['lr']:.3g}")
+                    if gn and anchor is not None:
+                        damping *= gn_settings.damping_increase
+                        self.potential.load_state_dict(anchor.potential_state)
+                        trajectory, static, traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
+                        delta, _ = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
+                        apply_step(self.potential, delta)
+                        _warn(f"update {update}: {exc} — parameters rolled back to the last accepted ones, "
+                              f"damping raised to {damping:.3g}")
+                    else:
+                        self.potential.load_state_dict(good_state)
+                        for group in self.optimizer.param_groups:
+                            group["lr"] *= 0.5
+                        _warn(f"update {update}: {exc} — parameters rolled back, step size halved to "
+                              f"{self.optimizer.param_groups[0]['lr']:.3g}")
                     continue
                 rollbacks = 0
                 trajectory = result.trajectory
@@ -301,28 +354,52 @@ class Refiner:
                 traj_file = self._save_trajectory(trajectory, n_samplings - 1)
                 static = self._static_values(trajectory)
                 resampled = True
-            step = self._reweight(trajectory, static, gradient=True)
+            accepted, spread = True, 0.0
+            if gn:
+                model = linearize(self.potential, trajectory, self.targets, static, self.settings.chunk_size)
+                predictions, loss, ess_fraction = model.predictions, model.loss, model.ess_fraction
+                parameters = parameter_summary(self.potential)
+                if anchor is not None and model.loss > anchor.loss:
+                    accepted = False
+                    damping *= gn_settings.damping_increase
+                    self.potential.load_state_dict(anchor.potential_state)
+                    trajectory, static, traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
+                else:
+                    if anchor is not None:
+                        damping = max(damping * gn_settings.damping_decrease, gn_settings.min_damping)
+                    anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), trajectory, traj_file, static, model)
+                delta, spread = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
+            else:
+                step = self._reweight(trajectory, static, gradient=True)
+                predictions, loss, ess_fraction = step.predictions, step.loss, step.ess_fraction
+                parameters = parameter_summary(self.potential)
             record = UpdateRecord(
                 update=update,
-                loss=step.loss,
-                ess_fraction=step.ess_fraction,
+                loss=loss,
+                ess_fraction=ess_fraction,
                 resampled=resampled,
                 learning_rate=float(self.optimizer.param_groups[0]["lr"]),
                 wall_time_s=time.perf_counter() - t0,
                 n_frames=trajectory.n_frames,
-                target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, step.predictions)},
-                target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, step.predictions)},
-                parameters=parameter_summary(self.potential),
+                target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, predictions)},
+                target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, predictions)},
+                parameters=parameters,
+                accepted=accepted,
+                damping=damping if gn else 0.0,
+                step_spread_kT=spread,
             )
-            self.optimizer.step()
-            for group in self.optimizer.param_groups:
-                group["lr"] *= self.settings.learning_rate_decay
+            if gn:
+                apply_step(self.potential, delta)
+            else:
+                self.optimizer.step()
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= self.settings.learning_rate_decay
             update += 1
             history.append(record)
             if log is not None:
                 log.append(record)
             self._checkpoint(update, history, before, traj_file, md_start, good_state, n_samplings,
-                             elapsed_before + time.perf_counter() - t_start, rollbacks)
+                             elapsed_before + time.perf_counter() - t_start, rollbacks, damping, anchor)
             if bar is not None:
                 bar.set_postfix(loss=f"{record.loss:.4g}", ess=f"{record.ess_fraction:.2f}")
                 bar.update(1)
@@ -334,6 +411,14 @@ class Refiner:
             result = self._sample(md_start, first=False)
             n_samplings += 1
             after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+            if gn and anchor is not None and after.loss > anchor.loss:
+                # the last step was never tested: fall back to the last accepted parameters
+                _warn(f"the last step raised the loss ({after.loss:.4g} > {anchor.loss:.4g}); "
+                      "keeping the last accepted parameters")
+                self.potential.load_state_dict(anchor.potential_state)
+                result = self._sample(result.final, first=False)
+                n_samplings += 1
+                after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
             path = self._path("trajectories", "final_check.pt")
             if path is not None:
                 result.trajectory.save(path)
@@ -344,12 +429,25 @@ class Refiner:
             self._write_outputs(out)
         return out
 
+    def _restore_anchor(self, gn_state: dict, trajectory: Trajectory, traj_file: str | None) -> _Anchor:
+        """Rebuild the last accepted Gauss–Newton point from a checkpoint (the model is recomputed)."""
+        anchor_file = gn_state["anchor_trajectory_file"]
+        anchor_traj = trajectory if anchor_file == traj_file else Trajectory.load(
+            self._path("trajectories", anchor_file))
+        static = self._static_values(anchor_traj)
+        current = copy.deepcopy(self.potential.state_dict())
+        self.potential.load_state_dict(gn_state["anchor_potential_state"])
+        model = linearize(self.potential, anchor_traj, self.targets, static, self.settings.chunk_size)
+        self.potential.load_state_dict(current)
+        return _Anchor(gn_state["anchor_potential_state"], anchor_traj, anchor_file, static, model)
+
     def _checkpoint(self, next_update: int, history: list[UpdateRecord], before: Evaluation,
                     traj_file: str | None, md_start: Any, good_state: dict, n_samplings: int,
-                    wall_time_s: float, rollbacks: int) -> None:
+                    wall_time_s: float, rollbacks: int, damping: float, anchor: _Anchor | None) -> None:
         path = self.latest_checkpoint
         if path is None:
             return
+        anchor_file = anchor.trajectory_file if anchor is not None else None
         save_checkpoint(path, {
             "next_update": next_update,
             "potential_state": self.potential.state_dict(),
@@ -363,12 +461,17 @@ class Refiner:
             "n_samplings": n_samplings,
             "wall_time_s": wall_time_s,
             "rollbacks": rollbacks,
+            "gauss_newton": {
+                "damping": damping,
+                "anchor_potential_state": anchor.potential_state if anchor is not None else None,
+                "anchor_trajectory_file": anchor_file,
+            },
             "config": self.config,
         })
         # only now that the checkpoint names the current trajectory may older ones go;
         # the first is kept as the "before" ensemble
         for old in path.parent.parent.glob("trajectories/trajectory_*.pt"):
-            if old.name not in (traj_file, "trajectory_0000.pt"):
+            if old.name not in (traj_file, anchor_file, "trajectory_0000.pt"):
                 old.unlink()
 
     def _write_outputs(self, result: RefinementResult) -> None:

@@ -1,0 +1,236 @@
+"""Levenberg–Marquardt (damped Gauss–Newton) steps on reweighted ensemble averages.
+
+For a few parameters (Lennard-Jones σ, ε; a spline of a few dozen knots) the loss
+L(θ) = Σ_k γ_k/n_k ‖⟨O_k⟩_θ − y_k‖² is a least-squares problem, and the whole
+Jacobian of the reweighted averages is cheap. With w_i the normalised weights,
+
+    ∂⟨O⟩/∂θ = Σ_i w_i ∂O_i/∂θ − β Σ_i w_i (O_i − ⟨O⟩) ∂U_i/∂θ,
+
+the covariance form of the DiffTRe gradient, one row per grid point. A damped
+Gauss–Newton step solves
+
+    (JᵀJ + λ diag JᵀJ) Δθ = −Jᵀ r,
+
+which is invariant to how each parameter is scaled (ln σ next to spline knots in
+eV) and follows curved, narrow valleys where first-order steps zig-zag. Its
+length is capped in the currency of reweighting: the spread over frames of the
+energy change, std_i(β ∂U_i/∂θ · Δθ) ≤ ``max_step_kT``; a spread s costs about a
+factor exp(−s²) in effective sample size. Whether a step is kept is decided by
+the refiner (Levenberg–Marquardt acceptance: the loss at the new parameters must
+not exceed the loss at the last accepted ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ..observables.base import Observable
+from ..potentials.base import Potential
+from ..reweighting import _potential_dtype, effective_sample_size, frame_energies, log_weights
+from ..trajectory import Trajectory
+from .targets import Target, total_loss
+
+
+@dataclass
+class GaussNewtonSettings:
+    """Damping and step-length control of the Levenberg–Marquardt refiner.
+
+    Attributes:
+        initial_damping: λ of the first step (relative to diag JᵀJ).
+        damping_increase: factor on λ after a rejected step (or a blown-up sampling).
+        damping_decrease: factor on λ after an accepted step.
+        min_damping: floor of λ.
+        max_step_kT: cap on std_i(β ΔU_i), the spread of the predicted energy change
+            over the frames (dimensionless).
+    """
+
+    initial_damping: float = 1e-2
+    damping_increase: float = 4.0
+    damping_decrease: float = 1.0 / 3.0
+    min_damping: float = 1e-4
+    max_step_kT: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.initial_damping < 0 or self.min_damping < 0:
+            raise ValueError("damping values must be ≥ 0")
+        if self.damping_increase <= 1.0:
+            raise ValueError(f"damping_increase must be > 1, got {self.damping_increase}")
+        if not 0.0 < self.damping_decrease <= 1.0:
+            raise ValueError(f"damping_decrease must be in (0, 1], got {self.damping_decrease}")
+        if self.max_step_kT <= 0:
+            raise ValueError(f"max_step_kT must be positive, got {self.max_step_kT}")
+
+
+@dataclass
+class LinearModel:
+    """Reweighted averages and their Jacobian at the current parameters, from one trajectory.
+
+    Attributes:
+        predictions: ⟨O_k⟩ per target (float64, the observable's shape).
+        jacobians: ∂⟨O_k⟩/∂θ per target, [*shape_k, n_parameters] (float64).
+        energy_gradients: [n_frames, n_parameters] ∂U_i/∂θ in eV per parameter unit.
+        weights: [n_frames] normalised weights w_i (float64).
+        beta_per_eV: 1/kT of the trajectory.
+        loss: total loss at the current parameters.
+        ess_fraction: N_eff / n_frames.
+    """
+
+    predictions: list[torch.Tensor]
+    jacobians: list[torch.Tensor]
+    energy_gradients: torch.Tensor
+    weights: torch.Tensor
+    beta_per_eV: float
+    loss: float
+    ess_fraction: float
+
+
+def trainable_parameters(potential: Potential) -> list[torch.nn.Parameter]:
+    """The parameters the refiner moves, in a fixed order (the order of the flat vector θ)."""
+    return [p for p in potential.parameters() if p.requires_grad]
+
+
+def per_frame_energy_gradients(potential: Potential, trajectory: Trajectory) -> torch.Tensor:
+    """[n_frames, n_parameters] ∂U_i/∂θ (float64): one forward and backward pass per frame.
+
+    Frame by frame rather than in chunks: a backward pass through a chunk's graph costs
+    the whole chunk even when only one frame's energy is differentiated.
+    """
+    params = trainable_parameters(potential)
+    dtype = _potential_dtype(potential, trajectory)
+    rows = []
+    for sl in trajectory.chunks(1):
+        state = trajectory.as_state(sl).to(dtype=dtype)
+        with torch.enable_grad():
+            energy = potential.energy(state).sum()
+            rows.append(_flatten(torch.autograd.grad(energy, params, allow_unused=True), params))
+    return torch.stack(rows)
+
+
+def _flatten(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([
+        (torch.zeros(p.numel(), dtype=torch.float64) if g is None else g.detach().reshape(-1).to(torch.float64))
+        for g, p in zip(grads, params)
+    ])
+
+
+def _direct_jacobian(observable: Observable, trajectory: Trajectory, potential: Potential,
+                     weights: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Σ_i w_i ∂O_i/∂θ for an observable that depends on θ: [n_out, n_parameters]."""
+    params = trainable_parameters(potential)
+    dtype = _potential_dtype(potential, trajectory)
+    total = None
+    for sl in trajectory.chunks(chunk_size):
+        state = trajectory.as_state(sl).to(dtype=dtype)
+        with torch.enable_grad():
+            values = observable.per_frame(state, potential).to(torch.float64)
+            weighted = torch.tensordot(weights[sl], values.reshape(values.shape[0], -1), dims=([0], [0]))
+            rows = []
+            for m in range(weighted.shape[0]):
+                grads = torch.autograd.grad(weighted[m], params, retain_graph=m + 1 < weighted.shape[0],
+                                            allow_unused=True)
+                rows.append(_flatten(grads, params))
+        block = torch.stack(rows)
+        total = block if total is None else total + block
+    assert total is not None
+    return total
+
+
+def linearize(
+    potential: Potential,
+    trajectory: Trajectory,
+    targets: Sequence[Target],
+    static_values: Sequence[torch.Tensor | None],
+    chunk_size: int = 32,
+) -> LinearModel:
+    """Reweight ``trajectory`` to the current θ and return the averages with their Jacobian.
+
+    Args:
+        static_values: per-frame values [n_frames, ...] of parameter-independent observables
+            (None for observables with ``depends_on_parameters``, which are recomputed).
+    """
+    energies = frame_energies(potential, trajectory, chunk_size)
+    lw = log_weights(energies, trajectory.energies_eV, trajectory.kT_eV)
+    w = lw.exp()
+    beta = 1.0 / trajectory.kT_eV
+    grad_u = per_frame_energy_gradients(potential, trajectory)
+    predictions, jacobians = [], []
+    for target, values in zip(targets, static_values):
+        obs = target.observable
+        if values is None:
+            with torch.no_grad():
+                values = obs.evaluate(trajectory, potential, chunk_size)
+        values = values.to(torch.float64)
+        flat = values.reshape(values.shape[0], -1)
+        mean = w @ flat
+        jac = -beta * ((flat - mean) * w[:, None]).T @ grad_u
+        if obs.depends_on_parameters:
+            jac = jac + _direct_jacobian(obs, trajectory, potential, w, chunk_size)
+        predictions.append(mean.reshape(values.shape[1:]))
+        jacobians.append(jac.reshape(*values.shape[1:], grad_u.shape[1]))
+    loss = float(total_loss(list(targets), predictions))
+    return LinearModel(
+        predictions=predictions,
+        jacobians=jacobians,
+        energy_gradients=grad_u,
+        weights=w,
+        beta_per_eV=beta,
+        loss=loss,
+        ess_fraction=effective_sample_size(lw) / trajectory.n_frames,
+    )
+
+
+def residuals_and_jacobian(targets: Sequence[Target], model: LinearModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked residuals r [M] and Jacobian J [M, n_parameters] with L = ‖r‖² (float64)."""
+    rs, js = [], []
+    for target, prediction, jac in zip(targets, model.predictions, model.jacobians):
+        mask = target._mask()
+        scale = torch.full_like(target.reference, (target.weight / int(mask.sum())) ** 0.5)
+        if target.sigma is not None:
+            scale = scale / target.sigma
+        rs.append((scale * (prediction - target.reference))[mask].reshape(-1))
+        js.append((scale[..., None] * jac)[mask].reshape(-1, jac.shape[-1]))
+    return torch.cat(rs), torch.cat(js)
+
+
+def gauss_newton_step(targets: Sequence[Target], model: LinearModel, damping: float,
+                      max_step_kT: float) -> tuple[torch.Tensor, float]:
+    """The damped Gauss–Newton step Δθ [n_parameters] and its energy spread std_i(β ΔU_i).
+
+    Parameters that no residual depends on (zero columns of J) do not move. The step is
+    shortened along its direction when the spread exceeds ``max_step_kT``.
+    """
+    r, J = residuals_and_jacobian(targets, model)
+    A = J.T @ J
+    g = J.T @ r
+    diag = torch.diagonal(A).clone()
+    active = diag > 1e-14 * float(diag.max().clamp_min(1e-300))
+    step = torch.zeros_like(g)
+    if bool(active.any()):
+        Aa = A[active][:, active]
+        da = diag[active]
+        lhs = Aa + damping * torch.diag(da) + 1e-12 * float(da.max()) * torch.eye(len(da), dtype=A.dtype)
+        step[active] = -torch.linalg.solve(lhs, g[active])
+    spread = _energy_spread(model, step)
+    if spread > max_step_kT:
+        step = step * (max_step_kT / spread)
+        spread = max_step_kT
+    return step, spread
+
+
+def _energy_spread(model: LinearModel, step: torch.Tensor) -> float:
+    du = model.beta_per_eV * (model.energy_gradients @ step)
+    mean = model.weights @ du
+    return float((model.weights @ (du - mean) ** 2).sqrt())
+
+
+def apply_step(potential: Potential, step: torch.Tensor) -> None:
+    """θ ← θ + Δθ for the flat step vector (ordered as :func:`trainable_parameters`)."""
+    offset = 0
+    with torch.no_grad():
+        for p in trainable_parameters(potential):
+            n = p.numel()
+            p.add_(step[offset:offset + n].reshape(p.shape).to(p.dtype))
+            offset += n
