@@ -6,6 +6,7 @@ The CLI is a thin layer over these functions; a script can call them as well.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -13,6 +14,7 @@ from .config import (
     Config,
     LatticeConfig,
     LennardJonesConfig,
+    MaceConfig,
     PairSplineConfig,
     PressureConfig,
     RdfConfig,
@@ -80,6 +82,11 @@ def build_potential(cfg: Config) -> Potential:
             spline = PairSpline(term.species, cutoff_A=term.cutoff_A, r_min_A=term.r_min_A, n_knots=term.n_knots,
                                 trainable=term.trainable)
             terms.append(spline)
+        elif isinstance(term, MaceConfig):
+            from .potentials.mace import MacePotential
+
+            terms.append(MacePotential.from_file(term.model_file, dtype=_DTYPES[cfg.system.dtype],
+                                                 trainable=term.trainable, head=term.head, skin_A=term.skin_A))
         else:  # pragma: no cover - the schema admits nothing else
             raise ValueError(f"unknown potential term {term!r}")
     potential = SumPotential(terms)
@@ -87,6 +94,17 @@ def build_potential(cfg: Config) -> Potential:
     if cfg.potential.initial_checkpoint is not None:
         load_potential_state(potential, cfg.potential.initial_checkpoint)
     return potential
+
+
+def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
+    """Write every term that has a native file format (MACE ``.model``) next to the run; the paths written."""
+    terms = potential.terms if isinstance(potential, SumPotential) else [potential]
+    native = [(c, t) for c, t in zip(cfg.potential.terms, terms) if isinstance(c, MaceConfig)]
+    written = []
+    for k, (term_cfg, term) in enumerate(native):
+        default = Path(cfg.run_dir) / ("refined.model" if len(native) == 1 else f"refined_{k}.model")
+        written.append(term.save_model(term_cfg.save_model_file or default))
+    return written
 
 
 def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:

@@ -89,7 +89,24 @@ class PairSplineConfig(_Strict):
         return self
 
 
-PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig], Field(discriminator="kind")]
+class MaceConfig(_Strict):
+    """A MACE model file (mace-torch; extra ``exprefine[mace]``).
+
+    ``trainable``: presets (all, none, readouts, last_interaction, embedding, radial),
+    globs over parameter names, or ``re:<regex>``. The refined model is written as a
+    MACE ``.model`` file to ``save_model_file`` (default: ``run_dir/refined.model``).
+    """
+
+    kind: Literal["mace"]
+    model_file: Path
+    trainable: str | list[str] = "all"
+    head: str | None = None
+    skin_A: float = Field(default=1.0, ge=0)
+    learning_rate: float | None = Field(default=None, gt=0)
+    save_model_file: Path | None = None
+
+
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig], Field(discriminator="kind")]
 
 
 class PotentialConfig(_Strict):
@@ -264,6 +281,10 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     cfg.run_dir = res(cfg.run_dir)  # type: ignore[assignment]
     cfg.system.structure_file = res(cfg.system.structure_file)
     cfg.potential.initial_checkpoint = res(cfg.potential.initial_checkpoint)
+    for term in cfg.potential.terms:
+        if isinstance(term, MaceConfig):
+            term.model_file = res(term.model_file)  # type: ignore[assignment]
+            term.save_model_file = res(term.save_model_file)
     for t in cfg.targets:
         if t.data is not None:
             t.data.file = res(t.data.file)  # type: ignore[assignment]

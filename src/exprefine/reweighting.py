@@ -151,6 +151,9 @@ def _backpropagate_in_chunks(
 ) -> None:
     """Accumulate ∂L/∂θ = Σ_i ∂L/∂U_i ∂U_i/∂θ + ∂L/∂O_i ∂O_i/∂θ chunk by chunk."""
     dtype = _potential_dtype(potential, trajectory)
+    # only the parameters: models that set requires_grad on their input positions (MACE)
+    # would otherwise also accumulate a gradient into a throw-away copy of the positions
+    params = [p for p in potential.parameters() if p.requires_grad]
     for sl in trajectory.chunks(chunk_size):
         state = trajectory.as_state(sl).to(dtype=dtype)
         with torch.enable_grad():
@@ -159,7 +162,7 @@ def _backpropagate_in_chunks(
                 values = observables[k].per_frame(state, potential).to(torch.float64)
                 surrogate = surrogate + (grad_o[sl] * values).sum()
             if surrogate.requires_grad:
-                surrogate.backward()
+                surrogate.backward(inputs=params)
 
 
 def _potential_dtype(potential: Potential, trajectory: Trajectory) -> torch.dtype:

@@ -15,6 +15,7 @@ from .builders import (
     build_targets,
     load_potential_state,
     sampler_settings,
+    save_native_models,
 )
 from .config import Config, save_resolved
 from .refine import Evaluation, RefinementResult, evaluate_targets
@@ -51,7 +52,9 @@ def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, p
     if not resume:
         _remove_refinement_outputs(run_dir)
     save_resolved(cfg, run_dir / "config.yaml")
-    return refiner.run(resume=resume)
+    result = refiner.run(resume=resume)
+    save_native_models(cfg, refiner.potential)
+    return result
 
 
 def _remove_refinement_outputs(run_dir: Path) -> None:
