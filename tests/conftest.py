@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,29 @@ def argon_lj(sigma_A: float = SIGMA_TRUE_A, epsilon_K: float = EPSILON_TRUE_K, c
     return LennardJones(["Ar"], sigma_A, kelvin_to_eV(epsilon_K), cutoff_A=cutoff_A)
 
 
+@contextmanager
+def one_thread():
+    """Run a block with one torch thread: faster and steadier on the 2-core CI machine.
+
+    Session- and module-scoped fixtures run before the autouse function fixture below,
+    so they must set the thread count themselves.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def argon_108_trajectory():
     """40 frames of 108 LJ argon atoms at 85 K (hot start melts the lattice)."""
+    with one_thread():
+        return _argon_108_trajectory()
+
+
+def _argon_108_trajectory():
     potential = argon_lj()
     state = from_atoms(argon_lattice(3))
     hot = SamplerSettings(temperature_K=250.0, timestep_fs=10.0, friction_per_ps=5.0,
@@ -46,7 +67,5 @@ def argon_108_trajectory():
 @pytest.fixture(autouse=True)
 def _single_thread():
     """Tests run on 2-core CI machines next to other work: one thread each is faster and steadier."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with one_thread():
+        yield

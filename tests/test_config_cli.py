@@ -165,3 +165,43 @@ def test_per_parameter_step_sizes_reach_the_optimizer(tmp_path):
     assert lr_of[id(lj.log_epsilon)] == 0.04
     assert all(lr_of[id(p)] == 0.0003 for p in spline.parameters())
     assert sum(len(g["params"]) for g in refiner.optimizer.param_groups) == 3
+
+
+def test_scattering_density_and_npt_configs(tmp_path):
+    """S(Q), ADF, density and NPT settings travel from YAML to objects; units that contradict are refused."""
+    raw = tiny_config(tmp_path / "run")
+    raw["sampling"].update({"pressure_bar": 1.0, "barostat_coupling": "semi_isotropic", "barostat_time_fs": 500.0})
+    raw["targets"] = [
+        {"name": "S_q", "observable": {"kind": "structure_factor", "direct": True, "q_min_inv_A": 1.0,
+                                       "q_max_inv_A": 6.0, "q_step_inv_A": 0.5},
+         "data": {"file": str(ARGON_DATA.with_name("S_q.csv")), "x_column": "q_inv_angstrom", "y_column": "S",
+                  "x_unit": "inverse_angstrom"},
+         "fit_range_inv_A": [1.5, 5.0]},
+        {"name": "rho", "observable": {"kind": "density"}, "value_g_per_cm3": 1.41, "sigma_g_per_cm3": 0.01},
+    ]
+    cfg = load_config(write(tmp_path / "c.yaml", raw))
+    settings = sampler_settings(cfg.sampling)
+    assert settings.barostat is not None and settings.barostat.coupling == "semi_isotropic"
+    assert settings.barostat.pressure_bar == 1.0 and settings.barostat.time_fs == 500.0
+    s_q, rho = build_targets(cfg)
+    q = s_q.observable.grid()
+    assert len(q) == 11 and float(q[0]) == pytest.approx(1.0) and float(q[-1]) == pytest.approx(6.0)
+    assert bool(s_q.mask[(q >= 1.5) & (q <= 5.0)].all()) and not bool(s_q.mask[q < 1.5].any())
+    assert float(rho.reference) == 1.41 and float(rho.sigma) == 0.01
+    # a fit range or x unit of the wrong kind is named
+    bad = json.loads(json.dumps(raw))
+    bad["targets"][0]["fit_range_A"] = bad["targets"][0].pop("fit_range_inv_A")
+    with pytest.raises(ConfigError, match="fit_range_inv_A"):
+        load_config(write(tmp_path / "b.yaml", bad))
+    bad = json.loads(json.dumps(raw))
+    bad["targets"][0]["data"]["x_unit"] = "angstrom"
+    with pytest.raises(ConfigError, match="x_unit"):
+        load_config(write(tmp_path / "b.yaml", bad))
+    bad = json.loads(json.dumps(raw))
+    bad["targets"][1]["value_bar"] = 1.0
+    with pytest.raises(ConfigError, match="value_g_per_cm3"):
+        load_config(write(tmp_path / "b.yaml", bad))
+    bad = json.loads(json.dumps(raw))
+    bad["sampling"]["integrator"] = "velocity_verlet"
+    with pytest.raises(ConfigError, match="thermostat"):
+        load_config(write(tmp_path / "b.yaml", bad))

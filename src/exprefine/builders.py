@@ -11,23 +11,37 @@ from pathlib import Path
 import torch
 
 from .config import (
+    AdfConfig,
     Config,
+    DensityConfig,
     LatticeConfig,
     LennardJonesConfig,
     MaceConfig,
     PairSplineConfig,
+    PdfConfig,
     PressureConfig,
     RdfConfig,
     SamplingConfig,
+    StructureFactorConfig,
     TargetConfig,
+    TotalRdfConfig,
     config_to_plain,
 )
-from .observables import Observable, Pressure, RadialDistribution
+from .observables import (
+    AngularDistribution,
+    Density,
+    Observable,
+    PairDistributionFunction,
+    Pressure,
+    RadialDistribution,
+    StructureFactor,
+    TotalRDF,
+)
 from .potentials import LennardJones, Potential, SumPotential
 from .potentials.spline import PairSpline
 from .refine import GaussNewtonSettings, Refiner, RefinerSettings, Target
 from .refine.checkpoint import load_checkpoint
-from .sampling import SamplerSettings
+from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
 from .units import PS_IN_FS, kelvin_to_eV
 
@@ -151,6 +165,9 @@ def sampler_settings(s: SamplingConfig) -> SamplerSettings:
         stride_steps=stride,
         seed=s.seed,
         max_temperature_factor=s.max_temperature_factor,
+        barostat=None if s.pressure_bar is None else BarostatSettings(
+            pressure_bar=s.pressure_bar, compressibility_per_bar=s.compressibility_per_bar,
+            time_fs=s.barostat_time_fs, interval_steps=s.barostat_interval_steps, coupling=s.barostat_coupling),
     )
 
 
@@ -165,6 +182,26 @@ def build_observable(obs_cfg, temperature_K: float) -> Observable:
         )
     if isinstance(obs_cfg, PressureConfig):
         return Pressure(temperature_K=temperature_K)
+    if isinstance(obs_cfg, DensityConfig):
+        return Density("mass")
+    if isinstance(obs_cfg, TotalRdfConfig):
+        return TotalRDF(r_max_A=obs_cfg.r_max_A, bin_width_A=obs_cfg.bin_width_A, r_min_A=obs_cfg.r_min_A,
+                        smoothing_A=obs_cfg.smoothing_A, radiation=obs_cfg.radiation)
+    if isinstance(obs_cfg, PdfConfig):
+        return PairDistributionFunction(r_max_A=obs_cfg.r_max_A, bin_width_A=obs_cfg.bin_width_A,
+                                        smoothing_A=obs_cfg.smoothing_A, radiation=obs_cfg.radiation,
+                                        q_max_inv_A=obs_cfg.q_max_inv_A, lorch=obs_cfg.lorch,
+                                        q_damping_A=obs_cfg.q_damping_A)
+    if isinstance(obs_cfg, StructureFactorConfig):
+        n = int(math.floor((obs_cfg.q_max_inv_A - obs_cfg.q_min_inv_A) / obs_cfg.q_step_inv_A + 1e-9)) + 1
+        q = obs_cfg.q_min_inv_A + obs_cfg.q_step_inv_A * torch.arange(n, dtype=torch.float64)
+        return StructureFactor(q, radiation=obs_cfg.radiation, quantity=obs_cfg.quantity, direct=obs_cfg.direct,
+                               r_max_A=obs_cfg.r_max_A, bin_width_A=None if obs_cfg.direct else obs_cfg.bin_width_A,
+                               smoothing_A=obs_cfg.smoothing_A, r_window=obs_cfg.r_window)
+    if isinstance(obs_cfg, AdfConfig):
+        return AngularDistribution(species=obs_cfg.species, r_max_A=obs_cfg.r_max_A, r_min_A=obs_cfg.r_min_A,
+                                   n_bins=obs_cfg.n_bins, smoothing_deg=obs_cfg.smoothing_deg,
+                                   angle_unit=obs_cfg.angle_unit)
     raise ValueError(f"unknown observable {obs_cfg!r}")  # pragma: no cover
 
 
@@ -173,17 +210,18 @@ def build_target(t: TargetConfig, temperature_K: float) -> Target:
     from .experiment import interpolate, load_table
 
     observable = build_observable(t.observable, temperature_K)
-    if isinstance(t.observable, PressureConfig):
-        sigma = None if t.sigma_bar is None else torch.tensor(t.sigma_bar, dtype=torch.float64)
-        return Target(name=t.name, observable=observable, reference=torch.tensor(t.value_bar, dtype=torch.float64),
-                      sigma=sigma, weight=t.weight)
+    scalar = t.scalar_value
+    if scalar is not None:
+        value, sigma = scalar
+        return Target(name=t.name, observable=observable, reference=torch.tensor(value, dtype=torch.float64),
+                      sigma=None if sigma is None else torch.tensor(sigma, dtype=torch.float64), weight=t.weight)
     assert t.data is not None
     data = load_table(t.data.file, x_column=t.data.x_column, y_column=t.data.y_column,
                       sigma_column=t.data.sigma_column, x_unit=t.data.x_unit)
     grid = observable.grid()
     assert grid is not None
     grid_np = grid.detach().cpu().numpy()
-    lo, hi = t.fit_range_A if t.fit_range_A is not None else (float(data.x[0]), float(data.x[-1]))
+    lo, hi = t.fit_range if t.fit_range is not None else (float(data.x[0]), float(data.x[-1]))
     covered = (grid_np >= data.x[0]) & (grid_np <= data.x[-1])
     mask = covered & (grid_np >= lo) & (grid_np <= hi)
     if not mask.any():

@@ -129,9 +129,17 @@ class SamplingConfig(_Strict):
     resample_equilibration_ps: float = Field(default=1.0, ge=0)
     seed: int = 0
     max_temperature_factor: float = Field(default=3.0, gt=1)
+    # constant pressure (stochastic cell rescaling) when pressure_bar is given
+    pressure_bar: float | None = None
+    barostat_coupling: Literal["isotropic", "semi_isotropic", "anisotropic"] = "isotropic"
+    barostat_time_fs: float = Field(default=1000.0, gt=0)
+    compressibility_per_bar: float = Field(default=4.5e-5, gt=0)
+    barostat_interval_steps: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _frames(self) -> "SamplingConfig":
+        if self.pressure_bar is not None and self.integrator == "velocity_verlet":
+            raise ValueError("pressure_bar needs a thermostat: integrator baoab or nose_hoover_chain")
         if self.frame_interval_fs < self.timestep_fs:
             raise ValueError("frame_interval_fs must be at least timestep_fs")
         if self.production_ps * 1000.0 < self.frame_interval_fs:
@@ -153,7 +161,84 @@ class PressureConfig(_Strict):
     kind: Literal["pressure"]
 
 
-ObservableConfig = Annotated[Union[RdfConfig, PressureConfig], Field(discriminator="kind")]
+class DensityConfig(_Strict):
+    """Mass density in g/cm³ (varies only in NPT sampling)."""
+
+    kind: Literal["density"]
+
+
+class TotalRdfConfig(_Strict):
+    """Faber–Ziman-weighted total g(r) (neutron: coherent lengths; X-ray: f0 at Q = 0)."""
+
+    kind: Literal["total_rdf"]
+    radiation: Literal["neutron", "xray"] = "neutron"
+    r_max_A: float = Field(gt=0)
+    r_min_A: float = Field(default=0.0, ge=0)
+    bin_width_A: float = Field(default=0.05, gt=0)
+    smoothing_A: float | None = Field(default=None, ge=0)
+
+
+class PdfConfig(_Strict):
+    """Reduced pair distribution function G(r) = 4πρ₀r[g(r) − 1] in Å⁻², optionally through the data's Q range."""
+
+    kind: Literal["pdf"]
+    radiation: Literal["neutron", "xray"] = "neutron"
+    r_max_A: float = Field(gt=0)
+    bin_width_A: float = Field(default=0.05, gt=0)
+    smoothing_A: float | None = Field(default=None, ge=0)
+    q_max_inv_A: float | None = Field(default=None, gt=0)
+    lorch: bool = False
+    q_damping_A: float = Field(default=0.0, ge=0)
+
+
+class StructureFactorConfig(_Strict):
+    """S(Q) (or F(Q) = Q[S − 1]) on the grid q_min…q_max in steps of q_step (Å⁻¹).
+
+    ``direct``: from the cell's commensurate q vectors (exact at low Q; bins must hold a
+    vector, so q_step ≳ 2π/L); otherwise by Fourier transform of g(r) up to ``r_max_A``.
+    """
+
+    kind: Literal["structure_factor"]
+    radiation: Literal["neutron", "xray"] = "neutron"
+    quantity: Literal["S", "F"] = "S"
+    direct: bool = False
+    q_min_inv_A: float = Field(gt=0)
+    q_max_inv_A: float = Field(gt=0)
+    q_step_inv_A: float = Field(gt=0)
+    r_max_A: float | None = Field(default=None, gt=0)
+    bin_width_A: float = Field(default=0.01, gt=0)
+    smoothing_A: float | None = Field(default=None, ge=0)
+    r_window: Literal["lorch"] | None = None
+
+    @model_validator(mode="after")
+    def _grid(self) -> "StructureFactorConfig":
+        if self.q_max_inv_A <= self.q_min_inv_A:
+            raise ValueError("q_max_inv_A must exceed q_min_inv_A")
+        if not self.direct and self.r_max_A is None:
+            raise ValueError("the Fourier route (direct: false) needs r_max_A")
+        return self
+
+
+class AdfConfig(_Strict):
+    """Bond-angle distribution of triplets species[0]–species[1]–species[2] (centre in the middle)."""
+
+    kind: Literal["adf"]
+    species: tuple[str, str, str]
+    r_max_A: float = Field(gt=0)
+    r_min_A: float = Field(default=0.0, ge=0)
+    n_bins: int = Field(default=180, ge=2)
+    smoothing_deg: float | None = Field(default=None, ge=0)
+    angle_unit: Literal["degree", "radian"] = "degree"
+
+
+ObservableConfig = Annotated[
+    Union[RdfConfig, PressureConfig, DensityConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig],
+    Field(discriminator="kind"),
+]
+
+#: the x unit a data file may have, and the fit-range key, per curve observable
+_R_UNITS = ("angstrom", "nm")
+_Q_UNITS = ("inverse_angstrom", "inverse_nm")
 
 
 class DataConfig(_Strict):
@@ -167,30 +252,78 @@ class DataConfig(_Strict):
 
 
 class TargetConfig(_Strict):
-    """One target. Curves take ``data`` and a ``fit_range_A``; scalars take ``value_bar``."""
+    """One target.
+
+    Curves take ``data`` and a fit range in the unit of their grid: ``fit_range_A`` (g(r),
+    G(r)), ``fit_range_inv_A`` (S(Q), F(Q)) or ``fit_range_deg``/``fit_range_rad`` (angles).
+    Scalars take a value: ``value_bar``/``sigma_bar`` (pressure) or
+    ``value_g_per_cm3``/``sigma_g_per_cm3`` (density).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     observable: ObservableConfig
     data: DataConfig | None = None
     fit_range_A: tuple[float, float] | None = None
+    fit_range_inv_A: tuple[float, float] | None = None
+    fit_range_deg: tuple[float, float] | None = None
+    fit_range_rad: tuple[float, float] | None = None
     value_bar: float | None = None
     sigma_bar: float | None = Field(default=None, gt=0)
+    value_g_per_cm3: float | None = Field(default=None, gt=0)
+    sigma_g_per_cm3: float | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, ge=0)
+
+    @property
+    def fit_range(self) -> tuple[float, float] | None:
+        """The fit range given, in the unit of the observable's grid."""
+        for r in (self.fit_range_A, self.fit_range_inv_A, self.fit_range_deg, self.fit_range_rad):
+            if r is not None:
+                return r
+        return None
+
+    @property
+    def scalar_value(self) -> tuple[float, float | None] | None:
+        """(value, sigma) of a scalar target in the observable's unit, or None for a curve."""
+        if isinstance(self.observable, PressureConfig):
+            return self.value_bar, self.sigma_bar  # type: ignore[return-value]
+        if isinstance(self.observable, DensityConfig):
+            return self.value_g_per_cm3, self.sigma_g_per_cm3  # type: ignore[return-value]
+        return None
 
     @model_validator(mode="after")
     def _consistent(self) -> "TargetConfig":
-        if isinstance(self.observable, PressureConfig):
-            if self.value_bar is None:
-                raise ValueError("a pressure target needs value_bar")
-            if self.data is not None or self.fit_range_A is not None:
-                raise ValueError("a pressure target takes value_bar (and sigma_bar), not data or fit_range_A")
+        obs = self.observable
+        ranges = {k: getattr(self, k) for k in ("fit_range_A", "fit_range_inv_A", "fit_range_deg", "fit_range_rad")
+                  if getattr(self, k) is not None}
+        pressure_keys = self.value_bar is not None or self.sigma_bar is not None
+        density_keys = self.value_g_per_cm3 is not None or self.sigma_g_per_cm3 is not None
+        if isinstance(obs, (PressureConfig, DensityConfig)):
+            value_key, unit_keys, other = (("value_bar", pressure_keys, density_keys) if isinstance(obs, PressureConfig)
+                                           else ("value_g_per_cm3", density_keys, pressure_keys))
+            if getattr(self, value_key) is None:
+                raise ValueError(f"a {obs.kind} target needs {value_key}")
+            if other or self.data is not None or ranges:
+                raise ValueError(f"a {obs.kind} target takes {value_key} (and its sigma) only, not data, "
+                                 "a fit range or another scalar's value")
+            return self
+        if self.data is None:
+            raise ValueError(f"a {obs.kind} target needs data")
+        if pressure_keys or density_keys:
+            raise ValueError("value_*/sigma_* keys are for scalar targets (pressure, density)")
+        if isinstance(obs, StructureFactorConfig):
+            range_key, units = "fit_range_inv_A", _Q_UNITS
+        elif isinstance(obs, AdfConfig):
+            range_key = "fit_range_deg" if obs.angle_unit == "degree" else "fit_range_rad"
+            units = (obs.angle_unit,)
         else:
-            if self.data is None:
-                raise ValueError(f"a {self.observable.kind} target needs data")
-            if self.value_bar is not None or self.sigma_bar is not None:
-                raise ValueError("value_bar and sigma_bar are for pressure targets")
-            if self.fit_range_A is not None and self.fit_range_A[1] <= self.fit_range_A[0]:
-                raise ValueError("fit_range_A must be [low, high] with low < high")
+            range_key, units = "fit_range_A", _R_UNITS
+        if set(ranges) - {range_key}:
+            raise ValueError(f"a {obs.kind} target takes {range_key}, not {', '.join(sorted(set(ranges) - {range_key}))}")
+        if self.data.x_unit not in units:
+            raise ValueError(f"data.x_unit {self.data.x_unit!r} does not fit a {obs.kind} target; use one of {units}")
+        r = ranges.get(range_key)
+        if r is not None and r[1] <= r[0]:
+            raise ValueError(f"{range_key} must be [low, high] with low < high")
         return self
 
 

@@ -1,7 +1,19 @@
 """Observables: per-frame values of structural and thermodynamic quantities and their ensemble averages."""
 
+from .adf import AngularDistribution
 from .base import Observable
+from .density import Density
 from .pressure import Pressure
 from .rdf import RadialDistribution
+from .scattering import PairDistributionFunction, StructureFactor, TotalRDF
 
-__all__ = ["Observable", "RadialDistribution", "Pressure"]
+__all__ = [
+    "Observable",
+    "Density",
+    "RadialDistribution",
+    "Pressure",
+    "AngularDistribution",
+    "TotalRDF",
+    "PairDistributionFunction",
+    "StructureFactor",
+]

@@ -12,9 +12,11 @@ Two optimizers:
   last good trajectory and halves the step size.
 * ``gauss_newton`` (few parameters: pair potentials, splines): the Jacobian of the
   reweighted averages and a Levenberg–Marquardt step (:mod:`.gauss_newton`). A step
-  whose loss exceeds the loss at the last accepted parameters is rejected: θ and its
-  trajectory return to that point and the damping grows. A blown-up sampling counts
-  as a rejection.
+  whose loss exceeds the loss at the last accepted parameters is rejected: θ returns
+  to that point and the damping grows. If the two losses came from different
+  trajectories, the accepted point is first re-estimated on a fresh trajectory (its
+  old estimate may have been a lucky fluctuation that no later step could beat). A
+  blown-up sampling counts as a rejection.
 """
 
 from __future__ import annotations
@@ -271,6 +273,7 @@ class Refiner:
         log = RunLog(self.run_dir) if self.run_dir is not None else None
         anchor: _Anchor | None = None
         damping = gn_settings.initial_damping
+        reevaluate = False
         if resume:
             ckpt_path = self.latest_checkpoint
             if ckpt_path is None or not ckpt_path.exists():
@@ -292,6 +295,7 @@ class Refiner:
             gn_state = ck.get("gauss_newton")
             if gn_state is not None:
                 damping = float(gn_state["damping"])
+                reevaluate = bool(gn_state.get("reevaluate", False))
                 if gn_state["anchor_potential_state"] is not None:
                     anchor = self._restore_anchor(gn_state, trajectory, traj_file)
             if log is not None:
@@ -320,9 +324,8 @@ class Refiner:
         update = first_update
         while update < self.settings.n_updates:
             t0 = time.perf_counter()
-            step = self._reweight(trajectory, static, gradient=False)
             resampled = False
-            if step.ess_fraction < self.settings.ess_threshold:
+            if reevaluate or self._reweight(trajectory, static, gradient=False).ess_fraction < self.settings.ess_threshold:
                 try:
                     result = self._sample(md_start, first=False)
                 except SimulationBlowUp as exc:
@@ -359,16 +362,29 @@ class Refiner:
                 model = linearize(self.potential, trajectory, self.targets, static, self.settings.chunk_size)
                 predictions, loss, ess_fraction = model.predictions, model.loss, model.ess_fraction
                 parameters = parameter_summary(self.potential)
-                if anchor is not None and model.loss > anchor.loss:
+                delta = None
+                if reevaluate:
+                    # θ is the last accepted point on a fresh trajectory: its new estimate replaces the old
+                    reevaluate = False
+                    anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), trajectory, traj_file, static, model)
+                elif anchor is not None and model.loss > anchor.loss:
                     accepted = False
                     damping *= gn_settings.damping_increase
                     self.potential.load_state_dict(anchor.potential_state)
-                    trajectory, static, traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
+                    if trajectory is anchor.trajectory:
+                        # a paired comparison on the same frames: step again, shorter
+                        trajectory, static, traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
+                    else:
+                        # two independent noisy estimates: the anchor's may have been lucky, so it is
+                        # re-estimated on a fresh trajectory before the next step (no winner's curse)
+                        reevaluate = True
+                        delta = torch.zeros(anchor.model.energy_gradients.shape[1], dtype=torch.float64)
                 else:
                     if anchor is not None:
                         damping = max(damping * gn_settings.damping_decrease, gn_settings.min_damping)
                     anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), trajectory, traj_file, static, model)
-                delta, spread = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
+                if delta is None:
+                    delta, spread = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
             else:
                 step = self._reweight(trajectory, static, gradient=True)
                 predictions, loss, ess_fraction = step.predictions, step.loss, step.ess_fraction
@@ -399,7 +415,7 @@ class Refiner:
             if log is not None:
                 log.append(record)
             self._checkpoint(update, history, before, traj_file, md_start, good_state, n_samplings,
-                             elapsed_before + time.perf_counter() - t_start, rollbacks, damping, anchor)
+                             elapsed_before + time.perf_counter() - t_start, rollbacks, damping, anchor, reevaluate)
             if bar is not None:
                 bar.set_postfix(loss=f"{record.loss:.4g}", ess=f"{record.ess_fraction:.2f}")
                 bar.update(1)
@@ -443,7 +459,8 @@ class Refiner:
 
     def _checkpoint(self, next_update: int, history: list[UpdateRecord], before: Evaluation,
                     traj_file: str | None, md_start: Any, good_state: dict, n_samplings: int,
-                    wall_time_s: float, rollbacks: int, damping: float, anchor: _Anchor | None) -> None:
+                    wall_time_s: float, rollbacks: int, damping: float, anchor: _Anchor | None,
+                    reevaluate: bool) -> None:
         path = self.latest_checkpoint
         if path is None:
             return
@@ -465,6 +482,7 @@ class Refiner:
                 "damping": damping,
                 "anchor_potential_state": anchor.potential_state if anchor is not None else None,
                 "anchor_trajectory_file": anchor_file,
+                "reevaluate": reevaluate,
             },
             "config": self.config,
         })

@@ -1,5 +1,6 @@
 """Sampling: batched MD integrators and the sampler that produces reweighting trajectories."""
 
+from .barostat import BarostatSettings, c_rescale_step
 from .integrators import (
     MDState,
     NoseHooverChainState,
@@ -17,6 +18,8 @@ from .integrators import (
 from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
 
 __all__ = [
+    "BarostatSettings",
+    "c_rescale_step",
     "MDState",
     "NoseHooverChainState",
     "SampleResult",

@@ -19,6 +19,7 @@ from ..potentials.base import Potential
 from ..state import State
 from ..trajectory import Trajectory, parameter_fingerprint
 from ..units import BOLTZMANN_eV_per_K, PS_IN_FS
+from .barostat import BarostatSettings, c_rescale_step
 from .integrators import (
     MDState,
     baoab_step,
@@ -52,6 +53,8 @@ class SamplerSettings:
         max_temperature_factor: blow-up if any replica's temperature exceeds factor × target.
         check_every_steps: interval of the temperature and overlap checks.
         min_distance_A: blow-up if two atoms come closer than this (0 disables the check).
+        barostat: stochastic cell rescaling for the isothermal–isobaric ensemble (with the
+            ``baoab`` or ``nose_hoover_chain`` thermostat), or None for constant volume.
     """
 
     integrator: str = "baoab"
@@ -66,8 +69,11 @@ class SamplerSettings:
     max_temperature_factor: float = 3.0
     check_every_steps: int = 10
     min_distance_A: float = 0.5
+    barostat: BarostatSettings | None = None
 
     def __post_init__(self) -> None:
+        if self.barostat is not None and self.integrator == "velocity_verlet":
+            raise ValueError("constant pressure needs a thermostat: use integrator baoab or nose_hoover_chain")
         if self.integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {self.integrator!r}; choose one of {', '.join(INTEGRATORS)}")
         _positive("temperature_K", self.temperature_K)
@@ -205,6 +211,17 @@ def advance(md: MDState, potential: Potential, settings: SamplerSettings, genera
     return velocity_verlet_step(md, potential, timestep_fs=settings.timestep_fs)
 
 
+def _advance_with_barostat(md: MDState, potential: Potential, settings: SamplerSettings,
+                           generator: torch.Generator) -> MDState:
+    """One integrator step, then a cell update every ``barostat.interval_steps`` steps."""
+    md = advance(md, potential, settings, generator)
+    baro = settings.barostat
+    if baro is not None and md.step % baro.interval_steps == 0:
+        md = c_rescale_step(md, potential, kT_eV=settings.kT_eV, settings=baro,
+                            dt_fs=baro.interval_steps * settings.timestep_fs, generator=generator)
+    return md
+
+
 @torch.no_grad()
 def sample(
     potential: Potential,
@@ -258,7 +275,7 @@ def sample(
     positions, cells, energies, times = [], [], [], []
     try:
         for k in range(1, n_total + 1):
-            md = advance(md, potential, settings, generator)
+            md = _advance_with_barostat(md, potential, settings, generator)
             check = k % settings.check_every_steps == 0 or k == n_total
             check_blow_up(
                 md,
@@ -291,6 +308,7 @@ def sample(
         energies_eV=torch.cat(energies),
         kT_eV=settings.kT_eV,
         fingerprint=fingerprint,
+        pressure_eV_per_A3=None if settings.barostat is None else settings.barostat.pressure_eV_per_A3,
         time_fs=torch.tensor(times, dtype=torch.float64).repeat_interleave(n_rep),
         replica=torch.arange(n_rep).repeat(n_saved),
     )
