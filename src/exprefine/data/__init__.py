@@ -1,0 +1,27 @@
+"""Labelled reference data (DFT): data sets, readers and writers, splits, predictions and error metrics.
+
+dpdata (DeePMD formats) is imported only when DeePMD data are read or written.
+"""
+
+from .deepmd import find_deepmd_systems, read_deepmd, write_deepmd
+from .dft import (
+    DatasetSplit,
+    DFTBatch,
+    DFTDataset,
+    concatenate_datasets,
+    dataset_from_atoms,
+    load_split,
+    read_extxyz,
+    split,
+    write_extxyz,
+)
+from .metrics import DFTErrors, dft_errors, evaluate_dft_errors
+from .predict import BatchPrediction, Predictions, label_with_potential, predict, predict_batch
+
+__all__ = [
+    "DFTDataset", "DFTBatch", "DatasetSplit", "dataset_from_atoms", "concatenate_datasets",
+    "read_extxyz", "write_extxyz", "split", "load_split",
+    "read_deepmd", "write_deepmd", "find_deepmd_systems",
+    "DFTErrors", "dft_errors", "evaluate_dft_errors",
+    "BatchPrediction", "Predictions", "predict", "predict_batch", "label_with_potential",
+]
