@@ -21,9 +21,11 @@ from .config import (
     PdfConfig,
     PressureConfig,
     RdfConfig,
+    RepulsiveConfig,
     SamplingConfig,
     StructureFactorConfig,
     TargetConfig,
+    ThreeBodyConfig,
     TotalRdfConfig,
     config_to_plain,
 )
@@ -38,12 +40,16 @@ from .observables import (
     TotalRDF,
 )
 from .potentials import LennardJones, Potential, SumPotential
+from .potentials.repulsive import RepulsivePrior
 from .potentials.spline import PairSpline
-from .refine import GaussNewtonSettings, Refiner, RefinerSettings, Target
+from .potentials.three_body import StillingerWeberThreeBody
+from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, Target
+from .training import TrainSettings
 from .refine.checkpoint import load_checkpoint
 from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
 from .units import PS_IN_FS, kelvin_to_eV
+from .units import kJ_PER_MOL_IN_eV
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -85,6 +91,12 @@ def _lj_epsilon_eV(term: LennardJonesConfig) -> float | list[float]:
     return kelvin_to_eV(eps_K)  # type: ignore[arg-type]
 
 
+def _kJ_per_mol_to_eV(value: float | list[float]) -> float | list[float]:
+    if isinstance(value, list):
+        return [v * kJ_PER_MOL_IN_eV for v in value]
+    return value * kJ_PER_MOL_IN_eV
+
+
 def build_potential(cfg: Config) -> Potential:
     """The potential of ``cfg.potential`` (parameters from ``initial_checkpoint`` if given)."""
     terms: list[Potential] = []
@@ -101,6 +113,15 @@ def build_potential(cfg: Config) -> Potential:
 
             terms.append(MacePotential.from_file(term.model_file, dtype=_DTYPES[cfg.system.dtype],
                                                  trainable=term.trainable, head=term.head, skin_A=term.skin_A))
+        elif isinstance(term, ThreeBodyConfig):
+            cos_theta0 = (term.cos_theta0 if term.cos_theta0 is not None
+                          else math.cos(math.radians(term.theta0_deg)))  # type: ignore[arg-type]
+            epsilon_eV = term.epsilon_eV if term.epsilon_eV is not None else _kJ_per_mol_to_eV(term.epsilon_kJ_per_mol)
+            terms.append(StillingerWeberThreeBody(term.species, term.lambda_ * epsilon_eV, cos_theta0, term.gamma,
+                                                  term.sigma_A, term.a, trainable=term.trainable))
+        elif isinstance(term, RepulsiveConfig):
+            epsilon_eV = term.epsilon_eV if term.epsilon_eV is not None else _kJ_per_mol_to_eV(term.epsilon_kJ_per_mol)
+            terms.append(RepulsivePrior(term.species, term.sigma_A, epsilon_eV, term.cutoff_A))
         else:  # pragma: no cover - the schema admits nothing else
             raise ValueError(f"unknown potential term {term!r}")
     potential = SumPotential(terms)
@@ -275,4 +296,51 @@ def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
         run_dir=cfg.run_dir,
         config=config_to_plain(cfg),
         learning_rates=term_learning_rates(cfg, potential),
+        dft=fused_dft(cfg, build_dft_split(cfg)) if cfg.dft is not None else None,
     )
+
+
+def build_dft_split(cfg: Config):
+    """Read ``cfg.dft.file`` and split it; the split is saved in (and reused from) ``run_dir/dft_split.json``."""
+    from .data import load_split, read_deepmd, read_extxyz, split
+
+    d = cfg.dft
+    if d is None:
+        raise ValueError("the config has no dft section")
+    fmt = d.format
+    if fmt == "auto":
+        fmt = "deepmd" if Path(d.file).is_dir() else "extxyz"
+    if fmt == "deepmd":
+        dataset = read_deepmd(d.file)
+    else:
+        dataset = read_extxyz(d.file, energy_key=d.energy_key, forces_key=d.forces_key, stress_key=d.stress_key,
+                              virial_key=d.virial_key)
+    path = Path(cfg.run_dir) / "dft_split.json"
+    if path.exists():
+        return load_split(dataset, path)
+    parts = split(dataset, d.split_fractions, d.split_seed)
+    parts.save_indices(path)
+    return parts
+
+
+def fused_dft(cfg: Config, parts) -> FusedDFT | None:
+    """The DFT term of a fused refinement (None without a dft section)."""
+    d = cfg.dft
+    if d is None:
+        return None
+    return FusedDFT(train=parts.train, test=parts.test, weight=d.fused_weight, batch_size=d.batch_size,
+                    energy_weight=d.energy_weight, force_weight=d.force_weight, stress_weight=d.stress_weight,
+                    eval_batch_size=d.eval_batch_size)
+
+
+def train_settings(cfg: Config) -> TrainSettings:
+    """TrainSettings of ``exprefine train`` from the dft section."""
+    d = cfg.dft
+    if d is None:
+        raise ValueError("exprefine train needs a dft section with the labelled frames")
+    t = d.train
+    return TrainSettings(epochs=t.epochs, batch_size=d.batch_size, learning_rate=t.learning_rate,
+                         energy_weight=d.energy_weight, force_weight=d.force_weight, stress_weight=d.stress_weight,
+                         seed=t.seed, lr_schedule=t.lr_schedule, lr_factor=t.lr_factor, patience=t.patience,
+                         early_stopping_patience=t.early_stopping_patience, max_grad_norm=t.max_grad_norm,
+                         eval_batch_size=d.eval_batch_size)

@@ -106,7 +106,56 @@ class MaceConfig(_Strict):
     save_model_file: Path | None = None
 
 
+class ThreeBodyConfig(_Strict):
+    """Stillinger–Weber three-body term λε (cos θ − cos θ₀)² exp(γσ/(r_ij − aσ)) exp(γσ/(r_ik − aσ)), r < aσ.
+
+    Trained: ln(λε), cos θ₀, ln γ (``trainable``: true, false or a list of
+    ``lambda_epsilon``, ``cos_theta0``, ``gamma``); σ and a (cutoff aσ) are fixed.
+    """
+
+    kind: Literal["stillinger_weber_3b"]
+    species: list[str]
+    epsilon_eV: float | None = Field(default=None, gt=0)
+    epsilon_kJ_per_mol: float | None = Field(default=None, gt=0)
+    lambda_: float = Field(gt=0)
+    cos_theta0: float | None = None
+    theta0_deg: float | None = Field(default=None, ge=0, le=180)
+    gamma: float = Field(gt=0)
+    sigma_A: float = Field(gt=0)
+    a: float = Field(gt=0)
+    trainable: bool | list[Literal["lambda_epsilon", "cos_theta0", "gamma"]] = True
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln λε, cos θ₀, ln γ (default: refine's)
+
+    @model_validator(mode="after")
+    def _one_each(self) -> "ThreeBodyConfig":
+        if (self.epsilon_eV is None) == (self.epsilon_kJ_per_mol is None):
+            raise ValueError("give exactly one of epsilon_eV and epsilon_kJ_per_mol")
+        if (self.cos_theta0 is None) == (self.theta0_deg is None):
+            raise ValueError("give exactly one of cos_theta0 and theta0_deg")
+        return self
+
+
+class RepulsiveConfig(_Strict):
+    """Fixed prior 4ε(σ/r)¹², shifted to zero at ``cutoff_A``; not trainable."""
+
+    kind: Literal["repulsive_r12"]
+    species: list[str]
+    sigma_A: float | list[float]
+    epsilon_eV: float | list[float] | None = None
+    epsilon_kJ_per_mol: float | list[float] | None = None
+    cutoff_A: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_epsilon(self) -> "RepulsiveConfig":
+        if (self.epsilon_eV is None) == (self.epsilon_kJ_per_mol is None):
+            raise ValueError("give exactly one of epsilon_eV and epsilon_kJ_per_mol")
+        return self
+
+
 PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig], Field(discriminator="kind")]
+# with the terms of the coarse-grained water benchmark (merge into the line above when convenient)
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig],
+                          Field(discriminator="kind")]
 
 
 class PotentialConfig(_Strict):
@@ -341,6 +390,53 @@ class RefineConfig(_Strict):
     initial_damping: float = Field(default=1e-2, ge=0)
 
 
+class DftTrainConfig(_Strict):
+    """``exprefine train``: fitting the potential to the DFT labels alone."""
+
+    epochs: int = Field(default=100, ge=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "exponential", "plateau"] = "plateau"
+    lr_factor: float = Field(default=0.5, gt=0, le=1)
+    patience: int = Field(default=10, ge=0)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    max_grad_norm: float | None = Field(default=None, gt=0)
+    seed: int = 0
+
+
+class DftConfig(_Strict):
+    """Labelled reference frames (DFT or any method): for ``exprefine train`` and for fused refinement.
+
+    ``file``: an extxyz file or a DeePMD npy/raw folder. The frames are split once into
+    train/validation/test (``split_fractions``, ``split_seed``; the indices are saved in
+    ``run_dir/dft_split.json``). During refinement λ = ``fused_weight`` times the energy +
+    force (+ stress) loss of a random batch of training frames is added to the
+    experimental loss at every update (Röcken & Zavadlav 2024), and the errors on the test
+    frames are reported before and after.
+    """
+
+    file: Path
+    format: Literal["auto", "extxyz", "deepmd"] = "auto"
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    virial_key: str | None = None
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    energy_weight: float = Field(default=1.0, ge=0)
+    force_weight: float = Field(default=1.0, ge=0)
+    stress_weight: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=4, ge=1)
+    eval_batch_size: int = Field(default=16, ge=1)
+    fused_weight: float = Field(default=0.0, ge=0)
+    train: DftTrainConfig = Field(default_factory=DftTrainConfig)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "DftConfig":
+        if abs(sum(self.split_fractions) - 1.0) > 1e-9 or min(self.split_fractions) < 0:
+            raise ValueError(f"split_fractions must be ≥ 0 and sum to 1, got {list(self.split_fractions)}")
+        return self
+
+
 class Config(_Strict):
     """The whole run. ``run_dir`` holds resolved config, checkpoints, logs and plots."""
 
@@ -350,6 +446,7 @@ class Config(_Strict):
     sampling: SamplingConfig
     targets: list[TargetConfig] = Field(default_factory=list)
     refine: RefineConfig = Field(default_factory=RefineConfig)
+    dft: DftConfig | None = None
     threads: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
@@ -414,6 +511,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     cfg.run_dir = res(cfg.run_dir)  # type: ignore[assignment]
     cfg.system.structure_file = res(cfg.system.structure_file)
     cfg.potential.initial_checkpoint = res(cfg.potential.initial_checkpoint)
+    if cfg.dft is not None:
+        cfg.dft.file = res(cfg.dft.file)  # type: ignore[assignment]
     for term in cfg.potential.terms:
         if isinstance(term, MaceConfig):
             term.model_file = res(term.model_file)  # type: ignore[assignment]

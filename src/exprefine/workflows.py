@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,10 @@ from .config import Config, save_resolved
 from .refine import Evaluation, RefinementResult, evaluate_targets
 from .refine.plots import plot_targets
 from .sampling import SampleResult, sample
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import DFTErrors
+    from .training import TrainResult
 
 
 class RunDirectoryInUse(RuntimeError):
@@ -65,6 +70,58 @@ def _remove_refinement_outputs(run_dir: Path) -> None:
     for pattern in ("final_model.pt", "summary.json", "history.png", "target_*.png", "log.csv", "log.jsonl"):
         for path in run_dir.glob(pattern):
             path.unlink()
+
+
+@dataclass
+class TrainingReport:
+    """``exprefine train``: the fit and the errors on the held-out test frames."""
+
+    result: "TrainResult"
+    test_errors: "DFTErrors | None"
+    run_dir: Path
+    written: list[Path]
+
+
+def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainingReport:
+    """Fit the configured potential to the labelled frames of ``cfg.dft`` (no experimental term).
+
+    Writes ``run_dir/final_model.pt`` (the refiner's format: ``potential.initial_checkpoint``
+    of a later refinement can point at it), native model files (MACE ``.model``),
+    ``dft_errors_test.json`` and the trainer's log, curves and checkpoints.
+    """
+    from dataclasses import asdict
+
+    from .builders import build_dft_split, train_settings
+    from .config import config_to_plain
+    from .data import evaluate_dft_errors
+    from .refine.checkpoint import save_checkpoint
+    from .training import train
+
+    _threads(cfg)
+    run_dir = Path(cfg.run_dir)
+    latest = run_dir / "checkpoints" / "train_latest.pt"
+    if latest.exists() and not (resume or overwrite):
+        raise RunDirectoryInUse(f"{run_dir} already holds a training run (checkpoints/train_latest.pt): "
+                                f"continue it with --resume, or start afresh with --overwrite")
+    if resume and not latest.exists():
+        raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
+    settings = train_settings(cfg)
+    potential = build_potential(cfg)
+    if overwrite:
+        latest.unlink(missing_ok=True)
+        (run_dir / "dft_split.json").unlink(missing_ok=True)
+    parts = build_dft_split(cfg)
+    save_resolved(cfg, run_dir / "config.yaml")
+    result = train(potential, parts.train, parts.valid, settings,
+                   run_dir=run_dir, progress=progress, resume=resume)
+    save_checkpoint(run_dir / "final_model.pt", {"potential_state": potential.state_dict(),
+                                                 "config": config_to_plain(cfg)})
+    written = save_native_models(cfg, potential)
+    test = (evaluate_dft_errors(potential, parts.test, batch_size=settings.eval_batch_size)
+            if parts.test is not None else None)
+    if test is not None:
+        (run_dir / "dft_errors_test.json").write_text(json.dumps(asdict(test), indent=2))
+    return TrainingReport(result=result, test_errors=test, run_dir=run_dir, written=written)
 
 
 @dataclass

@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     group.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that has a checkpoint")
 
+    p = sub.add_parser("train", help="fit the potential to the labelled frames of CONFIG's dft section")
+    _config_args(p)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that has a checkpoint")
+
     p = sub.add_parser("sample", help="run MD with the configured potential and compare with the targets")
     _config_args(p)
 
@@ -73,8 +79,21 @@ def run(argv: list[str] | None = None) -> int:
         _print_rmse("before refinement:", result.before.rmse)
         if result.after is not None:
             _print_rmse("after refinement (independent check run):", result.after.rmse)
+        if result.dft_before is not None:
+            print(result.dft_before.format_table("held-out reference frames, before"))
+        if result.dft_after is not None:
+            print(result.dft_after.format_table("held-out reference frames, after"))
         print(f"{len(result.history)} updates, {result.n_samplings} trajectories, "
               f"{result.wall_time_s:.1f} s; results in {result.run_dir}")
+        return 0
+    if args.command == "train":
+        report = workflows.run_training(cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
+        if report.result.valid_after is not None:
+            print(report.result.valid_after.format_table("validation frames"))
+        if report.test_errors is not None:
+            print(report.test_errors.format_table("test frames"))
+        print(f"{len(report.result.history)} epochs in {report.result.wall_time_s:.1f} s; "
+              f"results in {report.run_dir}")
         return 0
     if args.command == "sample":
         report = workflows.run_sampling(cfg, progress=progress)

@@ -50,6 +50,7 @@ class RunLog:
             "accepted": int(record.accepted),
             "damping": record.damping,
             "step_spread_kT": record.step_spread_kT,
+            "dft_loss": record.dft_loss,
         }
         row.update({f"loss_{k}": v for k, v in record.target_loss.items()})
         row.update({f"rmse_{k}": v for k, v in record.target_rmse.items()})

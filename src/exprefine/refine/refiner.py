@@ -31,12 +31,14 @@ from typing import Any, Sequence
 
 import torch
 
+from ..data.metrics import DFTErrors
 from ..potentials.base import Potential
 from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
 from ..sampling import MDState, SamplerSettings, SampleResult, SimulationBlowUp, sample
 from ..state import State
 from ..trajectory import Trajectory
 from .checkpoint import load_checkpoint, save_checkpoint
+from .fused import FusedDFT, accumulate_dft_gradient, held_out_errors
 from .gauss_newton import GaussNewtonSettings, LinearModel, apply_step, gauss_newton_step, linearize
 from .log import RunLog
 from .targets import Target, total_loss
@@ -104,6 +106,7 @@ class UpdateRecord:
     accepted: bool = True
     damping: float = 0.0
     step_spread_kT: float = 0.0
+    dft_loss: float = 0.0
 
 
 @dataclass
@@ -142,6 +145,8 @@ class RefinementResult:
     wall_time_s: float
     n_samplings: int
     run_dir: Path | None
+    dft_before: DFTErrors | None = None
+    dft_after: DFTErrors | None = None
 
 
 def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
@@ -181,6 +186,8 @@ class Refiner:
         config: the resolved configuration stored in every checkpoint (plain data).
         learning_rates: optional step size per parameter (by identity) overriding
             ``settings.learning_rate``, e.g. meV-scale spline knots next to ln σ.
+        dft: labelled frames for fused refinement (λ·L_DFT added at every Adam update) and
+            for the held-out errors before/after.
     """
 
     def __init__(
@@ -193,7 +200,11 @@ class Refiner:
         run_dir: str | Path | None = None,
         config: dict[str, Any] | None = None,
         learning_rates: dict[int, float] | None = None,
+        dft: FusedDFT | None = None,
     ) -> None:
+        if dft is not None and dft.weight > 0 and settings.optimizer == "gauss_newton":
+            raise ValueError("fused DFT training needs optimizer adam (force residuals do not fit the "
+                             "Gauss–Newton model of ensemble averages)")
         if not targets:
             raise ValueError("at least one target is needed")
         names = [t.name for t in targets]
@@ -216,6 +227,8 @@ class Refiner:
         self.optimizer = torch.optim.Adam([{"params": ps, "lr": lr} for lr, ps in groups.items()],
                                           lr=settings.learning_rate)
         self.generator = torch.Generator().manual_seed(int(sampler_settings.seed))
+        self.dft = dft
+        self.dft_generator = torch.Generator().manual_seed(int(sampler_settings.seed) + 1)
 
     # --------------------------------------------------------------- paths
     def _path(self, *parts: str) -> Path | None:
@@ -292,6 +305,9 @@ class Refiner:
             elapsed_before = float(ck["wall_time_s"])
             rollbacks = int(ck.get("rollbacks", 0))
             traj_file = ck["trajectory_file"]
+            if ck.get("dft_generator_state") is not None:
+                self.dft_generator.set_state(ck["dft_generator_state"])
+            dft_before = None if ck.get("dft_before") is None else DFTErrors(**ck["dft_before"])
             gn_state = ck.get("gauss_newton")
             if gn_state is not None:
                 damping = float(gn_state["damping"])
@@ -314,6 +330,7 @@ class Refiner:
             first_update = 0
             elapsed_before = 0.0
             rollbacks = 0
+            dft_before = held_out_errors(self.potential, self.dft)
         static = self._static_values(trajectory)
 
         bar = None
@@ -385,10 +402,14 @@ class Refiner:
                     anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), trajectory, traj_file, static, model)
                 if delta is None:
                     delta, spread = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
-            else:
+            dft_loss = 0.0
+            if not gn:
                 step = self._reweight(trajectory, static, gradient=True)
                 predictions, loss, ess_fraction = step.predictions, step.loss, step.ess_fraction
                 parameters = parameter_summary(self.potential)
+                if self.dft is not None and self.dft.weight > 0:
+                    dft_loss = accumulate_dft_gradient(self.potential, self.dft, self.dft_generator)
+                    loss += self.dft.weight * dft_loss
             record = UpdateRecord(
                 update=update,
                 loss=loss,
@@ -403,6 +424,7 @@ class Refiner:
                 accepted=accepted,
                 damping=damping if gn else 0.0,
                 step_spread_kT=spread,
+                dft_loss=dft_loss,
             )
             if gn:
                 apply_step(self.potential, delta)
@@ -415,7 +437,8 @@ class Refiner:
             if log is not None:
                 log.append(record)
             self._checkpoint(update, history, before, traj_file, md_start, good_state, n_samplings,
-                             elapsed_before + time.perf_counter() - t_start, rollbacks, damping, anchor, reevaluate)
+                             elapsed_before + time.perf_counter() - t_start, rollbacks, damping, anchor, reevaluate,
+                             dft_before)
             if bar is not None:
                 bar.set_postfix(loss=f"{record.loss:.4g}", ess=f"{record.ess_fraction:.2f}")
                 bar.update(1)
@@ -440,7 +463,8 @@ class Refiner:
                 result.trajectory.save(path)
         wall = elapsed_before + time.perf_counter() - t_start
         out = RefinementResult(history=history, before=before, after=after, wall_time_s=wall,
-                               n_samplings=n_samplings, run_dir=self.run_dir)
+                               n_samplings=n_samplings, run_dir=self.run_dir, dft_before=dft_before,
+                               dft_after=held_out_errors(self.potential, self.dft))
         if self.run_dir is not None:
             self._write_outputs(out)
         return out
@@ -460,7 +484,7 @@ class Refiner:
     def _checkpoint(self, next_update: int, history: list[UpdateRecord], before: Evaluation,
                     traj_file: str | None, md_start: Any, good_state: dict, n_samplings: int,
                     wall_time_s: float, rollbacks: int, damping: float, anchor: _Anchor | None,
-                    reevaluate: bool) -> None:
+                    reevaluate: bool, dft_before: DFTErrors | None) -> None:
         path = self.latest_checkpoint
         if path is None:
             return
@@ -484,6 +508,8 @@ class Refiner:
                 "anchor_trajectory_file": anchor_file,
                 "reevaluate": reevaluate,
             },
+            "dft_generator_state": self.dft_generator.get_state(),
+            "dft_before": None if dft_before is None else asdict(dft_before),
             "config": self.config,
         })
         # only now that the checkpoint names the current trajectory may older ones go;
@@ -511,6 +537,8 @@ class Refiner:
             "loss_before": result.before.loss,
             "loss_after": result.after.loss if result.after else None,
             "parameters": parameter_summary(self.potential),
+            "dft_test_errors_before": None if result.dft_before is None else asdict(result.dft_before),
+            "dft_test_errors_after": None if result.dft_after is None else asdict(result.dft_after),
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
