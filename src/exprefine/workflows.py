@@ -156,6 +156,49 @@ def run_sampling(cfg: Config, progress: bool = True) -> SamplingReport:
     return _sample_and_compare(cfg, build_potential(cfg), Path(cfg.run_dir) / "sample", progress)
 
 
+@dataclass
+class FramesReport:
+    """Targets evaluated on frames from elsewhere (a LAMMPS dump, an extxyz or ASE trajectory)."""
+
+    evaluation: Evaluation
+    n_frames: int
+    out_dir: Path
+
+
+def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str] | None = None,
+                    checkpoint: str | Path | None = None, every: int = 1) -> FramesReport:
+    """Every target's observable on existing frames, against the data; plots and JSON in ``run_dir/evaluate_frames``.
+
+    A file ending in ``.lammpstrj``/``.dump`` or containing ``dump`` is read as a LAMMPS text
+    dump (``type_map`` names the element of LAMMPS types 1, 2, ...); anything else through ASE.
+    The configured potential (with ``checkpoint``'s parameters if given) serves the
+    observables that need one (pressure).
+    """
+    from .io import read_frames, read_lammps_dump
+
+    _threads(cfg)
+    path = Path(frames_file)
+    if not path.exists():
+        raise FileNotFoundError(f"frames file not found: {path}")
+    temperature = cfg.sampling.temperature_K
+    if path.suffix in (".lammpstrj", ".dump") or "dump" in path.name:
+        trajectory = read_lammps_dump(path, type_map, temperature_K=temperature, every=every)
+    else:
+        trajectory = read_frames(path, slice(None, None, every), temperature_K=temperature)
+    potential = build_potential(cfg)
+    if checkpoint is not None:
+        load_potential_state(potential, checkpoint)
+    targets = build_targets(cfg)
+    evaluation = evaluate_targets(targets, trajectory, potential)
+    out_dir = Path(cfg.run_dir) / "evaluate_frames"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_targets(targets, evaluation, None, out_dir)
+    (out_dir / "evaluation.json").write_text(json.dumps({
+        "frames_file": str(path), "n_frames": trajectory.n_frames, "rmse": evaluation.rmse, "loss": evaluation.loss,
+    }, indent=2))
+    return FramesReport(evaluation=evaluation, n_frames=trajectory.n_frames, out_dir=out_dir)
+
+
 def run_evaluation(cfg: Config, checkpoint: str | Path, progress: bool = True) -> SamplingReport:
     """Sample with the parameters of ``checkpoint`` and compare with every target (``run_dir/evaluate``)."""
     _threads(cfg)

@@ -39,9 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="run MD with the configured potential and compare with the targets")
     _config_args(p)
 
-    p = sub.add_parser("evaluate", help="sample with a checkpoint's parameters and compare with the targets")
+    p = sub.add_parser("evaluate", help="compare the targets with a checkpoint's MD, or with existing frames")
     _config_args(p)
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint or final_model.pt of a run")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint or final_model.pt of a run")
+    p.add_argument("--frames", type=Path, default=None,
+                   help="evaluate these frames instead of sampling: a LAMMPS text dump, extxyz or ASE trajectory")
+    p.add_argument("--type-map", nargs="+", default=None, metavar="ELEMENT",
+                   help="elements of LAMMPS atom types 1, 2, ... (for dumps without an element column)")
+    p.add_argument("--every", type=int, default=1, help="use every n-th frame of --frames")
 
     p = sub.add_parser("config", help="work with configuration files")
     csub = p.add_subparsers(dest="config_command", required=True)
@@ -95,9 +100,17 @@ def run(argv: list[str] | None = None) -> int:
         print(f"{len(report.result.history)} epochs in {report.result.wall_time_s:.1f} s; "
               f"results in {report.run_dir}")
         return 0
+    if args.command == "evaluate" and args.frames is not None:
+        frames = workflows.evaluate_frames(cfg, args.frames, type_map=args.type_map, checkpoint=args.checkpoint,
+                                           every=args.every)
+        print(f"{frames.n_frames} frames of {args.frames} -> {frames.out_dir}")
+        _print_rmse("targets:", frames.evaluation.rmse)
+        return 0
     if args.command == "sample":
         report = workflows.run_sampling(cfg, progress=progress)
     else:
+        if args.checkpoint is None:
+            raise ValueError("evaluate needs --checkpoint (sample with its parameters) or --frames (existing frames)")
         report = workflows.run_evaluation(cfg, args.checkpoint, progress=progress)
     print(f"{report.result.trajectory.n_frames} frames in {report.result.wall_time_s:.1f} s "
           f"-> {report.out_dir / 'trajectory.pt'}")
