@@ -14,11 +14,13 @@ from .config import (
     AdfConfig,
     Config,
     DensityConfig,
+    InterlayerSpacingConfig,
     LatticeConfig,
     LennardJonesConfig,
     MaceConfig,
     PairSplineConfig,
     PdfConfig,
+    PeakPositionConfig,
     PressureConfig,
     RdfConfig,
     RepulsiveConfig,
@@ -32,8 +34,10 @@ from .config import (
 from .observables import (
     AngularDistribution,
     Density,
+    InterlayerSpacing,
     Observable,
     PairDistributionFunction,
+    PeakPosition,
     Pressure,
     RadialDistribution,
     StructureFactor,
@@ -219,6 +223,10 @@ def build_observable(obs_cfg, temperature_K: float) -> Observable:
         return StructureFactor(q, radiation=obs_cfg.radiation, quantity=obs_cfg.quantity, direct=obs_cfg.direct,
                                r_max_A=obs_cfg.r_max_A, bin_width_A=None if obs_cfg.direct else obs_cfg.bin_width_A,
                                smoothing_A=obs_cfg.smoothing_A, r_window=obs_cfg.r_window)
+    if isinstance(obs_cfg, PeakPositionConfig):
+        return PeakPosition(build_observable(obs_cfg.of, temperature_K), obs_cfg.window)
+    if isinstance(obs_cfg, InterlayerSpacingConfig):
+        return InterlayerSpacing(obs_cfg.n_layers, obs_cfg.axis)
     if isinstance(obs_cfg, AdfConfig):
         return AngularDistribution(species=obs_cfg.species, r_max_A=obs_cfg.r_max_A, r_min_A=obs_cfg.r_min_A,
                                    n_bins=obs_cfg.n_bins, smoothing_deg=obs_cfg.smoothing_deg,

@@ -152,8 +152,6 @@ class RepulsiveConfig(_Strict):
         return self
 
 
-PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig], Field(discriminator="kind")]
-# with the terms of the coarse-grained water benchmark (merge into the line above when convenient)
 PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig],
                           Field(discriminator="kind")]
 
@@ -280,14 +278,66 @@ class AdfConfig(_Strict):
     angle_unit: Literal["degree", "radian"] = "degree"
 
 
+CurveConfig = Annotated[
+    Union[RdfConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig], Field(discriminator="kind")
+]
+
+
+class PeakPositionConfig(_Strict):
+    """Position of the peak of a curve observable inside ``window`` (in that curve's grid unit)."""
+
+    kind: Literal["peak_position"]
+    of: CurveConfig
+    window: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _window(self) -> "PeakPositionConfig":
+        if self.window[1] <= self.window[0]:
+            raise ValueError("window must be [low, high] with low < high")
+        return self
+
+
+class InterlayerSpacingConfig(_Strict):
+    """Cell height along ``axis`` (0, 1, 2 = a, b, c) over the number of layers, Å (NPT)."""
+
+    kind: Literal["interlayer_spacing"]
+    n_layers: int = Field(ge=1)
+    axis: int = Field(default=2, ge=0, le=2)
+
+
 ObservableConfig = Annotated[
-    Union[RdfConfig, PressureConfig, DensityConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig],
+    Union[RdfConfig, PressureConfig, DensityConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig,
+          PeakPositionConfig, InterlayerSpacingConfig],
     Field(discriminator="kind"),
 ]
 
-#: the x unit a data file may have, and the fit-range key, per curve observable
-_R_UNITS = ("angstrom", "nm")
-_Q_UNITS = ("inverse_angstrom", "inverse_nm")
+
+def _grid_unit(obs: Any) -> str:
+    """The unit suffix of a curve observable's grid: A, inv_A, deg or rad."""
+    if isinstance(obs, StructureFactorConfig):
+        return "inv_A"
+    if isinstance(obs, AdfConfig):
+        return "deg" if obs.angle_unit == "degree" else "rad"
+    return "A"
+
+
+def _scalar_unit(obs: Any) -> str | None:
+    """The unit suffix of a scalar target's value_*/sigma_* keys, or None for a curve."""
+    if isinstance(obs, PressureConfig):
+        return "bar"
+    if isinstance(obs, DensityConfig):
+        return "g_per_cm3"
+    if isinstance(obs, InterlayerSpacingConfig):
+        return "A"
+    if isinstance(obs, PeakPositionConfig):
+        return _grid_unit(obs.of)
+    return None
+
+
+_X_UNITS = {"A": ("angstrom", "nm"), "inv_A": ("inverse_angstrom", "inverse_nm"), "deg": ("degree",),
+            "rad": ("radian",)}
+_SCALAR_UNITS = ("bar", "g_per_cm3", "A", "inv_A", "deg", "rad")
+
 
 
 class DataConfig(_Strict):
@@ -305,8 +355,9 @@ class TargetConfig(_Strict):
 
     Curves take ``data`` and a fit range in the unit of their grid: ``fit_range_A`` (g(r),
     G(r)), ``fit_range_inv_A`` (S(Q), F(Q)) or ``fit_range_deg``/``fit_range_rad`` (angles).
-    Scalars take a value: ``value_bar``/``sigma_bar`` (pressure) or
-    ``value_g_per_cm3``/``sigma_g_per_cm3`` (density).
+    Scalars take a value and optionally its σ with the observable's unit: ``value_bar``
+    (pressure), ``value_g_per_cm3`` (density), ``value_A`` (interlayer spacing, a peak in
+    r), ``value_inv_A`` (a peak in Q), ``value_deg``/``value_rad`` (a peak in angle).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
@@ -320,6 +371,14 @@ class TargetConfig(_Strict):
     sigma_bar: float | None = Field(default=None, gt=0)
     value_g_per_cm3: float | None = Field(default=None, gt=0)
     sigma_g_per_cm3: float | None = Field(default=None, gt=0)
+    value_A: float | None = None
+    sigma_A: float | None = Field(default=None, gt=0)
+    value_inv_A: float | None = None
+    sigma_inv_A: float | None = Field(default=None, gt=0)
+    value_deg: float | None = None
+    sigma_deg: float | None = Field(default=None, gt=0)
+    value_rad: float | None = None
+    sigma_rad: float | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, ge=0)
 
     @property
@@ -333,44 +392,39 @@ class TargetConfig(_Strict):
     @property
     def scalar_value(self) -> tuple[float, float | None] | None:
         """(value, sigma) of a scalar target in the observable's unit, or None for a curve."""
-        if isinstance(self.observable, PressureConfig):
-            return self.value_bar, self.sigma_bar  # type: ignore[return-value]
-        if isinstance(self.observable, DensityConfig):
-            return self.value_g_per_cm3, self.sigma_g_per_cm3  # type: ignore[return-value]
-        return None
+        unit = _scalar_unit(self.observable)
+        if unit is None:
+            return None
+        return getattr(self, f"value_{unit}"), getattr(self, f"sigma_{unit}")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TargetConfig":
         obs = self.observable
-        ranges = {k: getattr(self, k) for k in ("fit_range_A", "fit_range_inv_A", "fit_range_deg", "fit_range_rad")
-                  if getattr(self, k) is not None}
-        pressure_keys = self.value_bar is not None or self.sigma_bar is not None
-        density_keys = self.value_g_per_cm3 is not None or self.sigma_g_per_cm3 is not None
-        if isinstance(obs, (PressureConfig, DensityConfig)):
-            value_key, unit_keys, other = (("value_bar", pressure_keys, density_keys) if isinstance(obs, PressureConfig)
-                                           else ("value_g_per_cm3", density_keys, pressure_keys))
-            if getattr(self, value_key) is None:
-                raise ValueError(f"a {obs.kind} target needs {value_key}")
-            if other or self.data is not None or ranges:
-                raise ValueError(f"a {obs.kind} target takes {value_key} (and its sigma) only, not data, "
-                                 "a fit range or another scalar's value")
+        ranges = {f"fit_range_{u}" for u in ("A", "inv_A", "deg", "rad") if getattr(self, f"fit_range_{u}") is not None}
+        scalars = {f"{kind}_{u}" for u in _SCALAR_UNITS for kind in ("value", "sigma")
+                   if getattr(self, f"{kind}_{u}") is not None}
+        unit = _scalar_unit(obs)
+        if unit is not None:
+            key = f"value_{unit}"
+            if getattr(self, key) is None:
+                raise ValueError(f"a {obs.kind} target needs {key}")
+            extra = scalars - {key, f"sigma_{unit}"}
+            if extra or self.data is not None or ranges:
+                named = sorted(extra) + (["data"] if self.data is not None else []) + sorted(ranges)
+                raise ValueError(f"a {obs.kind} target takes {key} (and sigma_{unit}) only, not {', '.join(named)}")
             return self
         if self.data is None:
             raise ValueError(f"a {obs.kind} target needs data")
-        if pressure_keys or density_keys:
-            raise ValueError("value_*/sigma_* keys are for scalar targets (pressure, density)")
-        if isinstance(obs, StructureFactorConfig):
-            range_key, units = "fit_range_inv_A", _Q_UNITS
-        elif isinstance(obs, AdfConfig):
-            range_key = "fit_range_deg" if obs.angle_unit == "degree" else "fit_range_rad"
-            units = (obs.angle_unit,)
-        else:
-            range_key, units = "fit_range_A", _R_UNITS
-        if set(ranges) - {range_key}:
-            raise ValueError(f"a {obs.kind} target takes {range_key}, not {', '.join(sorted(set(ranges) - {range_key}))}")
-        if self.data.x_unit not in units:
-            raise ValueError(f"data.x_unit {self.data.x_unit!r} does not fit a {obs.kind} target; use one of {units}")
-        r = ranges.get(range_key)
+        if scalars:
+            raise ValueError(f"{', '.join(sorted(scalars))}: value_*/sigma_* keys are for scalar targets")
+        grid = _grid_unit(obs)
+        range_key = f"fit_range_{grid}"
+        if ranges - {range_key}:
+            raise ValueError(f"a {obs.kind} target takes {range_key}, not {', '.join(sorted(ranges - {range_key}))}")
+        if self.data.x_unit not in _X_UNITS[grid]:
+            raise ValueError(f"data.x_unit {self.data.x_unit!r} does not fit a {obs.kind} target; "
+                             f"use one of {_X_UNITS[grid]}")
+        r = getattr(self, range_key)
         if r is not None and r[1] <= r[0]:
             raise ValueError(f"{range_key} must be [low, high] with low < high")
         return self

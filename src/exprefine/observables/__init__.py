@@ -3,6 +3,7 @@
 from .adf import AngularDistribution
 from .base import Observable
 from .density import Density
+from .peaks import InterlayerSpacing, PeakPosition
 from .pressure import Pressure
 from .rdf import RadialDistribution
 from .scattering import PairDistributionFunction, StructureFactor, TotalRDF
@@ -10,6 +11,8 @@ from .scattering import PairDistributionFunction, StructureFactor, TotalRDF
 __all__ = [
     "Observable",
     "Density",
+    "InterlayerSpacing",
+    "PeakPosition",
     "RadialDistribution",
     "Pressure",
     "AngularDistribution",

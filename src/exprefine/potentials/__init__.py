@@ -4,10 +4,12 @@ from .ase_calculator import ExprefineCalculator
 from .base import PairPotential, Potential, PotentialOutput
 from .lennard_jones import LennardJones
 from .mace import MacePotential  # mace-torch itself is imported only when a model is built
-from .spline import PairSpline
+from .repulsive import RepulsivePrior
 from .selection import select_trainable
+from .spline import PairSpline
 from .sum import SumPotential
+from .three_body import StillingerWeberThreeBody
 from .torch_model import TorchEnergyModel
 
 __all__ = ["Potential", "PotentialOutput", "PairPotential", "LennardJones", "SumPotential", "PairSpline", "ExprefineCalculator",
-           "MacePotential", "TorchEnergyModel", "select_trainable"]
+           "MacePotential", "TorchEnergyModel", "select_trainable", "RepulsivePrior", "StillingerWeberThreeBody"]

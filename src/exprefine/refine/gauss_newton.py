@@ -163,13 +163,24 @@ def linearize(
             with torch.no_grad():
                 values = obs.evaluate(trajectory, potential, chunk_size)
         values = values.to(torch.float64)
-        flat = values.reshape(values.shape[0], -1)
-        mean = w @ flat
-        jac = -beta * ((flat - mean) * w[:, None]).T @ grad_u
+        if type(obs).reduce is Observable.reduce:
+            # the weighted mean: the covariance formula directly
+            flat = values.reshape(values.shape[0], -1)
+            mean = w @ flat
+            prediction = mean.reshape(values.shape[1:])
+            jac = -beta * ((flat - mean) * w[:, None]).T @ grad_u
+        else:
+            # a nonlinear reduction (e.g. a peak position): chain rule through ∂w_i/∂θ = −β w_i (G_i − Ḡ)
+            if obs.depends_on_parameters:
+                raise NotImplementedError(f"{obs.name}: a nonlinear reduction of parameter-dependent values")
+            prediction = obs.reduce(values, w).detach()
+            d_pred_d_w = torch.autograd.functional.jacobian(lambda ww: obs.reduce(values, ww).reshape(-1), w)
+            d_w = -beta * w[:, None] * (grad_u - w @ grad_u)
+            jac = d_pred_d_w.reshape(-1, w.shape[0]) @ d_w
         if obs.depends_on_parameters:
             jac = jac + _direct_jacobian(obs, trajectory, potential, w, chunk_size)
-        predictions.append(mean.reshape(values.shape[1:]))
-        jacobians.append(jac.reshape(*values.shape[1:], grad_u.shape[1]))
+        predictions.append(prediction)
+        jacobians.append(jac.reshape(*prediction.shape, grad_u.shape[1]))
     loss = float(total_loss(list(targets), predictions))
     return LinearModel(
         predictions=predictions,
