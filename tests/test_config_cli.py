@@ -225,3 +225,20 @@ def test_evaluate_existing_frames(argon_108_trajectory, tmp_path, capsys):
     with pytest.raises(SystemExit) as code:
         main(["evaluate", str(cfg_path), "--no-progress"])
     assert code.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+
+
+def test_single_number_targets(tmp_path):
+    """A peak position (in its curve's unit) and an interlayer spacing are scalar targets."""
+    raw = tiny_config(tmp_path / "run")
+    raw["targets"] = [
+        {"name": "peak", "observable": {"kind": "peak_position", "window": [3.2, 4.4],
+                                        "of": {"kind": "rdf", "r_max_A": 8.0, "bin_width_A": 0.05}},
+         "value_A": 3.68, "sigma_A": 0.02},
+        {"name": "d", "observable": {"kind": "interlayer_spacing", "n_layers": 2}, "value_A": 3.22},
+    ]
+    peak, spacing = build_targets(load_config(write(tmp_path / "c.yaml", raw)))
+    assert peak.observable.window == (3.2, 4.4) and float(peak.reference) == 3.68 and float(peak.sigma) == 0.02
+    assert spacing.observable.n_layers == 2 and spacing.sigma is None
+    raw["targets"][0]["value_inv_A"] = raw["targets"][0].pop("value_A")
+    with pytest.raises(ConfigError, match="value_A"):
+        load_config(write(tmp_path / "b.yaml", raw))
