@@ -49,9 +49,12 @@ def test_argon_s_q_inverse_angstrom():
 def test_water_rdf_nm_converted_to_angstrom():
     path = shared_file("cg_water_296K", "O_O_rdf_nm.txt")
     data = load_table(path, x_unit="nm")
-    raw = load_table(path)  # as if it were Å: ten times smaller
+    raw = np.loadtxt(path)
     assert len(data) == 252 and data.x_unit == "angstrom" and data.quantity == "column 1"
-    np.testing.assert_allclose(data.x, 10.0 * raw.x)
+    np.testing.assert_allclose(data.x, 10.0 * raw[:, 0])
+    # read as Å the curve would end at 1 Å: refused, naming the unit
+    with pytest.raises(ValueError, match="x_unit 'angstrom'"):
+        load_table(path)
     assert data.x[-1] == pytest.approx(10.0)
     peak = data.x[int(np.argmax(data.y))]
     assert 2.7 < peak < 2.9
@@ -64,6 +67,18 @@ def test_whitespace_with_comments_and_sigma(tmp_path):
     np.testing.assert_allclose(data.x, [1.0, 2.0, 3.0])
     np.testing.assert_allclose(data.sigma, [0.1, 0.2, 0.1])
     assert data.x_unit == "inverse_angstrom" and data.source == str(path)
+
+
+def test_x_values_that_contradict_the_unit(tmp_path):
+    """Angles in radians declared as degrees, Q in 1/nm declared as 1/Å: one line naming x_unit."""
+    path = write(tmp_path, "adf.txt", "0.0 0.1\n1.5 1.0\n3.14 0.2\n")
+    with pytest.raises(ValueError, match="x_unit 'degree'") as err:
+        load_table(path, x_unit="degree")
+    assert len(str(err.value).splitlines()) == 1 and "adf.txt" in str(err.value)
+    path = write(tmp_path, "sq.txt", "5 0.1\n150 1.0\n300 1.0\n")
+    with pytest.raises(ValueError, match="inverse_angstrom"):
+        load_table(path, x_unit="inverse_angstrom")
+    assert load_table(path, x_unit="inverse_nm").x[-1] == pytest.approx(30.0)
 
 
 def test_csv_without_header_and_angles(tmp_path):

@@ -53,6 +53,24 @@ class ExperimentalData:
         return int(self.x.shape[0])
 
 
+#: plausible extent of structural data per internal x unit: (largest x must exceed, largest x must stay below)
+_PLAUSIBLE_MAX_X = {
+    "angstrom": (1.5, 1000.0),        # r: beyond a bond length, below a box of 100 nm
+    "inverse_angstrom": (0.5, 100.0),  # Q: beyond the first peak of any condensed phase, below 100 Å⁻¹
+    "degree": (3.5, 360.0),           # angles in degrees reach beyond π
+    "radian": (0.5, 6.3),             # ... in radians stay below 2π
+}
+
+
+def _check_x_range(path: Path, label: str, x: np.ndarray, x_unit: str, internal_unit: str) -> None:
+    """A one-line error when the x values cannot be in the declared unit (e.g. nm read as Å)."""
+    low, high = _PLAUSIBLE_MAX_X[internal_unit]
+    top = float(x.max())
+    if not low < top < high:
+        raise ValueError(f"{path}: {label} ends at {top:g} {internal_unit} with x_unit {x_unit!r}, outside the "
+                         f"plausible ({low:g}, {high:g}); is x_unit right?")
+
+
 def load_table(
     path: str | Path,
     *,
@@ -157,6 +175,7 @@ def load_table(
             raise ValueError(f"{path}: line {line_numbers[k]}: {columns[2][1]} = {sigma[k]:g} must be positive")
 
     factor, internal_unit = X_UNITS[x_unit]
+    _check_x_range(path, x_label, x * factor, x_unit, internal_unit)
     quantity = y_label if header is not None else f"column {y_idx}"
     return ExperimentalData(
         x=x * factor,
