@@ -242,3 +242,19 @@ def test_single_number_targets(tmp_path):
     raw["targets"][0]["value_inv_A"] = raw["targets"][0].pop("value_A")
     with pytest.raises(ConfigError, match="value_A"):
         load_config(write(tmp_path / "b.yaml", raw))
+
+
+def test_data_metadata_is_checked_against_the_system(tmp_path):
+    """A stated composition or number density that the simulated cell contradicts is named in one line."""
+    from exprefine.builders import build_refiner
+
+    raw = tiny_config(tmp_path / "run")
+    raw["targets"][0]["data"].update({"composition": {"Ar": 1}, "number_density_per_A3": 0.02125})
+    build_refiner(load_config(write(tmp_path / "ok.yaml", raw)), progress=False)  # consistent: no error
+    raw["targets"][0]["data"]["composition"] = {"Ar": 1, "Kr": 1}
+    with pytest.raises(ValueError, match="composition Ar 0.500, Kr 0.500 but the system has Ar 1.000"):
+        build_refiner(load_config(write(tmp_path / "c.yaml", raw)), progress=False)
+    raw["targets"][0]["data"]["composition"] = {"Ar": 1}
+    raw["targets"][0]["data"]["number_density_per_A3"] = 0.025
+    with pytest.raises(ValueError, match="0.025 Å⁻³"):
+        build_refiner(load_config(write(tmp_path / "d.yaml", raw)), progress=False)

@@ -13,6 +13,7 @@ import torch
 from .config import (
     AdfConfig,
     Config,
+    DeepmdConfig,
     DensityConfig,
     InterlayerSpacingConfig,
     LatticeConfig,
@@ -117,6 +118,11 @@ def build_potential(cfg: Config) -> Potential:
 
             terms.append(MacePotential.from_file(term.model_file, dtype=_DTYPES[cfg.system.dtype],
                                                  trainable=term.trainable, head=term.head, skin_A=term.skin_A))
+        elif isinstance(term, DeepmdConfig):
+            from .potentials.deepmd import DeepmdPotential
+
+            terms.append(DeepmdPotential.from_file(term.checkpoint_file, dtype=_DTYPES[cfg.system.dtype],
+                                                   trainable=term.trainable, head=term.head))
         elif isinstance(term, ThreeBodyConfig):
             cos_theta0 = (term.cos_theta0 if term.cos_theta0 is not None
                           else math.cos(math.radians(term.theta0_deg)))  # type: ignore[arg-type]
@@ -136,13 +142,22 @@ def build_potential(cfg: Config) -> Potential:
 
 
 def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
-    """Write every term that has a native file format (MACE ``.model``) next to the run; the paths written."""
+    """Write every term that has a native file format next to the run; the paths written.
+
+    MACE terms: a ``.model`` file. DeePMD terms: a ``dp --pt train``-style checkpoint (``.pt``)
+    and the frozen model made from it (``.pth``, for LAMMPS ``pair_style deepmd``), in that order.
+    """
     terms = potential.terms if isinstance(potential, SumPotential) else [potential]
     native = [(c, t) for c, t in zip(cfg.potential.terms, terms) if isinstance(c, MaceConfig)]
     written = []
     for k, (term_cfg, term) in enumerate(native):
         default = Path(cfg.run_dir) / ("refined.model" if len(native) == 1 else f"refined_{k}.model")
         written.append(term.save_model(term_cfg.save_model_file or default))
+    deepmd = [(c, t) for c, t in zip(cfg.potential.terms, terms) if isinstance(c, DeepmdConfig)]
+    for k, (term_cfg, term) in enumerate(deepmd):
+        stem = Path(cfg.run_dir) / ("refined_deepmd" if len(deepmd) == 1 else f"refined_deepmd_{k}")
+        checkpoint = term.save_checkpoint(term_cfg.save_checkpoint_file or stem.with_suffix(".pt"))
+        written += [checkpoint, term.freeze(term_cfg.freeze_file or stem.with_suffix(".pth"), checkpoint=checkpoint)]
     return written
 
 
@@ -268,6 +283,37 @@ def build_target(t: TargetConfig, temperature_K: float) -> Target:
                   mask=torch.from_numpy(mask), weight=t.weight)
 
 
+def _format_fractions(fractions: dict[str, float]) -> str:
+    return ", ".join(f"{el} {x:.3f}" for el, x in sorted(fractions.items()))
+
+
+def check_data_metadata(cfg: Config, state: State) -> None:
+    """One-line errors when a data file's stated composition or density contradicts the simulated system."""
+    from collections import Counter
+
+    from ase.data import chemical_symbols
+
+    first = state.system_idx == 0
+    counts = Counter(chemical_symbols[int(z)] for z in state.atomic_numbers[first].tolist())
+    n_atoms = sum(counts.values())
+    for t in cfg.targets:
+        d = t.data
+        if d is None:
+            continue
+        if d.composition is not None:
+            total = sum(d.composition.values())
+            stated = {el: v / total for el, v in d.composition.items() if v > 0}
+            system = {el: n / n_atoms for el, n in counts.items()}
+            if set(stated) != set(system) or any(abs(stated[el] - system[el]) > 1e-3 for el in stated):
+                raise ValueError(f"target {t.name}: {d.file.name} states the composition "
+                                 f"{_format_fractions(stated)} but the system has {_format_fractions(system)}")
+        if d.number_density_per_A3 is not None and cfg.sampling.pressure_bar is None:
+            rho = n_atoms / float(state.volume_A3()[0])
+            if abs(rho / d.number_density_per_A3 - 1) > 0.02:
+                raise ValueError(f"target {t.name}: {d.file.name} was measured at {d.number_density_per_A3:g} Å⁻³ "
+                                 f"but the system's cell holds {rho:.5g} Å⁻³ (NVT)")
+
+
 def build_targets(cfg: Config) -> list[Target]:
     return [build_target(t, cfg.sampling.temperature_K) for t in cfg.targets]
 
@@ -295,11 +341,13 @@ def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
     if not cfg.targets:
         raise ValueError("the config has no targets to refine against")
     potential = build_potential(cfg)
+    start = build_state(cfg)
+    check_data_metadata(cfg, start)
     return Refiner(
         potential=potential,
         targets=build_targets(cfg),
         sampler_settings=sampler_settings(cfg.sampling),
-        start=build_state(cfg),
+        start=start,
         settings=refiner_settings(cfg, progress),
         run_dir=cfg.run_dir,
         config=config_to_plain(cfg),

@@ -152,7 +152,27 @@ class RepulsiveConfig(_Strict):
         return self
 
 
-PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig],
+class DeepmdConfig(_Strict):
+    """A DeePMD-kit model (PyTorch backend; ``bash scripts/install_deepmd.sh``).
+
+    ``checkpoint_file``: a ``dp --pt train`` checkpoint (``.pt``) or a frozen model (``.pth``).
+    ``trainable``: presets (all, none, fitting, descriptor, fitting_last_layer,
+    type_embedding), globs over parameter names, or ``re:<regex>``. The refined model is written
+    as a checkpoint to ``save_checkpoint_file`` (default ``run_dir/refined_deepmd.pt``) and
+    frozen for LAMMPS ``pair_style deepmd`` to ``freeze_file`` (default ``run_dir/refined_deepmd.pth``).
+    """
+
+    kind: Literal["deepmd"]
+    checkpoint_file: Path
+    trainable: str | list[str] = "all"
+    head: str | None = None
+    learning_rate: float | None = Field(default=None, gt=0)
+    save_checkpoint_file: Path | None = None
+    freeze_file: Path | None = None
+
+
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig,
+                                DeepmdConfig],
                           Field(discriminator="kind")]
 
 
@@ -341,13 +361,20 @@ _SCALAR_UNITS = ("bar", "g_per_cm3", "A", "inv_A", "deg", "rad")
 
 
 class DataConfig(_Strict):
-    """A measured curve in a text/CSV file; columns by index (0-based) or header name."""
+    """A measured curve in a text/CSV file; columns by index (0-based) or header name.
+
+    Optional metadata of the measurement, checked against the simulated system before a
+    run: ``composition`` (element → amount, any normalisation, e.g. {C: 3, N: 4}) and
+    ``number_density_per_A3`` (atoms per Å³; NVT cells must match it within 2 %).
+    """
 
     file: Path
     x_column: int | str = 0
     y_column: int | str = 1
     sigma_column: int | str | None = None
     x_unit: Literal["angstrom", "nm", "inverse_angstrom", "inverse_nm", "degree", "radian"] = "angstrom"
+    composition: dict[str, float] | None = None
+    number_density_per_A3: float | None = Field(default=None, gt=0)
 
 
 class TargetConfig(_Strict):
@@ -571,6 +598,10 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         if isinstance(term, MaceConfig):
             term.model_file = res(term.model_file)  # type: ignore[assignment]
             term.save_model_file = res(term.save_model_file)
+        elif isinstance(term, DeepmdConfig):
+            term.checkpoint_file = res(term.checkpoint_file)  # type: ignore[assignment]
+            term.save_checkpoint_file = res(term.save_checkpoint_file)
+            term.freeze_file = res(term.freeze_file)
     for t in cfg.targets:
         if t.data is not None:
             t.data.file = res(t.data.file)  # type: ignore[assignment]
