@@ -2,6 +2,7 @@
 
 from .ase_calculator import ExprefineCalculator
 from .base import PairPotential, Potential, PotentialOutput
+from .deepmd import DeepmdPotential  # deepmd-kit itself is imported only when a model is built
 from .lennard_jones import LennardJones
 from .mace import MacePotential  # mace-torch itself is imported only when a model is built
 from .repulsive import RepulsivePrior
@@ -12,4 +13,4 @@ from .three_body import StillingerWeberThreeBody
 from .torch_model import TorchEnergyModel
 
 __all__ = ["Potential", "PotentialOutput", "PairPotential", "LennardJones", "SumPotential", "PairSpline", "ExprefineCalculator",
-           "MacePotential", "TorchEnergyModel", "select_trainable", "RepulsivePrior", "StillingerWeberThreeBody"]
+           "MacePotential", "DeepmdPotential", "TorchEnergyModel", "select_trainable", "RepulsivePrior", "StillingerWeberThreeBody"]
