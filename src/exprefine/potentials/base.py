@@ -107,6 +107,20 @@ def species_index_table(atomic_numbers: Sequence[int]) -> torch.Tensor:
     return table
 
 
+def species_indices(table: torch.Tensor, known: Sequence[int], atomic_numbers: torch.Tensor, owner: str) -> torch.Tensor:
+    """[n_atoms] position of each atom's element in a model's element list (``table`` from
+    :func:`species_index_table`); a one-line error naming the elements ``owner`` does not know."""
+    z = atomic_numbers
+    if bool((z < 1).any() or (z > 118).any()):
+        raise ValueError("atomic numbers out of range 1..118")
+    idx = table.to(z.device)[z]
+    if bool((idx < 0).any()):
+        unknown = sorted(set(z[idx < 0].tolist()))
+        raise ValueError(f"{owner} knows elements {element_symbols(known)} "
+                         f"but the system contains {element_symbols(unknown)}")
+    return idx
+
+
 def element_symbols(atomic_numbers: Sequence[int]) -> list[str]:
     from ase.data import chemical_symbols
 
@@ -166,17 +180,7 @@ class PairPotential(Potential):
 
     def species_of(self, state: State) -> torch.Tensor:
         """[n_atoms] species index of each atom; a one-line error for an unknown element."""
-        z = state.atomic_numbers
-        if bool((z < 1).any() or (z > 118).any()):
-            raise ValueError("atomic numbers out of range 1..118")
-        idx = self._species_of_z.to(z.device)[z]
-        if bool((idx < 0).any()):
-            unknown = sorted(set(z[idx < 0].tolist()))
-            raise ValueError(
-                f"{type(self).__name__} knows elements {element_symbols(self.species_numbers)} "
-                f"but the system contains {element_symbols(unknown)}"
-            )
-        return idx
+        return species_indices(self._species_of_z, self.species_numbers, state.atomic_numbers, type(self).__name__)
 
     def pair_energy(self, r_A: torch.Tensor, pair_type: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """[n_pairs] energy in eV of pairs at distance ``r_A`` of species-pair type ``pair_type``."""
