@@ -32,7 +32,6 @@ from .data.dft import DFTBatch, DFTDataset
 from .data.metrics import DFTErrors, evaluate_dft_errors
 from .data.predict import predict_batch, potential_device
 from .potentials.base import Potential
-from .refine.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "train_latest.pt"
 
@@ -322,6 +321,8 @@ def _evaluate(potential: Potential, dataset: DFTDataset, settings: TrainSettings
 def _save_train_checkpoint(path: Path, potential: Potential, optimizer: torch.optim.Optimizer, scheduler: Any,
                            generator: torch.Generator, run: _RunState, settings: TrainSettings,
                            wall_time_s: float) -> None:
+    from .refine.checkpoint import save_checkpoint  # here: exprefine.refine imports this module
+
     save_checkpoint(path, {
         "kind": "train",
         "potential_state": potential.state_dict(),
@@ -342,6 +343,8 @@ def _save_train_checkpoint(path: Path, potential: Potential, optimizer: torch.op
 
 def _load_train_checkpoint(path: Path, potential: Potential, optimizer: torch.optim.Optimizer, scheduler: Any,
                            generator: torch.Generator, settings: TrainSettings) -> _RunState:
+    from .refine.checkpoint import load_checkpoint  # here: exprefine.refine imports this module
+
     ck = load_checkpoint(path)
     if ck.get("kind") != "train":
         raise ValueError(f"{path} is not a training checkpoint")
@@ -514,6 +517,8 @@ def train(
 def _write_outputs(result: TrainResult, potential: Potential, settings: TrainSettings, run_dir: Path) -> None:
     write_train_log(result.history, run_dir / "train_log.csv")
     plot_learning_curves(result.history, run_dir / "learning_curves.png")
+    from .refine.checkpoint import save_checkpoint  # here: exprefine.refine imports this module
+
     save_checkpoint(run_dir / "train_model.pt", {
         "kind": "train_model",
         "potential_state": potential.state_dict(),

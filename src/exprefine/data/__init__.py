@@ -10,18 +10,29 @@ from .dft import (
     DFTDataset,
     concatenate_datasets,
     dataset_from_atoms,
+    key_hash_fraction,
     load_split,
     read_extxyz,
     split,
+    split_by_key,
     write_extxyz,
 )
 from .metrics import DFTErrors, dft_errors, evaluate_dft_errors
 from .predict import BatchPrediction, Predictions, label_with_potential, predict, predict_batch
+from .statistics import (
+    AtomicEnergyFit,
+    InteractionStatistics,
+    average_neighbour_count,
+    fit_atomic_energies,
+    interaction_statistics,
+)
 
 __all__ = [
     "DFTDataset", "DFTBatch", "DatasetSplit", "dataset_from_atoms", "concatenate_datasets",
-    "read_extxyz", "write_extxyz", "split", "load_split",
+    "read_extxyz", "write_extxyz", "split", "split_by_key", "key_hash_fraction", "load_split",
     "read_deepmd", "write_deepmd", "find_deepmd_systems",
     "DFTErrors", "dft_errors", "evaluate_dft_errors",
     "BatchPrediction", "Predictions", "predict", "predict_batch", "label_with_potential",
+    "AtomicEnergyFit", "InteractionStatistics", "fit_atomic_energies", "average_neighbour_count",
+    "interaction_statistics",
 ]

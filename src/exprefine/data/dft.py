@@ -13,6 +13,7 @@ DeePMD-kit, MACE data sets, dpdata) converts as stress = −W/V.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,6 +494,8 @@ class DatasetSplit:
         train_indices, valid_indices, test_indices: frame indices in the full data set (ascending).
         seed: the seed that drew the partition.
         fractions: the requested (train, valid, test) fractions.
+        scheme: ``"random"`` (:func:`split`) or ``"key_hash"`` (:func:`split_by_key`).
+        frame_keys: with ``"key_hash"``, the key of every frame of the full data set (in order).
     """
 
     train: DFTDataset
@@ -503,9 +506,12 @@ class DatasetSplit:
     test_indices: list[int]
     seed: int
     fractions: tuple[float, float, float]
+    scheme: str = "random"
+    frame_keys: list[str] | None = None
 
     def save_indices(self, path: str | Path) -> Path:
-        """Write the partition as JSON (indices, seed, fractions, number of frames)."""
+        """Write the partition as JSON (indices, seed, fractions, number of frames; scheme and
+        the frame keys of each subset for a :func:`split_by_key` split)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         n = len(self.train_indices) + len(self.valid_indices) + len(self.test_indices)
@@ -514,10 +520,17 @@ class DatasetSplit:
             "n_frames": n,
             "seed": self.seed,
             "fractions": list(self.fractions),
+            "scheme": self.scheme,
             "train": self.train_indices,
             "valid": self.valid_indices,
             "test": self.test_indices,
         }
+        if self.frame_keys is not None:
+            payload["frame_keys"] = {
+                name: [self.frame_keys[i] for i in indices]
+                for name, indices in (("train", self.train_indices), ("valid", self.valid_indices),
+                                      ("test", self.test_indices))
+            }
         path.write_text(json.dumps(payload, indent=1))
         return path
 
@@ -558,6 +571,59 @@ def split(dataset: DFTDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), see
     return _split_from_indices(dataset, train, valid, test, int(seed), fr)  # type: ignore[arg-type]
 
 
+def key_hash_fraction(key: str, seed: int = 0) -> float:
+    """u ∈ [0, 1) from the SHA-256 of ``"<seed>:<key>"``: a frame's fixed random number."""
+    digest = hashlib.sha256(f"{int(seed)}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_by_key(
+    dataset: DFTDataset,
+    keys: Sequence[str],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> DatasetSplit:
+    """Partition by a hash of each frame's key, so that a frame's subset never changes.
+
+    Frame k goes to training if u_k < f_train, to validation if u_k < f_train + f_valid,
+    else to test, with u_k = :func:`key_hash_fraction` (key_k, seed). A frame's subset depends
+    only on its own key and the seed, not on the other frames: when a data set grows (more
+    frames labelled later), old frames keep their subsets, and a test frame is never trained
+    on by any model fitted to any version of the data set. Subset sizes follow the fractions
+    only on average; a subset with a positive fraction that comes out empty (tiny data sets)
+    takes the training frame with the largest u (validation first, then test) while at least
+    one training frame is left.
+
+    Args:
+        dataset: the frames.
+        keys: one unique string per frame (e.g. the label cache's ``frame_key``).
+        fractions: (train, valid, test), non-negative, summing to 1.
+        seed: salt of the hash.
+    """
+    fr = tuple(float(f) for f in fractions)
+    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+    keys = [str(k) for k in keys]
+    if len(keys) != dataset.n_frames:
+        raise ValueError(f"{len(keys)} keys for a data set of {dataset.n_frames} frames")
+    if len(set(keys)) != len(keys):
+        raise ValueError("frame keys must be unique")
+    u = np.array([key_hash_fraction(k, seed) for k in keys])
+    subset = np.where(u < fr[0], 0, np.where(u < fr[0] + fr[1], 1, 2))
+    for which in (1, 2):
+        if fr[which] > 0 and not (subset == which).any() and (subset == 0).sum() > 1:
+            candidates = np.flatnonzero(subset == 0)
+            subset[candidates[np.argmax(u[candidates])]] = which
+    train, valid, test = (np.flatnonzero(subset == k).tolist() for k in range(3))
+    if not train:
+        raise ValueError(f"a key-hash split of {dataset.n_frames} frames with fractions {list(fr)} "
+                         "leaves no training frame")
+    out = _split_from_indices(dataset, train, valid, test, int(seed), fr)  # type: ignore[arg-type]
+    out.scheme = "key_hash"
+    out.frame_keys = keys
+    return out
+
+
 def load_split(dataset: DFTDataset, path: str | Path) -> DatasetSplit:
     """The partition saved by :meth:`DatasetSplit.save_indices`, applied to ``dataset``."""
     path = Path(path)
@@ -571,4 +637,12 @@ def load_split(dataset: DFTDataset, path: str | Path) -> DatasetSplit:
     train, valid, test = (list(map(int, data[k])) for k in ("train", "valid", "test"))
     if sorted(train + valid + test) != list(range(dataset.n_frames)):
         raise ValueError(f"{path}: the subsets do not partition the frames 0..{dataset.n_frames - 1}")
-    return _split_from_indices(dataset, train, valid, test, int(data["seed"]), tuple(data["fractions"]))
+    out = _split_from_indices(dataset, train, valid, test, int(data["seed"]), tuple(data["fractions"]))
+    out.scheme = str(data.get("scheme", "random"))
+    if "frame_keys" in data:
+        keys = [""] * dataset.n_frames
+        for name, indices in (("train", train), ("valid", valid), ("test", test)):
+            for i, key in zip(indices, data["frame_keys"][name]):
+                keys[i] = str(key)
+        out.frame_keys = keys
+    return out

@@ -5,6 +5,8 @@ own neighbour lists, so its energies are differentiable in positions, cell and t
 parameters (``MACECalculator`` freezes parameters and detaches its outputs). Forces and
 stress come from :meth:`Potential.compute` by autograd, as for every exprefine potential.
 
+:func:`build_mace` makes a fresh (untrained) ScaleShiftMACE of MACE's default architecture.
+
 mace-torch is an optional extra (``pip install "exprefine[mace]"``) and is imported only when
 a MACE model is loaded or saved. Importing ``mace`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
 for the whole process (it affects only ``torch.load`` calls that do not pass ``weights_only``)
@@ -15,14 +17,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..state import State
 from ..neighbors import VerletPairCache
-from .base import Potential, element_symbols, species_index_table
+from .base import Potential, element_symbols, species_index_table, species_indices
 from .edges import edges_within_cutoff
 from .selection import mace_presets, select_trainable
 
@@ -53,6 +55,135 @@ def load_mace_model(path: str | Path, device: torch.device | str = "cpu") -> nn.
     model = torch.load(str(path), map_location=device, weights_only=False)
     if not isinstance(model, nn.Module):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a MACE model (a torch module)")
+    return model
+
+
+def _atomic_number(element: str | int) -> int:
+    from ase.data import atomic_numbers
+
+    if isinstance(element, str):
+        if element not in atomic_numbers:
+            raise ValueError(f"unknown element symbol {element!r}")
+        return int(atomic_numbers[element])
+    z = int(element)
+    if not 1 <= z <= 118:
+        raise ValueError(f"atomic number out of range 1..118: {element}")
+    return z
+
+
+def build_mace(
+    elements: Sequence[str | int],
+    r_max_A: float = 5.5,
+    channels: int = 32,
+    max_L: int = 1,
+    n_interactions: int = 2,
+    atomic_energies_eV: Mapping[str | int, float] | None = None,
+    avg_num_neighbors: float = 10.0,
+    seed: int = 0,
+    *,
+    max_ell: int = 3,
+    correlation: int = 3,
+    num_bessel: int = 8,
+    num_polynomial_cutoff: int = 5,
+    radial_mlp: Sequence[int] = (64, 64, 64),
+    mlp_channels: int = 16,
+    interaction_scale_eV: float = 1.0,
+    interaction_shift_eV: float = 0.0,
+    dtype: torch.dtype = torch.float64,
+) -> nn.Module:
+    """A freshly initialised ``mace.modules.ScaleShiftMACE`` energy model (untrained).
+
+    The architecture is MACE's default one (``mace_run_train --model MACE``): a first
+    ``RealAgnosticInteractionBlock``, then ``RealAgnosticResidualInteractionBlock`` s, Bessel
+    radial basis with a polynomial envelope, SiLU gates. The energy of a structure is
+
+        E = Σ_i E0(Z_i) + interaction_scale_eV · Σ_i ε_i + N · interaction_shift_eV,
+
+    with ε_i the per-atom read-out of the network (MACE's ``ScaleShiftMACE``).
+
+    Args:
+        elements: element symbols or atomic numbers the model knows (stored sorted by Z).
+        r_max_A: cutoff radius, Å.
+        channels: number of channels k of the hidden features.
+        max_L: highest angular momentum of the hidden features: 0 gives ``kx0e``,
+            1 gives ``kx0e + kx1o``, 2 adds ``kx2e``.
+        n_interactions: message-passing layers.
+        atomic_energies_eV: E0 of each element (keys symbols or atomic numbers), eV;
+            None gives zeros.
+        avg_num_neighbors: the mean number of neighbours within ``r_max_A`` (normalises the
+            messages; compute it on the training frames, e.g. with
+            :func:`exprefine.data.statistics.average_neighbour_count`).
+        seed: seed of the weight initialisation (the global torch random state is left as it was).
+        max_ell: highest degree of the spherical harmonics of the edge directions.
+        correlation: body order of the product basis (correlation + 1 body messages).
+        num_bessel: radial Bessel functions.
+        num_polynomial_cutoff: exponent p of the polynomial cutoff envelope.
+        radial_mlp: hidden widths of the radial MLP.
+        mlp_channels: width of the non-linear read-out of the last layer.
+        interaction_scale_eV: scale of the per-atom interaction energy (MACE uses the RMS of
+            the training forces, in eV/Å, read as an energy scale in eV).
+        interaction_shift_eV: shift of the per-atom interaction energy (MACE uses the mean
+            per-atom energy left after subtracting the E0s).
+        dtype: floating dtype of the parameters.
+
+    Returns:
+        The MACE module (wrap it in :class:`MacePotential`; save it with
+        :meth:`MacePotential.save_model`).
+    """
+    import_mace()
+    import numpy as np
+    from e3nn import o3
+    from mace import modules
+
+    if not r_max_A > 0:
+        raise ValueError(f"r_max_A must be positive, got {r_max_A}")
+    if channels < 1 or n_interactions < 1:
+        raise ValueError(f"channels and n_interactions must be ≥ 1, got {channels}, {n_interactions}")
+    if max_L not in (0, 1, 2):
+        raise ValueError(f"max_L must be 0, 1 or 2, got {max_L}")
+    if not avg_num_neighbors > 0:
+        raise ValueError(f"avg_num_neighbors must be positive, got {avg_num_neighbors}")
+    numbers = sorted({_atomic_number(e) for e in elements})
+    if not numbers:
+        raise ValueError("a MACE model needs at least one element")
+    e0 = np.zeros(len(numbers))
+    if atomic_energies_eV is not None:
+        given = {_atomic_number(k): float(v) for k, v in atomic_energies_eV.items()}
+        missing = [z for z in numbers if z not in given]
+        if missing:
+            raise ValueError(f"atomic_energies_eV lacks elements {element_symbols(missing)}")
+        e0 = np.array([given[z] for z in numbers])
+    parities = ("e", "o", "e")
+    hidden = "+".join(f"{channels}x{ell}{parities[ell]}" for ell in range(max_L + 1))
+
+    old_dtype = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        torch.set_default_dtype(dtype)
+        try:
+            model = modules.ScaleShiftMACE(
+                r_max=float(r_max_A),
+                num_bessel=int(num_bessel),
+                num_polynomial_cutoff=int(num_polynomial_cutoff),
+                max_ell=int(max_ell),
+                interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+                interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
+                num_interactions=int(n_interactions),
+                num_elements=len(numbers),
+                hidden_irreps=o3.Irreps(hidden),
+                MLP_irreps=o3.Irreps(f"{mlp_channels}x0e"),
+                gate=torch.nn.functional.silu,
+                atomic_energies=e0,
+                avg_num_neighbors=float(avg_num_neighbors),
+                atomic_numbers=numbers,
+                correlation=int(correlation),
+                radial_MLP=[int(w) for w in radial_mlp],
+                radial_type="bessel",
+                atomic_inter_scale=float(interaction_scale_eV),
+                atomic_inter_shift=float(interaction_shift_eV),
+            )
+        finally:
+            torch.set_default_dtype(old_dtype)
     return model
 
 
@@ -161,17 +292,7 @@ class MacePotential(Potential):
     # --------------------------------------------------------------- energy
     def species_of(self, state: State) -> torch.Tensor:
         """[n_atoms] index of each atom's element in the model's table; one-line error if unknown."""
-        z = state.atomic_numbers
-        if bool((z < 1).any() or (z > 118).any()):
-            raise ValueError("atomic numbers out of range 1..118")
-        idx = self._species_of_z.to(z.device)[z]
-        if bool((idx < 0).any()):
-            unknown = sorted(set(z[idx < 0].tolist()))
-            raise ValueError(
-                f"the MACE model knows elements {element_symbols(self.species_numbers)} "
-                f"but the system contains {element_symbols(unknown)}"
-            )
-        return idx
+        return species_indices(self._species_of_z, self.species_numbers, state.atomic_numbers, "the MACE model")
 
     def input_dict(self, state: State) -> dict[str, torch.Tensor]:
         """The MACE input dict of the whole batch (keys as ``mace.data.AtomicData`` batches).
@@ -241,4 +362,4 @@ class MacePotential(Potential):
         return path
 
 
-__all__ = ["MacePotential", "import_mace", "load_mace_model"]
+__all__ = ["MacePotential", "build_mace", "import_mace", "load_mace_model"]

@@ -1,5 +1,6 @@
 """Reference methods that produce labels (energies, forces, stress) for training and validation."""
 
+from .shards import ShardRun, ShardStatus, label_shards, read_shard, shard_path, write_shard
 from .tblite_methods import (
     METHODS,
     TBLITE_D3_CUTOFFS_BOHR,
@@ -30,4 +31,10 @@ __all__ = [
     "make_d3_calculator",
     "read_label_cache",
     "tblite_method",
+    "ShardRun",
+    "ShardStatus",
+    "label_shards",
+    "read_shard",
+    "shard_path",
+    "write_shard",
 ]
