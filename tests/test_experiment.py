@@ -11,13 +11,15 @@ import torch
 from exprefine.experiment import ExperimentalData, interpolate, load_table
 from exprefine.observables import RadialDistribution
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+#: the measured data sets, as copied unchanged into the examples
+EXAMPLE_DATA = {"argon_85K": REPO / "examples" / "argon" / "data",
+                "cg_water_296K": REPO / "examples" / "cg_water" / "data"}
 
 
-def shared_file(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data file absent: {path}")
+def shared_file(folder: str, name: str) -> Path:
+    path = EXAMPLE_DATA[folder] / name
+    assert path.exists(), f"example data file missing: {path}"
     return path
 
 
