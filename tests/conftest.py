@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ase.build import bulk
@@ -12,6 +13,7 @@ from ase.build import bulk
 from exprefine.potentials import LennardJones
 from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import from_atoms
+from exprefine.trajectory import Trajectory
 from exprefine.units import kelvin_to_eV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +30,25 @@ def argon_lattice(repeat: int = 3, density_per_A3: float = ARGON_DENSITY_PER_A3)
 
 def argon_lj(sigma_A: float = SIGMA_TRUE_A, epsilon_K: float = EPSILON_TRUE_K, cutoff_A: float = 8.0) -> LennardJones:
     return LennardJones(["Ar"], sigma_A, kelvin_to_eV(epsilon_K), cutoff_A=cutoff_A)
+
+
+#: a triclinic cell whose heights are all ≥ 18 Å (rows are lattice vectors, Å)
+TRICLINIC = np.array([[20.0, 0.0, 0.0], [5.0, 19.0, 0.0], [3.0, 4.0, 18.0]])
+
+
+def make_trajectory(positions: np.ndarray, cells: np.ndarray, numbers: np.ndarray) -> Trajectory:
+    """positions [F, N, 3] Å, cells [F, 3, 3] Å, numbers [N]."""
+    f, n = positions.shape[:2]
+    return Trajectory(
+        positions_A=torch.as_tensor(positions, dtype=torch.float64),
+        cells_A=torch.as_tensor(cells, dtype=torch.float64),
+        pbc=torch.ones(3, dtype=torch.bool),
+        atomic_numbers=torch.as_tensor(numbers, dtype=torch.long),
+        masses_amu=torch.full((n,), 40.0, dtype=torch.float64),
+        energies_eV=torch.zeros(f, dtype=torch.float64),
+        kT_eV=0.01,
+        fingerprint="test",
+    )
 
 
 @contextmanager

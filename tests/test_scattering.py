@@ -36,22 +36,10 @@ from exprefine.observables.scattering import (
 from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
 
-TRICLINIC = np.array([[20.0, 0.0, 0.0], [5.0, 19.0, 0.0], [3.0, 4.0, 18.0]])  # heights ≥ 18 Å
+from conftest import TRICLINIC, make_trajectory
 
 
-def make_trajectory(positions: np.ndarray, cells: np.ndarray, numbers: np.ndarray) -> Trajectory:
-    """positions [F, N, 3] Å, cells [F, 3, 3] Å, numbers [N]."""
-    f, n = positions.shape[:2]
-    return Trajectory(
-        positions_A=torch.as_tensor(positions, dtype=torch.float64),
-        cells_A=torch.as_tensor(cells, dtype=torch.float64),
-        pbc=torch.ones(3, dtype=torch.bool),
-        atomic_numbers=torch.as_tensor(numbers, dtype=torch.long),
-        masses_amu=torch.full((n,), 40.0, dtype=torch.float64),
-        energies_eV=torch.zeros(f, dtype=torch.float64),
-        kT_eV=0.01,
-        fingerprint="test",
-    )
+
 
 
 def ideal_gas(n_atoms: int, n_frames: int, numbers: np.ndarray, seed: int) -> Trajectory:
