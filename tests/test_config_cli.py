@@ -213,7 +213,9 @@ def test_evaluate_existing_frames(argon_108_trajectory, tmp_path, capsys):
 
     _, result = argon_108_trajectory
     ase_write(tmp_path / "frames.extxyz", result.trajectory.to_atoms())
-    cfg_path = write(tmp_path / "c.yaml", tiny_config(tmp_path / "run"))
+    raw = tiny_config(tmp_path / "run")
+    raw["targets"].append({"name": "pressure", "observable": {"kind": "pressure"}, "value_bar": 1.0})
+    cfg_path = write(tmp_path / "c.yaml", raw)
     with pytest.raises(SystemExit) as code:
         main(["evaluate", str(cfg_path), "--frames", str(tmp_path / "frames.extxyz"), "--every", "2"])
     assert code.value.code == 0
@@ -221,7 +223,19 @@ def test_evaluate_existing_frames(argon_108_trajectory, tmp_path, capsys):
     assert ev["n_frames"] == result.trajectory.n_frames // 2
     # textbook LJ at 85 K against the measured g(r) over 3–8 Å: the known ≈ 0.03 level, not 0 and not 1
     assert 0.01 < ev["rmse"]["g_r"] < 0.1
-    assert "frames of" in capsys.readouterr().out
+    # a scalar target is reported with its value and block standard error; the value is the plain
+    # mean of the per-frame pressures of the frames used
+    from exprefine.io import read_frames
+    from exprefine.observables import Pressure
+
+    pressure = ev["scalar_targets"]["pressure"]
+    assert set(ev["scalar_targets"]) == {"pressure"}
+    assert pressure["standard_error"] > 0 and abs(pressure["value"] - 1.0) == pytest.approx(ev["rmse"]["pressure"])
+    used = read_frames(tmp_path / "frames.extxyz", slice(None, None, 2), temperature_K=85.0)
+    direct = Pressure(temperature_K=85.0).evaluate(used, build_potential(load_config(cfg_path))).mean()
+    assert pressure["value"] == pytest.approx(float(direct), rel=1e-9)
+    out = capsys.readouterr().out
+    assert "frames of" in out and "±" in out
     with pytest.raises(SystemExit) as code:
         main(["evaluate", str(cfg_path), "--no-progress"])
     assert code.value.code == 2 and "--checkpoint" in capsys.readouterr().err

@@ -145,6 +145,7 @@ def _sample_and_compare(cfg: Config, potential, out_dir: Path, progress: bool) -
         plot_targets(targets, evaluation, None, out_dir)
         (out_dir / "evaluation.json").write_text(json.dumps({
             "rmse": evaluation.rmse, "loss": evaluation.loss, "n_frames": evaluation.n_frames,
+            "scalar_targets": evaluation.scalars(),
             "fingerprint": evaluation.fingerprint, "wall_time_s": result.wall_time_s,
         }, indent=2))
     return SamplingReport(result=result, evaluation=evaluation, out_dir=out_dir)
@@ -195,6 +196,7 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     plot_targets(targets, evaluation, None, out_dir)
     (out_dir / "evaluation.json").write_text(json.dumps({
         "frames_file": str(path), "n_frames": trajectory.n_frames, "rmse": evaluation.rmse, "loss": evaluation.loss,
+        "scalar_targets": evaluation.scalars(),
     }, indent=2))
     return FramesReport(evaluation=evaluation, n_frames=trajectory.n_frames, out_dir=out_dir)
 

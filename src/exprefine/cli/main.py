@@ -56,10 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_rmse(title: str, rmse: dict[str, float]) -> None:
+def _print_evaluation(title: str, evaluation) -> None:
+    """RMSE of every target; scalar targets also with their value ± block standard error."""
     print(title)
-    for name, value in rmse.items():
-        print(f"  {name:20s} RMSE {value:.5f}")
+    scalars = evaluation.scalars()
+    for name, value in evaluation.rmse.items():
+        line = f"  {name:20s} RMSE {value:.5f}"
+        if name in scalars:
+            line += f"   value {scalars[name]['value']:.6g} ± {scalars[name]['standard_error']:.2g}"
+        print(line)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -81,9 +86,9 @@ def run(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
     if args.command == "refine":
         result = workflows.run_refinement(cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
-        _print_rmse("before refinement:", result.before.rmse)
+        _print_evaluation("before refinement:", result.before)
         if result.after is not None:
-            _print_rmse("after refinement (independent check run):", result.after.rmse)
+            _print_evaluation("after refinement (independent check run):", result.after)
         if result.dft_before is not None:
             print(result.dft_before.format_table("held-out reference frames, before"))
         if result.dft_after is not None:
@@ -104,7 +109,7 @@ def run(argv: list[str] | None = None) -> int:
         frames = workflows.evaluate_frames(cfg, args.frames, type_map=args.type_map, checkpoint=args.checkpoint,
                                            every=args.every)
         print(f"{frames.n_frames} frames of {args.frames} -> {frames.out_dir}")
-        _print_rmse("targets:", frames.evaluation.rmse)
+        _print_evaluation("targets:", frames.evaluation)
         return 0
     if args.command == "sample":
         report = workflows.run_sampling(cfg, progress=progress)
@@ -115,7 +120,7 @@ def run(argv: list[str] | None = None) -> int:
     print(f"{report.result.trajectory.n_frames} frames in {report.result.wall_time_s:.1f} s "
           f"-> {report.out_dir / 'trajectory.pt'}")
     if report.evaluation is not None:
-        _print_rmse("targets:", report.evaluation.rmse)
+        _print_evaluation("targets:", report.evaluation)
     return 0
 
 

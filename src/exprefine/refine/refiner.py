@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..blocking import block_standard_error
 from ..data.metrics import DFTErrors
 from ..potentials.base import Potential
 from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
@@ -133,6 +134,17 @@ class Evaluation:
     loss: float
     n_frames: int
     fingerprint: str
+    #: block-average standard errors of every target's prediction (10 blocks; same shape as the prediction)
+    standard_errors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def scalars(self) -> dict[str, dict[str, float]]:
+        """Value and standard error of every scalar target (pressure in bar, density, a peak position)."""
+        out = {}
+        for name, p in zip(self.rmse, self.predictions):
+            if p.numel() == 1:
+                se = self.standard_errors.get(name)
+                out[name] = {"value": float(p), "standard_error": float("nan") if se is None else float(se)}
+        return out
 
 
 @dataclass
@@ -152,11 +164,13 @@ class RefinementResult:
 def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
     """Plain (unweighted) averages of every target's observable over a trajectory."""
     predictions = []
+    standard_errors = {}
     with torch.no_grad():
         for t in targets:
             values = t.observable.evaluate(trajectory, potential, chunk_size).to(torch.float64)
             weights = torch.full((trajectory.n_frames,), 1.0 / trajectory.n_frames, dtype=torch.float64)
             predictions.append(t.observable.reduce(values, weights))
+            standard_errors[t.name] = block_standard_error(values, reduce=t.observable.reduce)
         loss = float(total_loss(list(targets), predictions))
     return Evaluation(
         predictions=predictions,
@@ -164,6 +178,7 @@ def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potentia
         loss=loss,
         n_frames=trajectory.n_frames,
         fingerprint=trajectory.fingerprint,
+        standard_errors=standard_errors,
     )
 
 
@@ -536,6 +551,8 @@ class Refiner:
             "rmse_after": result.after.rmse if result.after else None,
             "loss_before": result.before.loss,
             "loss_after": result.after.loss if result.after else None,
+            "scalar_targets_before": result.before.scalars(),
+            "scalar_targets_after": result.after.scalars() if result.after else None,
             "parameters": parameter_summary(self.potential),
             "dft_test_errors_before": None if result.dft_before is None else asdict(result.dft_before),
             "dft_test_errors_after": None if result.dft_after is None else asdict(result.dft_after),
@@ -568,7 +585,7 @@ def _state_from_plain(data: dict[str, Any]) -> State:
 
 def _evaluation_to_plain(ev: Evaluation) -> dict[str, Any]:
     return {"predictions": ev.predictions, "rmse": ev.rmse, "loss": ev.loss,
-            "n_frames": ev.n_frames, "fingerprint": ev.fingerprint}
+            "n_frames": ev.n_frames, "fingerprint": ev.fingerprint, "standard_errors": ev.standard_errors}
 
 
 def _evaluation_from_plain(data: dict[str, Any]) -> Evaluation:
