@@ -189,6 +189,46 @@ def test_split_is_reproducible_disjoint_and_complete(tmp_path):
         load_split(data.subset(range(10)), path)
 
 
+def test_config_reads_gz_globs_and_splits_by_frame_name(tmp_path):
+    """dft.file may be a glob over compressed shards; split_key gives the key-hash split of the names."""
+    from exprefine.builders import build_dft_split
+    from exprefine.config import parse_config
+    from exprefine.data import split_by_key
+
+    frames = labelled_with_calculator(cluster_frames(12, seed=5), argon_lj())
+    for i, atoms in enumerate(frames):
+        atoms.info["frame_key"] = f"cluster-{i:03d}"
+    (tmp_path / "shards").mkdir()
+    write(str(tmp_path / "shards" / "a.extxyz.gz"), frames[:7], format="extxyz")
+    write(str(tmp_path / "shards" / "b.extxyz.gz"), frames[7:], format="extxyz")
+    raw = {
+        "run_dir": "run",
+        "system": {"lattice": {"element": "Ar", "kind": "fcc", "number_density_per_A3": 0.02125, "repeat": [2, 2, 2]}},
+        "potential": {"terms": [{"kind": "lennard_jones", "species": ["Ar"], "sigma_A": 3.4, "epsilon_K": 120.0,
+                                 "cutoff_A": 8.0}]},
+        "sampling": {"temperature_K": 85.0, "timestep_fs": 10.0, "equilibration_ps": 0.0, "production_ps": 0.1,
+                     "frame_interval_fs": 100.0},
+        "dft": {"file": "shards/*.extxyz.gz", "split_key": "frame_key", "split_fractions": [0.5, 0.25, 0.25],
+                "split_seed": 7},
+    }
+    parts = build_dft_split(parse_config(raw, base=tmp_path))
+    assert parts.train.n_frames + parts.valid.n_frames + parts.test.n_frames == 12
+    np.testing.assert_allclose(parts.test.energies_eV.numpy(),
+                               [frames[i].get_potential_energy() for i in parts.test_indices], atol=1e-8)
+    direct = split_by_key(label_with_potential(argon_lj(), frames), [a.info["frame_key"] for a in frames],
+                          (0.5, 0.25, 0.25), seed=7)
+    assert (parts.train_indices, parts.test_indices) == (direct.train_indices, direct.test_indices)
+    assert json.loads((tmp_path / "run" / "dft_split.json").read_text())["scheme"] == "key_hash"
+
+    raw["run_dir"] = "run2"
+    raw["dft"]["split_key"] = "no_such_key"
+    with pytest.raises(ValueError, match=r"a.extxyz.gz: frame 0 has no info key 'no_such_key'"):
+        build_dft_split(parse_config(raw, base=tmp_path))
+    raw["dft"]["file"] = ["shards/*.xyz"]
+    with pytest.raises(FileNotFoundError, match=r"no file matches .*shards/\*\.xyz"):
+        build_dft_split(parse_config(raw, base=tmp_path))
+
+
 # ------------------------------------------------------------------ metrics
 class PerAtomOffset(Potential):
     """E = δ · N_atoms: shifts energies by δ per atom, no forces, no stress."""

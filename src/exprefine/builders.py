@@ -358,23 +358,30 @@ def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
 
 def build_dft_split(cfg: Config):
     """Read ``cfg.dft.file`` and split it; the split is saved in (and reused from) ``run_dir/dft_split.json``."""
-    from .data import load_split, read_deepmd, read_extxyz, split
+    from .data import (concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split,
+                       split_by_key)
 
     d = cfg.dft
     if d is None:
         raise ValueError("the config has no dft section")
     fmt = d.format
+    paths = expand_paths(d.file)
     if fmt == "auto":
-        fmt = "deepmd" if Path(d.file).is_dir() else "extxyz"
+        fmt = "deepmd" if all(p.is_dir() for p in paths) else "extxyz"
+    keys = None
     if fmt == "deepmd":
-        dataset = read_deepmd(d.file)
+        if d.split_key is not None:
+            raise ValueError("dft.split_key needs extxyz frames (DeePMD systems carry no frame names)")
+        parts_read = [read_deepmd(p) for p in paths]
+        dataset = parts_read[0] if len(parts_read) == 1 else concatenate_datasets(parts_read)
     else:
-        dataset = read_extxyz(d.file, energy_key=d.energy_key, forces_key=d.forces_key, stress_key=d.stress_key,
-                              virial_key=d.virial_key)
+        dataset, keys = read_extxyz_files(paths, energy_key=d.energy_key, forces_key=d.forces_key,
+                                          stress_key=d.stress_key, virial_key=d.virial_key, key=d.split_key)
     path = Path(cfg.run_dir) / "dft_split.json"
     if path.exists():
         return load_split(dataset, path)
-    parts = split(dataset, d.split_fractions, d.split_seed)
+    parts = split(dataset, d.split_fractions, d.split_seed) if keys is None else \
+        split_by_key(dataset, keys, d.split_fractions, d.split_seed)
     parts.save_indices(path)
     return parts
 

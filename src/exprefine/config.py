@@ -487,15 +487,19 @@ class DftTrainConfig(_Strict):
 class DftConfig(_Strict):
     """Labelled reference frames (DFT or any method): for ``exprefine train`` and for fused refinement.
 
-    ``file``: an extxyz file or a DeePMD npy/raw folder. The frames are split once into
-    train/validation/test (``split_fractions``, ``split_seed``; the indices are saved in
-    ``run_dir/dft_split.json``). During refinement λ = ``fused_weight`` times the energy +
+    ``file``: an extxyz file (``.gz`` too) or a DeePMD npy/raw folder, a glob pattern
+    (``dataset/seed/*.extxyz.gz``) or a list of them, read in sorted order. The frames are split
+    once into train/validation/test (``split_fractions``, ``split_seed``; the indices are saved
+    in ``run_dir/dft_split.json``): at random, or with ``split_key`` (an ``atoms.info`` key
+    holding a unique name per frame, e.g. ``frame_key``) by a hash of that name, which gives
+    every frame the subset it has in any other split with the same fractions and seed (the
+    split of a data set made by ``exprefine.data.split_by_key``: its test frames stay unseen). During refinement λ = ``fused_weight`` times the energy +
     force (+ stress) loss of a random batch of training frames is added to the
     experimental loss at every update (Röcken & Zavadlav 2024), and the errors on the test
     frames are reported before and after.
     """
 
-    file: Path
+    file: Path | list[Path]
     format: Literal["auto", "extxyz", "deepmd"] = "auto"
     energy_key: str = "energy"
     forces_key: str = "forces"
@@ -503,6 +507,7 @@ class DftConfig(_Strict):
     virial_key: str | None = None
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
+    split_key: str | None = None
     energy_weight: float = Field(default=1.0, ge=0)
     force_weight: float = Field(default=1.0, ge=0)
     stress_weight: float = Field(default=0.0, ge=0)
@@ -593,7 +598,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     cfg.system.structure_file = res(cfg.system.structure_file)
     cfg.potential.initial_checkpoint = res(cfg.potential.initial_checkpoint)
     if cfg.dft is not None:
-        cfg.dft.file = res(cfg.dft.file)  # type: ignore[assignment]
+        files = cfg.dft.file if isinstance(cfg.dft.file, list) else [cfg.dft.file]
+        resolved = [res(f) for f in files]
+        cfg.dft.file = resolved if isinstance(cfg.dft.file, list) else resolved[0]  # type: ignore[assignment]
     for term in cfg.potential.terms:
         if isinstance(term, MaceConfig):
             term.model_file = res(term.model_file)  # type: ignore[assignment]

@@ -474,6 +474,72 @@ def read_extxyz(
                               virial_key=virial_key, source=str(path))
 
 
+def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Files named by a path, a glob pattern or a list of them; each pattern's matches sorted.
+
+    Raises:
+        FileNotFoundError: a pattern matches nothing or a plain path does not exist (named).
+    """
+    import glob
+
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        text = str(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {text}")
+            out.extend(Path(m) for m in matches)
+        else:
+            if not Path(text).exists():
+                raise FileNotFoundError(f"DFT data file not found: {text}")
+            out.append(Path(text))
+    return out
+
+
+def read_extxyz_files(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str | None = "stress",
+    virial_key: str | None = None,
+    key: str | None = None,
+) -> tuple[DFTDataset, list[str] | None]:
+    """Labelled frames of several extxyz files (``.gz`` too; globs allowed) as one data set.
+
+    Args:
+        key: an ``atoms.info`` entry with a unique name per frame (e.g. ``frame_key``) to return
+            alongside, for :func:`split_by_key`; None returns no names.
+
+    Returns:
+        (data set in file order, the frames' names or None).
+
+    Raises:
+        ValueError: one line naming the file and frame that lacks ``key`` or a label.
+    """
+    from ase.io import read
+
+    datasets, names = [], []
+    for path in expand_paths(paths):
+        try:
+            frames = read(str(path), index=":")
+        except Exception as exc:  # ASE raises many kinds; one line naming the file
+            raise ValueError(f"could not read {path}: {exc}") from exc
+        if not isinstance(frames, list):
+            frames = [frames]
+        if key is not None:
+            for i, atoms in enumerate(frames):
+                if key not in atoms.info:
+                    raise ValueError(f"{path}: frame {i} has no info key {key!r} (split_key)")
+                names.append(str(atoms.info[key]))
+        datasets.append(dataset_from_atoms(frames, energy_key=energy_key, forces_key=forces_key,
+                                           stress_key=stress_key, virial_key=virial_key, source=str(path)))
+    joined = datasets[0] if len(datasets) == 1 else concatenate_datasets(datasets)
+    return joined, (names if key is not None else None)
+
+
 def write_extxyz(dataset: DFTDataset, path: str | Path) -> Path:
     """Write every frame with its labels (``energy``, ``forces``, ``stress``) as extended XYZ."""
     from ase.io import write
