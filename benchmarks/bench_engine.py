@@ -34,18 +34,12 @@ from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
 from exprefine.units import kelvin_to_eV
 
+from memory import reset_peak_rss, status_MB
+
 
 def argon(n_cells: int):
     a = (4 / 0.02125) ** (1 / 3)
     return from_atoms(bulk("Ar", "fcc", a=a, cubic=True).repeat((n_cells,) * 3))
-
-
-def _status_MB(field: str) -> float:
-    """VmRSS (current) or VmHWM (peak) resident memory of this process, MB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return float(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _lj() -> LennardJones:
@@ -55,14 +49,6 @@ def _lj() -> LennardJones:
 def _rdf(traj: Trajectory) -> RadialDistribution:
     return RadialDistribution(r_max_A=min(12.0, round(0.49 * float(traj.cells_A[0, 0, 0]), 1)), r_min_A=2.0,
                               bin_width_A=0.05, species=("Ar", "Ar"))
-
-
-def _reset_peak_rss() -> None:
-    """Reset this process's VmHWM to its current RSS (Linux ≥ 4.0: write 5 to clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:  # pragma: no cover - not Linux, or not permitted
-        pass
 
 
 def _gradient_pass(path: str, chunk: int, threads: int, queue) -> None:
@@ -76,11 +62,11 @@ def _gradient_pass(path: str, chunk: int, threads: int, queue) -> None:
     traj, static, ref = data["trajectory"], data["static"], data["reference"]
     lj = _lj()
     rdf = _rdf(traj)
-    _reset_peak_rss()
-    before = _status_MB("VmRSS")
+    reset_peak_rss()
+    before = status_MB("VmRSS")
     t = time.perf_counter()
     reweighted_loss_and_gradient(lj, traj, [rdf], [static], lambda p: ((p[0] - ref) ** 2).mean(), chunk_size=chunk)
-    queue.put((time.perf_counter() - t, _status_MB("VmHWM") - before))
+    queue.put((time.perf_counter() - t, status_MB("VmHWM") - before))
 
 
 def bench(n_cells: int, n_steps: int, threads: int) -> None:
