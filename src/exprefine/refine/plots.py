@@ -34,9 +34,12 @@ def plot_history(history: Sequence["UpdateRecord"], path: str | Path) -> None:
         axes[1].axvline(u, color="0.85", lw=0.8, zorder=0)
     axes[1].set_ylabel("N_eff / N")
     axes[1].set_ylim(0, 1.05)
-    for name in history[0].target_rmse:
-        axes[2].plot(updates, [r.target_rmse.get(name, float("nan")) for r in history], "o-", ms=3, label=name)
-    axes[2].set_ylabel("RMSE (reweighted)")
+    # targets have different units (a g(r) next to a pressure in bar): each RMSE relative to its first value
+    for name, first in history[0].target_rmse.items():
+        scale = first if first > 0 else 1.0
+        axes[2].semilogy(updates, [r.target_rmse.get(name, float("nan")) / scale for r in history], "o-", ms=3,
+                         label=f"{name} (first {first:.4g})")
+    axes[2].set_ylabel("RMSE / first RMSE (reweighted)")
     axes[2].set_xlabel("update")
     axes[2].legend(fontsize=8)
     axes[1].set_title("grey lines: new trajectory sampled", fontsize=8)
@@ -62,7 +65,10 @@ def plot_targets(
             values = [float(target.reference), float(before.predictions[k])]
             if after is not None:
                 values.append(float(after.predictions[k]))
-            ax.bar(labels, values, color=["k", "C0", "C3"][: len(values)])
+            errors = [0.0] + [float(ev.standard_errors.get(target.name, float("nan")))
+                              for ev in ([before, after] if after is not None else [before])]
+            errors = [e if e == e else 0.0 for e in errors]  # NaN (too few frames): no bar
+            ax.bar(labels, values, yerr=errors, capsize=4, color=["k", "C0", "C3"][: len(values)])
             ax.set_ylabel(f"{target.observable.name} ({target.observable.unit})")
         else:
             x = grid.detach().cpu().numpy()
