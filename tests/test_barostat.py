@@ -123,6 +123,10 @@ def test_rescale_keeps_fractional_coordinates_and_couplings_tie_axes():
     inc = log_strain_increments(tensor, volume, kT_eV=0.01, settings=BarostatSettings(1.0, coupling="anisotropic"),
                                 dt_fs=10.0, generator=torch.Generator().manual_seed(0))
     assert len(set(inc[0].tolist())) == 3
+    # uniaxial z: x and y stay, z takes exactly the anisotropic z increment of the same noise
+    z_only = log_strain_increments(tensor, volume, kT_eV=0.01, settings=BarostatSettings(1.0, coupling="uniaxial_z"),
+                                   dt_fs=10.0, generator=torch.Generator().manual_seed(0))
+    assert z_only[0, :2].tolist() == [0.0, 0.0] and float(z_only[0, 2]) == float(inc[0, 2]) != 0.0
 
 
 def test_barostat_settings_are_validated():

@@ -13,7 +13,8 @@ so it is the same one for any number of shards):
   3. freezes the model (``dp --pt freeze``), runs ``dp --pt test`` on the test systems, and
      evaluates the frozen model through exprefine's DeePMD adapter on the test frames (energy
      RMSE in meV/atom, force RMSE in meV/Å, per element, stress);
-  4. copies the checkpoint and the frozen model to ``models/base_deepmd.pt`` / ``.pth`` and writes
+  4. copies the checkpoint (without optimizer state) and the frozen model to
+     ``models/base_deepmd.pt`` / ``.pth`` and writes
      ``models/base_deepmd.json`` (errors, data, settings, wall time, versions).
 
     export OMP_NUM_THREADS=1
@@ -114,6 +115,20 @@ def run(cmd: list[str], work: Path, log: Path) -> None:
         raise RuntimeError(f"dp {' '.join(cmd[1:3])} failed with exit code {code}; see {log}")
 
 
+def strip_optimizer(checkpoint: Path, out: Path) -> dict:
+    """Copy a ``dp --pt train`` checkpoint without its optimizer state (a third of the size).
+
+    The copy loads in exprefine (``kind: deepmd``), ``dp --pt freeze`` and ``dp --pt test``; to
+    continue training, restart from the full checkpoint in the work folder. Returns the model
+    parameters as trained (``sel`` resolved from the data).
+    """
+    import torch
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    torch.save({"model": data["model"]}, out)
+    return data["model"]["_extra_state"]["model_params"]
+
+
 def versions() -> dict[str, str]:
     import deepmd
     import torch
@@ -169,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         return 0
     args.models.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, args.models / "base_deepmd.pt")
+    shipped = strip_optimizer(checkpoint, args.models / "base_deepmd.pt")
     shutil.copyfile(work / "frozen.pth", args.models / "base_deepmd.pth")
     summary_path = args.models / "base_deepmd.json"
     previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary = {
-        "model": model_section(args.rcut_A),
+        "model": shipped,
         "steps": trained_steps(work),
         "training_wall_s_this_run": round(train_wall_s, 1),
         "training_wall_s_total": round(train_wall_s + previous.get("training_wall_s_total", 0.0), 1),

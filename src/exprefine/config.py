@@ -198,7 +198,7 @@ class SamplingConfig(_Strict):
     max_temperature_factor: float = Field(default=3.0, gt=1)
     # constant pressure (stochastic cell rescaling) when pressure_bar is given
     pressure_bar: float | None = None
-    barostat_coupling: Literal["isotropic", "semi_isotropic", "anisotropic"] = "isotropic"
+    barostat_coupling: Literal["isotropic", "semi_isotropic", "anisotropic", "uniaxial_z"] = "isotropic"
     barostat_time_fs: float = Field(default=1000.0, gt=0)
     compressibility_per_bar: float = Field(default=4.5e-5, gt=0)
     barostat_interval_steps: int = Field(default=10, ge=1)

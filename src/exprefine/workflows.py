@@ -142,7 +142,7 @@ def _sample_and_compare(cfg: Config, potential, out_dir: Path, progress: bool) -
     if cfg.targets:
         targets = build_targets(cfg)
         evaluation = evaluate_targets(targets, result.trajectory, potential)
-        plot_targets(targets, evaluation, None, out_dir)
+        plot_targets(targets, evaluation, None, out_dir, before_label="model")
         (out_dir / "evaluation.json").write_text(json.dumps({
             "rmse": evaluation.rmse, "loss": evaluation.loss, "n_frames": evaluation.n_frames,
             "scalar_targets": evaluation.scalars(),
@@ -193,7 +193,7 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     evaluation = evaluate_targets(targets, trajectory, potential)
     out_dir = Path(cfg.run_dir) / "evaluate_frames"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_targets(targets, evaluation, None, out_dir)
+    plot_targets(targets, evaluation, None, out_dir, before_label="model")
     (out_dir / "evaluation.json").write_text(json.dumps({
         "frames_file": str(path), "n_frames": trajectory.n_frames, "rmse": evaluation.rmse, "loss": evaluation.loss,
         "scalar_targets": evaluation.scalars(),

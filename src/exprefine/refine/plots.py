@@ -53,15 +53,20 @@ def plot_targets(
     before: "Evaluation",
     after: "Evaluation | None",
     out_dir: str | Path,
+    before_label: str = "before",
 ) -> list[Path]:
-    """One PNG per target: measurement, model before and after refinement; fit range shaded."""
+    """One PNG per target: measurement, model before and after refinement; fit range shaded.
+
+    ``before_label`` names the first model curve ("before" in a refinement; e.g. "model" when a
+    single evaluation is plotted with ``after=None``).
+    """
     plt = _pyplot()
     paths = []
     for k, target in enumerate(targets):
         grid = target.observable.grid()
         fig, ax = plt.subplots(figsize=(6.0, 4.0))
         if grid is None:
-            labels = ["measured", "before"] + (["after"] if after is not None else [])
+            labels = ["measured", before_label] + (["after"] if after is not None else [])
             values = [float(target.reference), float(before.predictions[k])]
             if after is not None:
                 values.append(float(after.predictions[k]))
@@ -75,7 +80,7 @@ def plot_targets(
             ref = target.reference.cpu().numpy()
             ax.plot(x, ref, "k.", ms=3, label="measured")
             ax.plot(x, before.predictions[k].cpu().numpy(), "C0-",
-                    label=f"before (RMSE {before.rmse[target.name]:.4f})")
+                    label=f"{before_label} (RMSE {before.rmse[target.name]:.4f})")
             if after is not None:
                 ax.plot(x, after.predictions[k].cpu().numpy(), "C3-",
                         label=f"after (RMSE {after.rmse[target.name]:.4f})")

@@ -13,12 +13,15 @@ relaxes the volume without the oscillations of second-order barostats; β_T and
 
 Couplings: ``isotropic`` (one ε for the volume); ``semi_isotropic`` (x and y
 together, z alone: layered materials, whose interlayer spacing must move
-independently of the in-plane lattice); ``anisotropic`` (x, y, z independently).
+independently of the in-plane lattice); ``anisotropic`` (x, y, z independently);
+``uniaxial_z`` (z alone, x and y fixed: the interlayer spacing of a layered crystal
+whose in-plane lattice is known, or whose model's in-plane stress is not trusted).
 For the last two each Cartesian axis α moves by
 
     dε_α = −(β_T/3τ_p) (P₀ − P_αα − k_BT/V) dt + √(2 k_BT β_T dt / (3 V τ_p)) ξ_α,
 
-(the semi-isotropic x and y increments averaged), i.e. overdamped Langevin
+(the semi-isotropic x and y increments averaged; uniaxial_z keeps only the z equation,
+which samples the ensemble at fixed L_x, L_y), i.e. overdamped Langevin
 dynamics on ln L_α whose stationary law is exp(−β(U + P₀V)) V^N; only diagonal
 strains are applied, so cell angles between a layer plane and z are kept.
 
@@ -36,7 +39,7 @@ from ..state import State
 from ..units import AMU_A2_PER_FS2_IN_eV, eV_PER_A3_IN_bar
 from .integrators import MDState
 
-COUPLINGS = ("isotropic", "semi_isotropic", "anisotropic")
+COUPLINGS = ("isotropic", "semi_isotropic", "anisotropic", "uniaxial_z")
 
 
 @dataclass
@@ -49,7 +52,8 @@ class BarostatSettings:
             1e-4–1e-3; only the relaxation speed depends on it).
         time_fs: relaxation time τ_p in fs.
         interval_steps: MD steps between cell updates (each costs a stress evaluation).
-        coupling: ``isotropic``, ``semi_isotropic`` (xy | z) or ``anisotropic`` (x | y | z).
+        coupling: ``isotropic``, ``semi_isotropic`` (xy | z), ``anisotropic`` (x | y | z) or
+            ``uniaxial_z`` (z only; x, y fixed).
     """
 
     pressure_bar: float
@@ -116,6 +120,8 @@ def log_strain_increments(
     if settings.coupling == "semi_isotropic":
         xy = 0.5 * (d[:, 0] + d[:, 1])
         d = torch.stack([xy, xy, d[:, 2]], dim=1)
+    elif settings.coupling == "uniaxial_z":
+        d = torch.stack([torch.zeros_like(d[:, 2]), torch.zeros_like(d[:, 2]), d[:, 2]], dim=1)
     return d
 
 
