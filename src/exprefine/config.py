@@ -493,10 +493,10 @@ class DftConfig(_Strict):
     in ``run_dir/dft_split.json``): at random, or with ``split_key`` (an ``atoms.info`` key
     holding a unique name per frame, e.g. ``frame_key``) by a hash of that name, which gives
     every frame the subset it has in any other split with the same fractions and seed (the
-    split of a data set made by ``exprefine.data.split_by_key``: its test frames stay unseen). During refinement λ = ``fused_weight`` times the energy +
-    force (+ stress) loss of a random batch of training frames is added to the
-    experimental loss at every update (Röcken & Zavadlav 2024), and the errors on the test
-    frames are reported before and after.
+    split of a data set made by ``exprefine.data.split_by_key``: its test frames stay unseen).
+    During refinement λ = ``fused_weight`` times the energy + force (+ stress) loss of a random
+    batch of training frames is added to the experimental loss at every update (Röcken &
+    Zavadlav 2024), and the errors on the test frames are reported before and after.
     """
 
     file: Path | list[Path]

@@ -30,10 +30,8 @@ from .statistics import (
 )
 
 __all__ = [
-    "DFTDataset", "DFTBatch", "DatasetSplit", "dataset_from_atoms",
-    "expand_paths", "concatenate_datasets",
-    "read_extxyz",
-    "read_extxyz_files", "write_extxyz", "split", "split_by_key", "key_hash_fraction", "load_split",
+    "DFTDataset", "DFTBatch", "DatasetSplit", "dataset_from_atoms", "concatenate_datasets", "expand_paths",
+    "read_extxyz", "read_extxyz_files", "write_extxyz", "split", "split_by_key", "key_hash_fraction", "load_split",
     "read_deepmd", "write_deepmd", "find_deepmd_systems",
     "DFTErrors", "dft_errors", "evaluate_dft_errors",
     "BatchPrediction", "Predictions", "predict", "predict_batch", "label_with_potential",
