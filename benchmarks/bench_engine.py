@@ -16,7 +16,6 @@ Run:  python benchmarks/bench_engine.py [--cells 5 10] [--steps 200] [--threads 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import tempfile
 import time
@@ -34,7 +33,7 @@ from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
 from exprefine.units import kelvin_to_eV
 
-from memory import reset_peak_rss, status_MB
+from memory import in_fresh_process, reset_peak_rss, status_MB
 
 
 def argon(n_cells: int):
@@ -100,13 +99,8 @@ def bench(n_cells: int, n_steps: int, threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "traj.pt")
         torch.save({"trajectory": traj, "static": static, "reference": static.mean(0) * 1.02}, path)
-        ctx = multiprocessing.get_context("spawn")
         for chunk in (4, traj.n_frames):
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_gradient_pass, args=(path, chunk, threads, queue))
-            proc.start()
-            t_g, growth = queue.get()
-            proc.join()
+            t_g, growth = in_fresh_process(_gradient_pass, path, chunk, threads)
             print(f"          reweighting {traj.n_frames} frames: energies {traj.n_frames / t_e:7.1f} frames/s, "
                   f"loss+gradient {traj.n_frames / t_g:7.1f} frames/s (chunk {chunk:3d}), "
                   f"peak RSS growth {growth:7.1f} MB")

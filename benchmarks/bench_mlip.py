@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import multiprocessing
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from exprefine.neighbors import cell_heights_A
 from exprefine.observables import RadialDistribution
 from exprefine.reweighting import frame_energies, reweighted_loss_and_gradient
 from exprefine.sampling import SamplerSettings, sample
@@ -44,7 +44,7 @@ from exprefine.state import from_atoms, replicate
 from exprefine.structures import gcn_stack
 from exprefine.trajectory import Trajectory
 
-from memory import reset_peak_rss, status_MB
+from memory import in_fresh_process, reset_peak_rss, status_MB
 
 TIMESTEP_FS = 0.5
 TEMPERATURE_K = 300.0
@@ -157,10 +157,8 @@ def ase_steps_per_s(kind: str, models: Models, atoms, n_steps: int) -> float:
 
 
 def _total_rdf(traj: Trajectory) -> RadialDistribution:
-    cell = traj.cells_A[0].to(torch.float64)
-    volume = torch.linalg.det(cell).abs()
-    heights = [volume / torch.linalg.cross(cell[i], cell[j]).norm() for i, j in ((1, 2), (2, 0), (0, 1))]
-    r_max = 0.1 * int(4.9 * float(min(heights)))  # just below half the smallest height, on a 0.1 Å grid
+    smallest = float(np.min(cell_heights_A(traj.cells_A[0].double().numpy())))
+    r_max = 0.1 * int(4.9 * smallest)  # just below half the smallest height, on a 0.1 Å grid
     return RadialDistribution(r_max_A=min(8.0, r_max), r_min_A=0.8, bin_width_A=0.05)
 
 
@@ -189,7 +187,7 @@ def bench(kind: str, models: Models, cells: int, n_steps: int, threads: int, rep
     settings = SamplerSettings(temperature_K=TEMPERATURE_K, timestep_fs=TIMESTEP_FS, friction_per_ps=FRICTION_PER_PS,
                                n_equilibration_steps=0, n_production_steps=n_steps, stride_steps=max(1, n_steps // 20),
                                seed=0, max_temperature_factor=50.0)
-    sample(potential, state, SamplerSettings(**{**settings.__dict__, "n_production_steps": 2}), progress=False)
+    sample(potential, state, replace(settings, n_production_steps=2), progress=False)  # warm-up
     res = sample(potential, state, settings, progress=False)
     ours = n_steps / res.wall_time_s
     theirs = ase_steps_per_s(kind, models, atoms, n_steps)
@@ -212,12 +210,7 @@ def bench(kind: str, models: Models, cells: int, n_steps: int, threads: int, rep
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "traj.pt")
         torch.save({"trajectory": traj, "static": static, "reference": static.mean(0) * 1.02}, path)
-        ctx = multiprocessing.get_context("spawn")
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_gradient_pass, args=(kind, models, path, chunk, threads, queue))
-        proc.start()
-        t_g, growth = queue.get()
-        proc.join()
+        t_g, growth = in_fresh_process(_gradient_pass, kind, models, path, chunk, threads)
     n_params = sum(p.numel() for p in potential.parameters() if p.requires_grad)
     print(f"       reweighting {traj.n_frames} frames, {n_params} trainable parameters: energies "
           f"{traj.n_frames / t_e:7.2f} frames/s, loss+gradient {traj.n_frames / t_g:7.2f} frames/s (chunk {chunk}), "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
+from typing import Any, Callable
 
 
 def status_MB(field: str) -> float:
@@ -19,3 +21,18 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # pragma: no cover - not Linux, or not permitted
         pass
+
+
+def in_fresh_process(target: Callable[..., None], *args: Any) -> Any:
+    """Run ``target(*args, queue)`` in a new (spawned) process and return what it put on the queue.
+
+    A fresh process has no memory of earlier measurements, so its peak RSS is the measured
+    pass's own.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
