@@ -85,6 +85,34 @@ def _argon_108_trajectory():
     return potential, result
 
 
+def refine_lj_with_correction(argon_108_trajectory, correction, learning_rate: float) -> list:
+    """LJ with σ 3 % too large (frozen) plus a learnable ``correction`` term, refined by 4 Adam updates
+    against the fixture's own g(r) (3–8 Å) on one trajectory; returns the update history.
+
+    The correction's frozen parameters are checked bit-identical afterwards."""
+    from exprefine.observables import RadialDistribution
+    from exprefine.potentials import SumPotential
+    from exprefine.refine import Refiner, RefinerSettings, Target
+
+    _, result = argon_108_trajectory
+    rdf = RadialDistribution(r_max_A=8.0, r_min_A=2.5, bin_width_A=0.1, species=("Ar", "Ar"))
+    target = Target("g_r", rdf, rdf.evaluate(result.trajectory).mean(0).to(torch.float64), mask=rdf.grid() >= 3.0)
+    lj = LennardJones(["Ar"], 3.5, kelvin_to_eV(119.8), cutoff_A=8.0, trainable=False)
+    frozen = {n: p.detach().clone() for n, p in correction.named_parameters() if not p.requires_grad}
+    assert frozen, "the correction should have frozen parameters to check"
+    start = result.final.state.clone()
+    start.velocities = None
+    sampler = SamplerSettings(temperature_K=85.0, timestep_fs=10.0, friction_per_ps=2.0, n_equilibration_steps=100,
+                              n_production_steps=200, stride_steps=10, seed=4)
+    settings = RefinerSettings(n_updates=4, learning_rate=learning_rate, ess_threshold=0.2, chunk_size=10,
+                               resample_equilibration_steps=50, progress=False, final_check=False)
+    history = Refiner(SumPotential([lj, correction]), [target], sampler, start, settings).run().history
+    for name, p in correction.named_parameters():
+        if name in frozen:
+            assert torch.equal(p.detach(), frozen[name]), name
+    return history
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     """Tests run on 2-core CI machines next to other work: one thread each is faster and steadier."""

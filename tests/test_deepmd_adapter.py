@@ -37,7 +37,7 @@ from exprefine.potentials.deepmd import DeepmdPotential, import_deepmd  # noqa: 
 from exprefine.state import concatenate, from_atoms  # noqa: E402
 from exprefine.testing.checks import check_gradient_wrt_parameters, check_potential  # noqa: E402
 
-from conftest import one_thread  # noqa: E402
+from conftest import one_thread, refine_lj_with_correction  # noqa: E402
 
 import_deepmd()  # before any other deepmd.pt module: it imports e3nn 0.4.4 in a way torch 2.13 accepts
 
@@ -473,31 +473,10 @@ def _argon_deepmd_correction(seed: int = 4) -> DeepmdPotential:
 def test_refinement_with_a_deepmd_term_lowers_the_loss(argon_108_trajectory):
     """LJ (σ 3 % too large, frozen) + a DeePMD correction (fitting net trainable): Adam updates on the
     reweighted trajectory lower the g(r) loss by > 10 %; the frozen descriptor stays bit-identical."""
-    from exprefine.observables import RadialDistribution
-    from exprefine.potentials import LennardJones, SumPotential
-    from exprefine.refine import Refiner, RefinerSettings, Target
-    from exprefine.sampling import SamplerSettings
-    from exprefine.units import kelvin_to_eV
-
-    _, result = argon_108_trajectory
-    rdf = RadialDistribution(r_max_A=8.0, r_min_A=2.5, bin_width_A=0.1, species=("Ar", "Ar"))
-    target = Target("g_r", rdf, rdf.evaluate(result.trajectory).mean(0).to(torch.float64), mask=rdf.grid() >= 3.0)
-    lj = LennardJones(["Ar"], 3.5, kelvin_to_eV(119.8), cutoff_A=8.0, trainable=False)
     with one_thread():
         correction = _argon_deepmd_correction()
-        frozen = {n: p.detach().clone() for n, p in correction.named_parameters() if not p.requires_grad}
-        assert frozen and all("descriptor" in n for n in frozen)
-        potential = SumPotential([lj, correction])
-        start = result.final.state.clone()
-        start.velocities = None
-        sampler = SamplerSettings(temperature_K=85.0, timestep_fs=10.0, friction_per_ps=2.0, n_equilibration_steps=100,
-                                  n_production_steps=200, stride_steps=10, seed=4)
-        settings = RefinerSettings(n_updates=4, learning_rate=0.05, ess_threshold=0.2, chunk_size=10,
-                                   resample_equilibration_steps=50, progress=False, final_check=False)
-        history = Refiner(potential, [target], sampler, start, settings).run().history
+        assert all("descriptor" in n for n, p in correction.named_parameters() if not p.requires_grad)
+        history = refine_lj_with_correction(argon_108_trajectory, correction, learning_rate=0.05)
     print("losses", [r.loss for r in history], "ESS", [r.ess_fraction for r in history])
     assert not any(r.resampled for r in history)  # the same frames throughout: a paired comparison
     assert history[-1].loss < 0.9 * history[0].loss, [r.loss for r in history]
-    for name, p in correction.named_parameters():
-        if name in frozen:
-            assert torch.equal(p.detach(), frozen[name]), name

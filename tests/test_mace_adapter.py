@@ -30,6 +30,8 @@ from exprefine.sampling import SamplerSettings, sample  # noqa: E402
 from exprefine.state import State, concatenate, from_atoms  # noqa: E402
 from exprefine.testing.checks import check_gradient_wrt_parameters, check_potential  # noqa: E402
 
+from conftest import refine_lj_with_correction  # noqa: E402
+
 ELEMENTS = [1, 6, 7, 8]
 R_MAX_A = 4.5
 ENERGY_TOL_eV = 1e-6
@@ -367,27 +369,7 @@ def test_refinement_with_a_mace_term_lowers_the_loss(argon_108_trajectory):
     updates on the reweighted trajectory lower the g(r) loss by > 10 %; frozen MACE weights stay put.
 
     (Readouts alone mostly shift every frame's energy alike, which reweighting cannot see.)"""
-    from exprefine.observables import RadialDistribution
-    from exprefine.potentials import LennardJones, SumPotential
-    from exprefine.refine import Refiner, RefinerSettings, Target
-    from exprefine.units import kelvin_to_eV
-
-    _, result = argon_108_trajectory
-    rdf = RadialDistribution(r_max_A=8.0, r_min_A=2.5, bin_width_A=0.1, species=("Ar", "Ar"))
-    target = Target("g_r", rdf, rdf.evaluate(result.trajectory).mean(0).to(torch.float64), mask=rdf.grid() >= 3.0)
-    lj = LennardJones(["Ar"], 3.5, kelvin_to_eV(119.8), cutoff_A=8.0, trainable=False)
     mace_term = MacePotential(_argon_mace_correction(), trainable=["readouts", "radial"])
-    frozen = {n: p.detach().clone() for n, p in mace_term.named_parameters() if not p.requires_grad}
-    potential = SumPotential([lj, mace_term])
-    start = result.final.state.clone()
-    start.velocities = None
-    sampler = SamplerSettings(temperature_K=85.0, timestep_fs=10.0, friction_per_ps=2.0, n_equilibration_steps=100,
-                              n_production_steps=200, stride_steps=10, seed=4)
-    settings = RefinerSettings(n_updates=4, learning_rate=0.3, ess_threshold=0.2, chunk_size=10,
-                               resample_equilibration_steps=50, progress=False, final_check=False)
-    history = Refiner(potential, [target], sampler, start, settings).run().history
+    history = refine_lj_with_correction(argon_108_trajectory, mace_term, learning_rate=0.3)
     assert not any(r.resampled for r in history)  # the same frames throughout: a paired comparison
     assert history[-1].loss < 0.9 * history[0].loss, [r.loss for r in history]
-    for name, p in mace_term.named_parameters():
-        if name in frozen:
-            assert torch.equal(p.detach(), frozen[name]), name
