@@ -73,6 +73,17 @@ def gfn1_d3_parameters() -> dict[str, float]:
     return parameters
 
 
+def gfn1_d3():
+    """GFN1-xTB's D3(BJ) term as a :class:`~exprefine.potentials.dftd3.D3Parameters` (tblite's
+    damping parameters and real-space cutoffs): the Potential that turns a "label"-level model
+    into a "truth"-level one."""
+    from ..potentials.dftd3 import D3Parameters
+
+    cut = TBLITE_D3_CUTOFFS_BOHR
+    return D3Parameters(**gfn1_d3_parameters(), cutoff_two_body_bohr=cut["disp2"],
+                        cutoff_three_body_bohr=cut["disp3"], cutoff_coordination_bohr=cut["cn"])
+
+
 def tblite_method(method: str) -> str | dict[str, Any]:
     """The ``method`` argument for tblite: "GFN1-xTB" for "truth", the edited table for "label"."""
     if method == "truth":

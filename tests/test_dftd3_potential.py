@@ -1,0 +1,79 @@
+"""The D3(BJ) Potential: the dftd3 package's numbers through exprefine's autograd contract."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("dftd3")
+pytest.importorskip("tblite")
+
+from exprefine.potentials import D3Dispersion, SumPotential  # noqa: E402
+from exprefine.reference import d3_dispersion, gfn1_d3  # noqa: E402
+from exprefine.state import concatenate, from_atoms  # noqa: E402
+from exprefine.structures import gcn_stack  # noqa: E402
+
+
+def _frames():
+    rng = np.random.default_rng(3)
+    out = []
+    for d in (3.2, 3.6):
+        atoms = gcn_stack(2, "AB", d, supercell=(1, 1))
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        out.append(atoms)
+    return out
+
+
+def test_batch_matches_the_dftd3_package_per_frame():
+    frames = _frames()
+    term = D3Dispersion(gfn1_d3())
+    state = concatenate([from_atoms(a) for a in frames])
+    out = term.compute(state, forces=True, stress=True)
+    offset = 0
+    for s, atoms in enumerate(frames):
+        ref = d3_dispersion(atoms)
+        n = len(atoms)
+        assert abs(float(out.energy_eV[s]) - ref.energy_eV) < 1e-9
+        np.testing.assert_allclose(out.forces_eV_per_A[offset:offset + n].numpy(), ref.forces_eV_per_A, atol=1e-9)
+        stress = out.stress_eV_per_A3[s].numpy()
+        voigt = stress.flat[[0, 4, 8, 5, 2, 1]]
+        np.testing.assert_allclose(voigt, ref.stress_eV_per_A3, atol=1e-10)
+        offset += n
+
+
+def test_cell_gradient_equals_finite_differences():
+    # The cell gradient is rebuilt from the library's virial, and that virial differs from the
+    # strain derivative of the library's own energy by up to 0.4 % (measured with dftd3 1.7 on
+    # this frame, any cutoff from 50 to 150 bohr). The bound is 1 % of the largest component.
+    atoms = _frames()[0]
+    term = D3Dispersion(gfn1_d3())
+    state = from_atoms(atoms)
+    cell = state.cell.clone().requires_grad_(True)
+    from dataclasses import replace
+
+    energy = term.energy(replace(state, cell=cell))
+    (grad,) = torch.autograd.grad(energy.sum(), [cell])
+    h = 1e-4
+    bound = 0.01 * float(grad.abs().max())
+    for i, j in [(0, 0), (1, 0), (2, 2), (0, 2)]:
+        plus, minus = state.cell.clone(), state.cell.clone()
+        plus[0, i, j] += h
+        minus[0, i, j] -= h
+        fd = (float(term.energy(replace(state, cell=plus))[0]) - float(term.energy(replace(state, cell=minus))[0])) / (2 * h)
+        assert abs(fd - float(grad[0, i, j])) < bound
+
+
+def test_in_a_sum_it_adds_d3_forces_and_keeps_parameter_gradients():
+    from exprefine.potentials import LennardJones
+
+    atoms = _frames()[1]
+    lj = LennardJones(["C", "N"], 3.3, 0.003, 8.0)
+    total = SumPotential([lj, D3Dispersion(gfn1_d3())])
+    state = from_atoms(atoms)
+    both = total.compute(state, forces=True, create_graph=True)
+    alone = lj.compute(state, forces=True)
+    ref = d3_dispersion(atoms)
+    np.testing.assert_allclose((both.forces_eV_per_A - alone.forces_eV_per_A).detach().numpy(),
+                               ref.forces_eV_per_A, atol=1e-9)
+    params = [p for p in total.parameters() if p.requires_grad]
+    grads = torch.autograd.grad((both.forces_eV_per_A ** 2).sum(), params)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
