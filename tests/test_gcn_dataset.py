@@ -81,6 +81,21 @@ def test_seed_frames_are_deterministic_and_independent_of_the_count(script):
     assert rc.thermal_rattle_sigma_A(300.0, 10.0) == pytest.approx(0.0508, abs=1e-4)  # sqrt(kT/k)
 
 
+def test_wide_frames_separate_the_layers_on_their_own_streams(script):
+    _, rc = script
+    recipe = rc.wide_recipe(rc.SeedRecipe())
+    wide = rc.wide_frames(recipe, seed=0, n_frames=30)
+    spacings = [a.info["interlayer_spacing_A"] for a in wide]
+    assert min(spacings) >= 4.0 and max(spacings) <= 8.0 and max(spacings) - min(spacings) > 2.0
+    for atoms in wide:
+        assert atoms.info["frame_kind"] == "wide" and atoms.info["seed_index"] >= rc.WIDE_INDEX_OFFSET
+        assert atoms.cell[2] == pytest.approx([0.0, 0.0, 2.0 * atoms.info["interlayer_spacing_A"]])
+    again = rc.wide_frames(recipe, seed=0, n_frames=2, start=1)  # frame i does not depend on the count
+    assert np.array_equal(again[0].positions, wide[1].positions)
+    seed = rc.seed_frames(rc.SeedRecipe(), seed=0, n_frames=30)  # other streams: other defects and strains
+    assert [a.info["strain_xx_yy_xy"] for a in seed] != [a.info["strain_xx_yy_xy"] for a in wide]
+
+
 def test_one_by_one_cells_only_in_smoke_mode(script):
     md, _ = script
     with pytest.raises(ValueError, match="at least 2×2"):

@@ -33,7 +33,7 @@ covers every temperature.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -242,6 +242,30 @@ def seed_frames(recipe: SeedRecipe, seed: int, n_frames: int, start: int = 0) ->
     return [build_seed_frame(recipe, seed, i) for i in range(start, start + n_frames)]
 
 
+# ------------------------------------------------------------------------------- wide frames
+#: Frame indices of the wide stage start here, so their random streams never meet the seed stage's.
+WIDE_INDEX_OFFSET = 1_000_000
+
+
+def wide_recipe(recipe: SeedRecipe, spacing_range_A: tuple[float, float] = (4.0, 8.0)) -> SeedRecipe:
+    """The seed recipe with the layers pulled apart: d ~ U(4, 8) Å by default.
+
+    Seed and MD frames stop at d ≈ 4 Å, so a model trained on them alone does not know
+    that the energy levels off as the layers separate (its binding curve may turn down
+    again beyond the data). These frames carry the energy out to separated layers (beyond
+    the 5.5–6 Å cutoffs the two layers no longer see each other).
+    """
+    return replace(recipe, spacing_range_A=tuple(spacing_range_A))
+
+
+def wide_frames(recipe: SeedRecipe, seed: int, n_frames: int, start: int = 0) -> list[Atoms]:
+    """Wide-spacing frames ``start`` … ``start + n_frames − 1`` (streams from WIDE_INDEX_OFFSET on)."""
+    frames = seed_frames(recipe, seed, n_frames, WIDE_INDEX_OFFSET + start)
+    for atoms in frames:
+        atoms.info["frame_kind"] = "wide"
+    return frames
+
+
 # ----------------------------------------------------------------------------- exploration
 @dataclass(frozen=True)
 class ExploreSystem:
@@ -319,4 +343,5 @@ def explore_runs(
 
 __all__ = ["DEFECT_KINDS", "EXPLORE_SYSTEMS", "EXPLORE_TEMPERATURES_K", "ExploreRun", "ExploreSystem", "SeedDraw",
            "SeedRecipe", "build_seed_frame", "draw_seed", "explore_runs", "explore_start", "json_ready",
-           "seed_frames", "strain_cell", "thermal_rattle_sigma_A", "with_carbon_defects"]
+           "seed_frames", "strain_cell", "thermal_rattle_sigma_A", "wide_frames", "wide_recipe", "with_carbon_defects",
+           "WIDE_INDEX_OFFSET"]

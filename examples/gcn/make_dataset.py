@@ -1,6 +1,6 @@
 """Make the g-C3N4 training set (GFN1-xTB "label" method) and the base MACE model, in resumable stages.
 
-Stages (``--stage``, default ``all`` = the four in order):
+Stages (``--stage``, default ``all`` = the five in order):
 
   seed     seeded bilayer configurations (dataset_recipe.py: AB/AA', d 2.9–4.0 Å, ±2 % strain,
            corrugation, layer slides, C-for-N defect pairs, thermal rattles for 100–1000 K),
@@ -9,6 +9,9 @@ Stages (``--stage``, default ``all`` = the four in order):
   explore  Langevin NVT with that MACE at 100/300/600/1000 K on 2×2 bilayers (pristine and
            defected), one frame every --stride-steps steps (uniform subsampling), blow-up guard;
            frames labelled with the "label" method                → dataset/explore/<run>.extxyz.gz
+  wide     seed-like bilayers with the layers pulled apart, d ~ U(4, 8) Å, labelled
+           with the "label" method (the energy levelling off as the layers
+           separate)                                              → dataset/wide/wide_NNN.extxyz.gz
   train    the base MACE fitted to all labelled frames with a fixed key-hash train/valid/test
            split (dataset/split.json)                             → models/base_mace.model
 
@@ -48,6 +51,7 @@ import numpy as np
 from dataset_recipe import (
     EXPLORE_SYSTEMS,
     EXPLORE_TEMPERATURES_K,
+    WIDE_INDEX_OFFSET,
     ExploreRun,
     SeedRecipe,
     explore_runs,
@@ -55,11 +59,13 @@ from dataset_recipe import (
     json_ready,
     seed_frames,
     thermal_rattle_sigma_A,
+    wide_frames,
+    wide_recipe,
 )
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-STAGES = ("seed", "train0", "explore", "train")
+STAGES = ("seed", "train0", "explore", "wide", "train")
 MANIFEST_FORMAT = "exprefine.gcn_dataset/1"
 ELEMENTS = ("C", "N")
 
@@ -147,6 +153,8 @@ class Pipeline:
     model_path: Path
     seed: int = 0
     n_seed: int = 600
+    n_wide: int = 150
+    wide_spacing_range_A: tuple[float, float] = (4.0, 8.0)
     recipe: SeedRecipe = field(default_factory=SeedRecipe)
     shard_size: int = 100
     electronic_temperature_K: float = 300.0
@@ -173,6 +181,7 @@ class Pipeline:
             "label_method": {"method": "label", "electronic_temperature_K": self.electronic_temperature_K,
                              "accuracy": self.accuracy},
             "explore": ex,
+            "wide": {"spacing_range_A": self.wide_spacing_range_A, "index_offset": WIDE_INDEX_OFFSET},
         })
 
 
@@ -189,6 +198,10 @@ class Layout:
     @property
     def explore_dir(self) -> Path:
         return self.out_dir / "explore"
+
+    @property
+    def wide_dir(self) -> Path:
+        return self.out_dir / "wide"
 
     @property
     def md_dir(self) -> Path:
@@ -265,6 +278,8 @@ def check_fixed(manifest: dict[str, Any], pipeline: Pipeline) -> None:
     if stored is None:
         manifest["fixed"] = now
         return
+    for key in set(now) - set(stored):  # a stage added since: no frames of it on disk yet
+        stored[key] = now[key]
     changed = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
     if changed:
         raise ValueError(f"{pipeline.out_dir} was made with other {', '.join(changed)} settings "
@@ -341,6 +356,31 @@ def stage_seed(pipeline: Pipeline, layout: Layout, budget: int | None) -> tuple[
     run = label_into_shards(pipeline, layout, shards, layout.seed_dir, "label seed", budget)
     report = LabelReport(
         n_frames=pipeline.n_seed,
+        n_labelled=len(run.frames),
+        n_computed=run.n_computed,
+        complete=run.complete,
+        mean_label_s=float(np.mean(run.label_wall_s)) if run.label_wall_s else None,
+        shards_complete=sum(s.complete for s in run.shards),
+        n_shards=len(run.shards),
+    )
+    return report, run.frames
+
+
+# ==================================================================================== stage: wide
+def wide_shards(pipeline: Pipeline) -> list[tuple[str, list]]:
+    """(name, frames) of the wide stage: frames 0 … n_wide−1 in shards of shard_size."""
+    recipe = wide_recipe(pipeline.recipe, pipeline.wide_spacing_range_A)
+    shards = []
+    for k, start in enumerate(range(0, pipeline.n_wide, pipeline.shard_size)):
+        n = min(pipeline.shard_size, pipeline.n_wide - start)
+        shards.append((f"wide_{k:03d}", wide_frames(recipe, pipeline.seed, n, start)))
+    return shards
+
+
+def stage_wide(pipeline: Pipeline, layout: Layout, budget: int | None) -> tuple[LabelReport, list]:
+    run = label_into_shards(pipeline, layout, wide_shards(pipeline), layout.wide_dir, "label wide", budget)
+    report = LabelReport(
+        n_frames=pipeline.n_wide,
         n_labelled=len(run.frames),
         n_computed=run.n_computed,
         complete=run.complete,
@@ -656,7 +696,7 @@ def composition(frames: Sequence) -> dict[str, Any]:
         if t is None:
             return "unknown"
         lo = 100 * int(float(t) // 100)
-        return f"{lo}-{lo + 100} K" if atoms.info.get("frame_kind") == "seed" else f"{float(t):.0f} K (MD)"
+        return f"{lo}-{lo + 100} K" if atoms.info.get("frame_kind") != "explore" else f"{float(t):.0f} K (MD)"
 
     return {
         "n_frames": len(frames),
@@ -774,6 +814,17 @@ def write_readme(pipeline: Pipeline, layout: Layout, manifest: dict[str, Any]) -
         "`explore/runs.json` records every run (frames, steps, speed, stops, the model's SHA-256).",
         "",
     ]
+    lines += [
+        "## Separated layers (stage `wide`)",
+        "",
+        f"{stages.get('wide', {}).get('n_frames', '?')} frames drawn exactly like the seed frames but with "
+        f"d ~ U({fixed['wide']['spacing_range_A'][0]}, {fixed['wide']['spacing_range_A'][1]}) Å; frame i uses the "
+        f"stream `default_rng([{fixed['seed']}, {fixed['wide']['index_offset']} + i])` "
+        "(`dataset_recipe.wide_frames`). The seed and MD frames stop near d = 4 Å, and a model trained on them "
+        "alone does not know that the energy levels off as the layers separate (the first DeePMD model bound the "
+        "layers by a spurious 47 meV/atom at 3.85 Å). Shards `wide/wide_NNN.extxyz.gz` as for the seed stage.",
+        "",
+    ]
     comp = stages.get("composition")
     if comp:
         lines += ["## Composition of the labelled frames", "", "```", json.dumps(comp, indent=1), "```", ""]
@@ -794,7 +845,7 @@ def write_readme(pipeline: Pipeline, layout: Layout, manifest: dict[str, Any]) -
         f"frame_key\") / 2⁶⁴ falls below {pipeline.split_fractions[0]}, {pipeline.split_fractions[0] + pipeline.split_fractions[1]:.2f}, "
         "or above; a frame's subset never changes when frames are added, and train0 used the same rule on the seed "
         "frames. `exprefine.data.load_split(dataset, 'split.json')` applies it to the frames in the order "
-        "seed shards, then explore shards in run order.",
+        "seed shards, explore shards in run order, then wide shards.",
         "",
     ]
     for name in ("train0", "train"):
@@ -851,6 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="base model file (default examples/gcn/models/base_mace.model)")
     p.add_argument("--seed", type=int, default=0, help="seed of the configurations and MD runs")
     p.add_argument("--n-seed", type=int, help="seed frames (default 600)")
+    p.add_argument("--n-wide", type=int, help="frames with separated layers (default 150)")
     p.add_argument("--n-explore", type=int, help="MD frames wanted over all runs (default 960)")
     p.add_argument("--frames-per-run", type=int, help="MD frames per run (default 40)")
     p.add_argument("--stride-steps", type=int, help="MD steps between frames (default 20)")
@@ -884,7 +936,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
                  progress=not args.no_progress, max_new_labels=args.max_new_labels,
                  restart_training=args.restart_training)
     if smoke:
-        p.n_seed, p.shard_size = 6, 4
+        p.n_seed, p.shard_size, p.n_wide = 6, 4, 2
         p.recipe = replace(p.recipe, supercell=(1, 1))
         p.explore = replace(p.explore, n_frames_total=8, frames_per_run=2, stride_steps=5, n_equilibration_steps=10,
                             n_systems=1)
@@ -892,6 +944,8 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         p.train = replace(p.train, epochs=2, batch_size=2)
     if args.n_seed is not None:
         p.n_seed = args.n_seed
+    if args.n_wide is not None:
+        p.n_wide = args.n_wide
     if args.shard_size is not None:
         p.shard_size = args.shard_size
     if args.supercell is not None:
@@ -975,12 +1029,24 @@ def run_pipeline(pipeline: Pipeline, stages: Sequence[str], argv: Sequence[str])
                 if not report.complete:
                     print("explore: incomplete: run the same command again to continue", flush=True)
                     return 0
+            elif stage == "wide":
+                report, _ = stage_wide(pipeline, layout, budget)
+                if budget is not None:
+                    budget -= report.n_computed
+                manifest["stages"]["wide"] = asdict(report)
+                if report.mean_label_s is not None:
+                    manifest["costs"]["wide_label_s_per_frame"] = report.mean_label_s
+                print(f"wide: {report.n_labelled}/{report.n_frames} frames labelled ({report.n_computed} now)", flush=True)
+                if not report.complete:
+                    print("wide: incomplete: run the same command again to continue", flush=True)
+                    return 0
             elif stage == "train":
                 seed_report, seed_done = stage_seed(pipeline, layout, 0)
                 explore_report, explore_done = stage_explore(pipeline, layout, 0)
-                if not (seed_report.complete and explore_report.complete):
-                    raise ValueError("the seed and explore stages are not complete: run them first")
-                frames = list(seed_done) + list(explore_done)
+                wide_report, wide_done = stage_wide(pipeline, layout, 0)
+                if not (seed_report.complete and explore_report.complete and wide_report.complete):
+                    raise ValueError("the seed, explore and wide stages are not complete: run them first")
+                frames = list(seed_done) + list(explore_done) + list(wide_done)
                 manifest["stages"]["composition"] = composition(frames)
                 write_split(pipeline, layout, frames)
                 rep = fit_stage("train", frames, pipeline, pipeline.train, layout, pipeline.model_path)

@@ -1,8 +1,8 @@
 """Train the base DeePMD model (se_e2_a) of the g-C3N4 case study with DeePMD-kit's own ``dp --pt train``.
 
 The first user trains DeePMD models with ``dp train`` and runs them in LAMMPS; this script does
-the same on the labelled frames of ``dataset/`` (make_dataset.py: every ``seed/*.extxyz.gz`` and
-``explore/*.extxyz.gz`` shard), with the data set's fixed key-hash split (the frames of
+the same on the labelled frames of ``dataset/`` (make_dataset.py: every ``seed/*.extxyz.gz``,
+``explore/*.extxyz.gz`` and ``wide/*.extxyz.gz`` shard), with the data set's fixed key-hash split (the frames of
 ``split.json``'s test subset are never trained on; the split is recomputed from the frame keys,
 so it is the same one for any number of shards):
 
@@ -73,10 +73,10 @@ def input_json(steps: int, rcut_A: float, data: Path) -> dict:
 
 
 def labelled_frames(dataset: Path):
-    """(DFTDataset, frame keys) of every finished shard, seed first, then exploration."""
+    """(DFTDataset, shard paths) of every finished shard: seed, exploration, then wide spacings."""
     from exprefine.data import read_extxyz_files
 
-    shards = sorted((dataset / "seed").glob("*.extxyz.gz")) + sorted((dataset / "explore").glob("*.extxyz.gz"))
+    shards = [path for stage in ("seed", "explore", "wide") for path in sorted((dataset / stage).glob("*.extxyz.gz"))]
     if not shards:
         raise FileNotFoundError(f"no labelled shards under {dataset}/seed or {dataset}/explore: run make_dataset.py")
     return read_extxyz_files(shards, key="frame_key"), shards
