@@ -289,3 +289,14 @@ def test_ase_calculator_conserves_energy_in_nve():
     kinetic = atoms.get_kinetic_energy()
     drift = np.ptp(totals)
     assert kinetic > 0.05 and drift < 1e-3 * kinetic, (drift, kinetic)
+
+
+def test_load_model_file_names_the_file_and_the_kinds_it_reads(tmp_path):
+    from exprefine.potentials import load_model_file
+
+    bad = tmp_path / "model.xyz"
+    bad.write_text("not a model")
+    with pytest.raises(ValueError, match=r"model\.xyz: unknown model file kind \.xyz; exprefine reads \.model"):
+        load_model_file(bad)
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model_file(tmp_path / "missing.model")

@@ -65,20 +65,10 @@ def reference_energies(spacings: list[float], cache: Path) -> dict[str, dict[flo
 
 def model_energies(path: Path, spacings: list[float]) -> dict[float, float]:
     """E per atom (eV) of a DeePMD (``.pt``/``.pth``) or MACE (``.model``) file at each spacing."""
+    from exprefine.potentials import load_model_file
     from exprefine.state import from_atoms
 
-    if path.suffix == ".model":
-        from exprefine.potentials.mace import MacePotential
-
-        potential = MacePotential.from_file(path, trainable="none")
-    elif path.suffix == ".pth":
-        from exprefine.potentials.deepmd import DeepmdPotential
-
-        potential = DeepmdPotential.from_frozen(path, trainable="none")
-    else:
-        from exprefine.potentials.deepmd import DeepmdPotential
-
-        potential = DeepmdPotential.from_checkpoint(path, trainable="none")
+    potential = load_model_file(path)
     out = {}
     for d in spacings:
         atoms = bilayer(d)

@@ -4,6 +4,7 @@ from .ase_calculator import ExprefineCalculator
 from .base import PairPotential, Potential, PotentialOutput
 from .dftd3 import D3Dispersion, D3Parameters  # the dftd3 package is imported only when built
 from .deepmd import DeepmdPotential  # deepmd-kit itself is imported only when a model is built
+from .files import MODEL_SUFFIXES, load_model_file
 from .lennard_jones import LennardJones
 from .mace import MacePotential  # mace-torch itself is imported only when a model is built
 from .repulsive import RepulsivePrior
@@ -15,4 +16,4 @@ from .torch_model import TorchEnergyModel
 
 __all__ = ["Potential", "PotentialOutput", "PairPotential", "LennardJones", "SumPotential", "PairSpline", "ExprefineCalculator",
            "MacePotential", "DeepmdPotential", "TorchEnergyModel", "select_trainable", "RepulsivePrior", "StillingerWeberThreeBody",
-           "D3Dispersion", "D3Parameters"]
+           "D3Dispersion", "D3Parameters", "MODEL_SUFFIXES", "load_model_file"]
