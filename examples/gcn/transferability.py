@@ -1,0 +1,286 @@
+"""Transferability of a g-C3N4 MLIP to larger cells (issue 5, part 5): errors vs cell size.
+
+For each cell size (AB bilayers, 2 layers per cell, 2×2 = the training cell, then 2×, 4×, 8×
+larger in-plane) the model runs Langevin MD at 300 K and 1 bar (stochastic cell rescaling of c
+only, the in-plane lattice fixed: ``uniaxial_z``). A few frames, evenly spaced in the
+production run, are labelled with the "label" method (GFN1-xTB without dispersion, what the
+model was trained on) and the "truth" is label + the exact D3(BJ) difference (the dftd3
+package; truth − label is that term to 1–2 meV per cell, tests/test_tblite_reference.py). The
+model's energy and force errors against both, per size, go to a table and a plot, with the
+interlayer spacing and density the model produced (mean ± block standard error).
+
+Every step is kept on disk under ``--out/<tag>/`` (default tag: the model file's stem): the trajectory of each size
+(``md_<size>.npz``) and the labels (``labels_<size>.extxyz``, resumable frame by frame), so a
+killed run continues where it stopped. Label cost grows like N³ (≈ 4 s for 112 atoms, 18 s for
+224, ≈ 2 min for 448, ≈ 15 min for 896 atoms on one core).
+
+    export OMP_NUM_THREADS=1
+    python examples/gcn/transferability.py --model examples/gcn/models/base_deepmd.pt
+    python examples/gcn/transferability.py --model ... --sizes 2x2 4x2 4x4 8x4 --frames 4
+    # → results/transferability/<model>/transferability.{json,csv,png}
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+AMU_G = 1.66053906660e-24  # g per amu
+
+
+@dataclass
+class SizeResult:
+    """One cell size: the MD the model produced and its errors on the labelled frames.
+
+    Energies in meV/atom, forces in meV/Å, lengths in Å, density in g/cm³.
+    """
+
+    size: str
+    n_atoms: int
+    md_ps: float
+    md_steps_per_s: float
+    spacing_A: float
+    spacing_se_A: float
+    density_g_per_cm3: float
+    density_se_g_per_cm3: float
+    n_labelled: int
+    label_s_per_frame: float | None
+    energy_rmse_label_meV_per_atom: float
+    energy_mean_error_label_meV_per_atom: float
+    energy_sd_label_meV_per_atom: float
+    force_rmse_label_meV_per_A: float
+    energy_rmse_truth_meV_per_atom: float
+    energy_mean_error_truth_meV_per_atom: float
+    energy_sd_truth_meV_per_atom: float
+    force_rmse_truth_meV_per_A: float
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        n1, n2 = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"cell size {text!r}: use N1xN2, e.g. 4x4") from None
+    if min(n1, n2) < 2:
+        raise ValueError(f"cell size {text!r}: at least 2x2 in-plane for a Γ-point method")
+    return n1, n2
+
+
+def run_md(potential, size: tuple[int, int], args, path: Path):
+    """NPT (uniaxial_z) MD of the AB bilayer of ``size``; the trajectory is saved to ``path``."""
+    import torch
+
+    from exprefine.sampling import BarostatSettings, SamplerSettings, sample
+    from exprefine.state import from_atoms
+    from exprefine.structures import gcn_stack
+    from exprefine.trajectory import Trajectory
+
+    if path.exists():
+        meta = json.loads(path.with_suffix(".json").read_text())
+        return Trajectory.load(path), meta
+    atoms = gcn_stack(2, "AB", args.start_spacing_A, supercell=size)
+    settings = SamplerSettings(
+        integrator="baoab", temperature_K=args.temperature_K, timestep_fs=args.timestep_fs,
+        friction_per_ps=args.friction_per_ps,
+        n_equilibration_steps=int(round(args.equilibration_ps * 1000 / args.timestep_fs)),
+        n_production_steps=int(round(args.production_ps * 1000 / args.timestep_fs)),
+        stride_steps=int(round(args.frame_interval_fs / args.timestep_fs)), seed=args.seed,
+        barostat=BarostatSettings(pressure_bar=args.pressure_bar, time_fs=args.barostat_time_fs,
+                                  coupling="uniaxial_z"),
+    )
+    state = from_atoms(atoms, dtype=torch.float64)
+    result = sample(potential, state, settings, progress=not args.no_progress)
+    result.trajectory.save(path)
+    meta = {"wall_s": result.wall_time_s, "n_steps": result.n_steps,
+            "steps_per_s": result.n_steps / result.wall_time_s}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return result.trajectory, meta
+
+
+def spacing_and_density(trajectory) -> tuple[float, float, float, float]:
+    """Mean ± block SE of d = c/2 (Å) and of the density (g/cm³) over the stored frames."""
+    from exprefine.blocking import block_standard_error
+
+    d = trajectory.cells_A.double()[:, 2, 2] / 2.0
+    mass_amu = trajectory.masses_amu.double().sum()
+    density = mass_amu * AMU_G / (trajectory.volumes_A3().double() * 1e-24)
+    n_blocks = max(2, min(10, trajectory.n_frames // 4))
+    return (float(d.mean()), float(block_standard_error(d, n_blocks)), float(density.mean()),
+            float(block_standard_error(density, n_blocks)))
+
+
+def label_frames_of(trajectory, n_frames: int, cache: Path, progress: bool) -> tuple[list, list[float]]:
+    """The label method on ``n_frames`` evenly spaced production frames (cached, resumable)."""
+    from exprefine.reference import label_frames
+
+    atoms = trajectory.to_atoms()
+    picks = np.linspace(0, len(atoms) - 1, n_frames).round().astype(int)
+    frames = [atoms[i] for i in picks]
+    for i, a in zip(picks, frames):
+        a.info["md_frame"] = int(i)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_frames, desc=f"label {cache.stem}", unit="frame", dynamic_ncols=True)
+
+    def tick(i, n, labelled):
+        if bar is not None:
+            bar.update(1)
+
+    run = label_frames(frames, "label", cache, progress=tick)
+    if bar is not None:
+        bar.close()
+    return run.frames, [float(a.info["label_wall_s"]) for a in run.frames if "label_wall_s" in a.info]
+
+
+def errors(potential, frames: list) -> dict[str, float]:
+    """Model vs label and vs truth (= label + D3): energy RMSE, mean error and its spread (meV/atom), force
+    RMSE (meV/Å). Against the truth the mean error is mostly the missing D3 energy of the layers themselves
+    (≈ −75 meV/atom, nearly the same in every frame): no structural datum can show it, so the spread
+    (the standard deviation over frames) is the part a refinement can change."""
+    from exprefine.reference import d3_dispersion
+    from exprefine.state import from_atoms
+
+    de = {"label": [], "truth": []}
+    df = {"label": [], "truth": []}
+    for atoms in frames:
+        out = potential.compute(from_atoms(atoms), forces=True)
+        e_model = float(out.energy_eV[0])
+        f_model = out.forces_eV_per_A.detach().double().numpy()
+        e_label, f_label = atoms.get_potential_energy(), atoms.get_forces()
+        d3 = d3_dispersion(atoms)
+        n = len(atoms)
+        de["label"].append((e_model - e_label) / n)
+        de["truth"].append((e_model - e_label - d3.energy_eV) / n)
+        df["label"].append((f_model - f_label).ravel())
+        df["truth"].append((f_model - f_label - d3.forces_eV_per_A).ravel())
+    out = {}
+    for ref in ("label", "truth"):
+        e = np.array(de[ref]) * 1000
+        f = np.concatenate(df[ref]) * 1000
+        out[f"energy_rmse_{ref}_meV_per_atom"] = float(np.sqrt(np.mean(e ** 2)))
+        out[f"energy_mean_error_{ref}_meV_per_atom"] = float(e.mean())
+        out[f"energy_sd_{ref}_meV_per_atom"] = float(e.std())  # the error without its constant offset
+        out[f"force_rmse_{ref}_meV_per_A"] = float(np.sqrt(np.mean(f ** 2)))
+    return out
+
+
+def plot(results: list[SizeResult], model_name: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [r.n_atoms for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
+    for ref, style in (("label", "o-"), ("truth", "s--")):
+        axes[0].plot(n, [getattr(r, f"energy_sd_{ref}_meV_per_atom") for r in results], style,
+                     label=f"vs {ref} (offset removed)")
+        axes[1].plot(n, [getattr(r, f"force_rmse_{ref}_meV_per_A") for r in results], style, label=f"vs {ref}")
+    axes[0].set_ylabel("energy error SD over frames (meV/atom)")
+    axes[1].set_ylabel("force RMSE (meV/Å)")
+    axes[2].errorbar(n, [r.spacing_A for r in results], yerr=[r.spacing_se_A for r in results], fmt="o-",
+                     label=f"{model_name}, 300 K, 1 bar")
+    axes[2].axhspan(3.22, 3.25, color="0.85", label="measured 3.22–3.25 Å")
+    axes[2].set_ylabel("interlayer spacing d (Å)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(n, [str(x) for x in n])
+        ax.set_xlabel("atoms per cell (training cell: 112)")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{model_name}: errors on MD frames of larger cells", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=HERE / "models" / "base_deepmd.pt",
+                   help="MACE .model or DeePMD .pt/.pth file (default models/base_deepmd.pt)")
+    p.add_argument("--sizes", nargs="+", default=["2x2", "4x2", "4x4"],
+                   help="in-plane supercells of the AB bilayer (2x2 = 112 atoms, the training cell)")
+    p.add_argument("--frames", type=int, default=4, help="labelled frames per size")
+    p.add_argument("--temperature-K", type=float, default=300.0)
+    p.add_argument("--pressure-bar", type=float, default=1.0)
+    p.add_argument("--start-spacing-A", type=float, default=3.4)
+    p.add_argument("--equilibration-ps", type=float, default=2.0)
+    p.add_argument("--production-ps", type=float, default=4.0)
+    p.add_argument("--frame-interval-fs", type=float, default=50.0)
+    p.add_argument("--timestep-fs", type=float, default=1.0)
+    p.add_argument("--friction-per-ps", type=float, default=5.0)
+    p.add_argument("--barostat-time-fs", type=float, default=500.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "transferability")
+    p.add_argument("--tag", help="name of the output folder under --out (default: the model file's stem)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import torch
+
+    from exprefine.potentials import load_model_file
+
+    torch.set_num_threads(args.threads)
+    try:
+        sizes = [(s, parse_size(s)) for s in args.sizes]
+        if args.frames < 1:
+            raise ValueError("--frames must be ≥ 1")
+        potential = load_model_file(args.model)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"transferability: error: {exc}", file=sys.stderr)
+        return 2
+    out_dir = args.out / (args.tag or args.model.stem)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results = []
+    for name, size in sizes:
+        trajectory, meta = run_md(potential, size, args, out_dir / f"md_{name}.npz")
+        d, d_se, rho, rho_se = spacing_and_density(trajectory)
+        print(f"{name}: {trajectory.n_atoms} atoms, d = {d:.3f} ± {d_se:.3f} Å, ρ = {rho:.3f} ± {rho_se:.3f} g/cm³, "
+              f"{meta['steps_per_s']:.1f} steps/s", flush=True)
+        frames, label_s = label_frames_of(trajectory, args.frames, out_dir / f"labels_{name}.extxyz",
+                                          not args.no_progress)
+        err = errors(potential, frames)
+        results.append(SizeResult(
+            size=name, n_atoms=trajectory.n_atoms, md_ps=meta["n_steps"] * args.timestep_fs / 1000,
+            md_steps_per_s=meta["steps_per_s"], spacing_A=d, spacing_se_A=d_se, density_g_per_cm3=rho,
+            density_se_g_per_cm3=rho_se, n_labelled=len(frames),
+            label_s_per_frame=float(np.mean(label_s)) if label_s else None, **err))
+        r = results[-1]
+        print(f"{name}: vs label E RMSE {r.energy_rmse_label_meV_per_atom:.2f} (SD {r.energy_sd_label_meV_per_atom:.2f}) "
+              f"meV/atom, F {r.force_rmse_label_meV_per_A:.0f} meV/Å; vs truth E RMSE "
+              f"{r.energy_rmse_truth_meV_per_atom:.2f} (SD {r.energy_sd_truth_meV_per_atom:.2f}) meV/atom, "
+              f"F {r.force_rmse_truth_meV_per_A:.0f} meV/Å", flush=True)
+    summary = {"model": str(args.model), "settings": {k: (str(v) if isinstance(v, Path) else v)
+                                                      for k, v in vars(args).items()},
+               "wall_s_this_run": time.perf_counter() - t0, "sizes": [asdict(r) for r in results]}
+    (out_dir / "transferability.json").write_text(json.dumps(summary, indent=1))
+    with (out_dir / "transferability.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(asdict(results[0])))
+        w.writeheader()
+        for r in results:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
+                        for k, v in asdict(r).items()})
+    plot(results, args.model.stem, out_dir / "transferability.png")
+    print(f"→ {out_dir}/transferability.{{json,csv,png}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
