@@ -20,8 +20,8 @@ under ``--work`` and resumed when the script runs again:
    data's Q range (Q_max = ``--q-max``, Lorch window), and the partial g(r) of the truth.
    Noise: S(Q) gets independent Gaussian errors σ_S(Q) = ``--sigma-s0`` + ``--sigma-s1``·Q
    (statistics and normalisation worsen with Q in real data); G(r) gets the same errors sent
-   through the sine transform, G_noise(r) = (2/π) Σ_k w_k Q_k M(Q_k) ε_k sin(Q_k r), with
-   σ_G(r)² = (2/π)² Σ_k (w_k Q_k M(Q_k) sin(Q_k r) σ_k)² (w_k: trapezoid weights, M: Lorch).
+   through the sine transform that reduces S(Q) to G(r) (Lorch window, Q_max), which is linear:
+   G_noise = T ε and σ_G(r)² = Σ_k T_rk² σ_k² (independent ε_k; neighbouring r correlated).
 
 Outputs (``--out``, default ``examples/gcn/data/``): ``synthetic_sq_neutron.csv`` (Q_inv_A, S,
 sigma), ``synthetic_gr_neutron.csv`` (r_A, G_inv_A2, sigma), ``synthetic_partials_truth.csv``
@@ -243,23 +243,25 @@ def observables(args, trajectory) -> Curves:
     return Curves(q, s, pdf.grid().double().numpy(), g, r_partial, partials)
 
 
-def sine_transform_matrix(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """[n_r, n_q] T with G(r) = T @ (S(Q) − 1): (2/π) w_k Q_k M(Q_k) sin(Q_k r), trapezoid weights w_k
-    and the Lorch window M(Q) = sin(πQ/Q_max)/(πQ/Q_max)."""
-    w = np.empty_like(q)
-    w[1:-1] = 0.5 * (q[2:] - q[:-2])
-    w[0] = 0.5 * (q[1] - q[0])
-    w[-1] = 0.5 * (q[-1] - q[-2])
-    lorch = np.sinc(q / q[-1])  # numpy's sinc(x) = sin(πx)/(πx)
-    return (2.0 / np.pi) * np.sin(np.outer(r, q)) * (w * q * lorch)[None, :]
+def noise_transfer_matrix(q: np.ndarray, r: np.ndarray, q_max: float) -> np.ndarray:
+    """[n_r, n_q] T with G(r) = T @ (S(Q) − 1) for data reduced with exprefine's own transform
+    (:func:`~exprefine.observables.scattering.pdf_from_structure_factor`, Lorch window, Q_max):
+    the transform is linear in S − 1, so its columns are the responses to unit errors."""
+    import torch
+
+    from exprefine.observables.scattering import pdf_from_structure_factor
+
+    unit = 1.0 + torch.eye(q.size, dtype=torch.float64)
+    columns = pdf_from_structure_factor(torch.as_tensor(q), unit, torch.as_tensor(r), q_max_inv_A=q_max, lorch=True)
+    return columns.numpy().T
 
 
 def noisy_data(args, curves: Curves):
-    """(S + ε, σ_S, G + Tε, σ_G) with ε ~ N(0, σ_S²) from ``--noise-seed``."""
+    """(S + ε, σ_S, G + Tε, σ_G) with ε ~ N(0, σ_S²) from ``--noise-seed`` and σ_G² = T² σ_S²."""
     rng = np.random.default_rng(args.noise_seed)
     sigma_s = args.sigma_s0 + args.sigma_s1 * curves.q_inv_A
     eps = rng.normal(size=curves.q_inv_A.shape) * sigma_s
-    t = sine_transform_matrix(curves.q_inv_A, curves.r_A)
+    t = noise_transfer_matrix(curves.q_inv_A, curves.r_A, args.q_max)
     sigma_g = np.sqrt((t ** 2) @ (sigma_s ** 2))
     return curves.s + eps, sigma_s, curves.g_pdf_inv_A2 + t @ eps, np.maximum(sigma_g, 1e-6)
 
