@@ -256,12 +256,13 @@ def noise_transfer_matrix(q: np.ndarray, r: np.ndarray, q_max: float) -> np.ndar
     return columns.numpy().T
 
 
-def noisy_data(args, curves: Curves):
-    """(S + ε, σ_S, G + Tε, σ_G) with ε ~ N(0, σ_S²) from ``--noise-seed`` and σ_G² = T² σ_S²."""
+def noisy_data(args, curves: Curves, transfer: np.ndarray | None = None):
+    """(S + ε, σ_S, G + Tε, σ_G) with ε ~ N(0, σ_S²) from ``--noise-seed`` and σ_G² = T² σ_S²
+    (``transfer``: T if already computed)."""
     rng = np.random.default_rng(args.noise_seed)
     sigma_s = args.sigma_s0 + args.sigma_s1 * curves.q_inv_A
     eps = rng.normal(size=curves.q_inv_A.shape) * sigma_s
-    t = noise_transfer_matrix(curves.q_inv_A, curves.r_A, args.q_max)
+    t = noise_transfer_matrix(curves.q_inv_A, curves.r_A, args.q_max) if transfer is None else transfer
     sigma_g = np.sqrt((t ** 2) @ (sigma_s ** 2))
     return curves.s + eps, sigma_s, curves.g_pdf_inv_A2 + t @ eps, np.maximum(sigma_g, 1e-6)
 
