@@ -23,7 +23,8 @@ under ``--work`` and resumed when the script runs again:
    through the sine transform that reduces S(Q) to G(r) (Lorch window, Q_max), which is linear:
    G_noise = T ε and σ_G(r)² = Σ_k T_rk² σ_k² (independent ε_k; neighbouring r correlated).
 
-Outputs (``--out``, default ``examples/gcn/data/``): ``synthetic_sq_neutron.csv`` (Q_inv_A, S,
+Outputs (``--out``, default ``examples/gcn/data/``): ``synthetic_truth_cell.extxyz`` (the
+truth's mean cell with the last NPT frame's atoms: the cell to refine in), ``synthetic_sq_neutron.csv`` (Q_inv_A, S,
 sigma), ``synthetic_gr_neutron.csv`` (r_A, G_inv_A2, sigma), ``synthetic_partials_truth.csv``
 (r_A, g_CC, g_CN, g_NN, noise-free), ``synthetic_experiment.json`` (every setting, the truth's
 cell, the check) and ``synthetic_experiment.png``. A refinement must compute its S(Q) and G(r)
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     import torch
+    from ase.io import write as ase_write
 
     from exprefine.state import from_atoms
     from exprefine.structures import gcn_stack
@@ -383,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
           f"ρ = {stats.density_g_per_cm3:.4f} ± {stats.density_se_g_per_cm3:.4f} g/cm³", flush=True)
 
     print(f"nvt: {args.production_ps} ps in segments of {args.segment_ps} ps", flush=True)
-    trajectory = concatenate_trajectories(stage_nvt(args, model, mean_cell_start(npt)))
+    start = mean_cell_start(npt)
+    cell_file = args.out / "synthetic_truth_cell.extxyz"
+    start_atoms = start.to_atoms()[0]
+    start_atoms.info.update(source="synthetic_experiment.py: last NPT frame of the truth-quality model on its mean cell",
+                            interlayer_spacing_A=stats.spacing_A, n_layers=args.layers)
+    ase_write(cell_file, start_atoms)
+    trajectory = concatenate_trajectories(stage_nvt(args, model, start))
     curves = observables(args, trajectory)
     s_noisy, sigma_s, g_noisy, sigma_g = noisy_data(args, curves)
 
