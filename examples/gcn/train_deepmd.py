@@ -91,6 +91,20 @@ def trained_steps(work: Path) -> int:
     return int(float(rows[-1].split()[0])) if rows else 0
 
 
+def data_fingerprint(keys: list[str], parts, rcut_A: float) -> str:
+    """Hash of the training/validation frame keys and the cutoff, which a restarted run must share.
+
+    The step count is not in it: a rerun with a larger ``--steps`` continues the run (its
+    learning-rate decay is then set from the new count from that step on).
+    """
+    import hashlib
+
+    blob = json.dumps({"train": sorted(keys[i] for i in parts.train_indices),
+                       "valid": sorted(keys[i] for i in parts.valid_indices),
+                       "rcut_A": rcut_A}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def dp_executable() -> str:
     """``dp`` of this Python's environment (a venv need not be activated), else the one on PATH."""
     local = Path(sys.executable).parent / "dp"
@@ -167,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     done = trained_steps(work)
     checkpoint = work / "model.ckpt.pt"
+    fingerprint = data_fingerprint(keys, parts, args.rcut_A)
+    stamp = work / "run.json"
+    run_record = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if done and run_record.get("fingerprint") != fingerprint:
+        raise SystemExit(f"{work} holds a run on other frames or settings (made before these shards were "
+                         f"added?): delete {work} to train afresh")
+    run_record = {"fingerprint": fingerprint, "wall_s": run_record.get("wall_s", 0.0)}
+    stamp.write_text(json.dumps(run_record))
     if done < steps:
         cmd = ["dp", "--pt", "train", "input.json"]
         if checkpoint.exists():
@@ -174,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dp --pt train: steps {done} → {steps} (log: {log})")
         run(cmd, work, log)
     train_wall_s = time.perf_counter() - t0
+    run_record["wall_s"] += train_wall_s
+    stamp.write_text(json.dumps(run_record))
     run(["dp", "--pt", "freeze", "-c", checkpoint.name, "-o", "frozen.pth"], work, log)
     run(["dp", "--pt", "test", "-m", "frozen.pth", "-s", str(data / "test"), "-d", "dp_test"], work, log)
 
@@ -187,12 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     shipped = strip_optimizer(checkpoint, args.models / "base_deepmd.pt")
     shutil.copyfile(work / "frozen.pth", args.models / "base_deepmd.pth")
     summary_path = args.models / "base_deepmd.json"
-    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary = {
         "model": shipped,
         "steps": trained_steps(work),
         "training_wall_s_this_run": round(train_wall_s, 1),
-        "training_wall_s_total": round(train_wall_s + previous.get("training_wall_s_total", 0.0), 1),
+        "training_wall_s_total": round(run_record["wall_s"], 1),
         "threads": os.environ.get("OMP_NUM_THREADS"),
         "data": {"shards": [str(s.relative_to(args.dataset)) for s in shards], "n_frames": dataset.n_frames,
                  "n_train": parts.train.n_frames, "n_valid": parts.valid.n_frames, "n_test": parts.test.n_frames,
