@@ -77,3 +77,17 @@ def test_in_a_sum_it_adds_d3_forces_and_keeps_parameter_gradients():
     params = [p for p in total.parameters() if p.requires_grad]
     grads = torch.autograd.grad((both.forces_eV_per_A ** 2).sum(), params)
     assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_adding_d3_to_labels_equals_labelling_with_the_sum():
+    from exprefine.data import add_term_to_labels, label_with_potential
+    from exprefine.potentials import LennardJones
+
+    frames = _frames()
+    lj = LennardJones(["C", "N"], 3.3, 0.003, 6.0)
+    d3 = D3Dispersion(gfn1_d3())
+    shifted = add_term_to_labels(label_with_potential(lj, frames), d3)
+    direct = label_with_potential(SumPotential([lj, d3]), frames)
+    for name in ("energies_eV", "forces_eV_per_A", "stress_eV_per_A3"):
+        np.testing.assert_allclose(getattr(shifted, name).numpy(), getattr(direct, name).numpy(), atol=1e-10)
+    assert bool(shifted.has_stress.all())

@@ -20,7 +20,7 @@ from .dft import (
     write_extxyz,
 )
 from .metrics import DFTErrors, dft_errors, evaluate_dft_errors
-from .predict import BatchPrediction, Predictions, label_with_potential, predict, predict_batch
+from .predict import BatchPrediction, Predictions, add_term_to_labels, label_with_potential, predict, predict_batch
 from .statistics import (
     AtomicEnergyFit,
     InteractionStatistics,
@@ -34,7 +34,7 @@ __all__ = [
     "read_extxyz", "read_extxyz_files", "write_extxyz", "split", "split_by_key", "key_hash_fraction", "load_split",
     "read_deepmd", "write_deepmd", "find_deepmd_systems",
     "DFTErrors", "dft_errors", "evaluate_dft_errors",
-    "BatchPrediction", "Predictions", "predict", "predict_batch", "label_with_potential",
+    "BatchPrediction", "Predictions", "predict", "predict_batch", "label_with_potential", "add_term_to_labels",
     "AtomicEnergyFit", "InteractionStatistics", "fit_atomic_energies", "average_neighbour_count",
     "interaction_statistics",
 ]

@@ -188,3 +188,26 @@ def label_with_potential(
         has_stress=pred.stress_mask,
         source=source,
     )
+
+
+def add_term_to_labels(dataset: DFTDataset, term: Potential, batch_size: int = 8, source: str | None = None) -> DFTDataset:
+    """``dataset`` with ``term``'s energies, forces and stress added to its labels.
+
+    Turns labels of one level into those of another that differs by a known term, e.g. PBE
+    into PBE-D3 with :class:`~exprefine.potentials.dftd3.D3Dispersion`. Stress is added where
+    the frame has a stress label.
+    """
+    pred = predict(term, dataset, batch_size=batch_size, stress=None)
+    stress = dataset.stress_eV_per_A3 + pred.stress_eV_per_A3 * dataset.has_stress[:, None, None]
+    return DFTDataset(
+        positions_A=dataset.positions_A,
+        atomic_numbers=dataset.atomic_numbers,
+        atoms_per_frame=dataset.atoms_per_frame,
+        cells_A=dataset.cells_A,
+        pbc=dataset.pbc,
+        energies_eV=dataset.energies_eV + pred.energies_eV,
+        forces_eV_per_A=dataset.forces_eV_per_A + pred.forces_eV_per_A,
+        stress_eV_per_A3=stress,
+        has_stress=dataset.has_stress,
+        source=dataset.source if source is None else source,
+    )
