@@ -101,7 +101,7 @@ class D3Dispersion(Potential):
     """Fixed D3(BJ) dispersion energy of every system of a batch (``dftd3`` package).
 
     Args:
-        parameters: damping parameters and cutoffs.
+        parameters: damping parameters and cutoffs (kept as ``settings``: ``parameters`` is nn.Module's).
 
     The library's structure object of each system is kept and updated in place while the
     atoms (numbers, periodicity) stay the same, as along an MD trajectory.
@@ -113,7 +113,7 @@ class D3Dispersion(Potential):
             import dftd3.interface  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("D3Dispersion needs the dftd3 package: pip install 'exprefine[reference]'") from exc
-        self.parameters = parameters
+        self.settings = parameters
         self.cutoff_A = float(parameters.cutoff_two_body_bohr) * BOHR_A
         self._models: dict[int, tuple[tuple, Any]] = {}
 
@@ -132,7 +132,7 @@ class D3Dispersion(Potential):
             model.update(positions_bohr, lattice_bohr)
             return model
         model = DispersionModel(numbers, positions_bohr, lattice_bohr, periodic if periodic.any() else None)
-        p = self.parameters
+        p = self.settings
         model.set_realspace_cutoff(p.cutoff_two_body_bohr, p.cutoff_three_body_bohr, p.cutoff_coordination_bohr)
         self._models[system] = (key, model)
         return model
@@ -141,7 +141,7 @@ class D3Dispersion(Potential):
         """Energy, position gradient and cell gradient of every system (float64 numpy)."""
         from dftd3.interface import RationalDampingParam
 
-        damping = RationalDampingParam(**self.parameters.damping())
+        damping = RationalDampingParam(**self.settings.damping())
         positions = state.positions.detach().cpu().double().numpy()
         cells = state.cell.detach().cpu().double().numpy()
         pbc = state.pbc.detach().cpu().numpy().astype(bool)
