@@ -220,6 +220,15 @@ def test_config_reads_gz_globs_and_splits_by_frame_name(tmp_path):
     assert (parts.train_indices, parts.test_indices) == (direct.train_indices, direct.test_indices)
     assert json.loads((tmp_path / "run" / "dft_split.json").read_text())["scheme"] == "key_hash"
 
+    # a shard added later: its frames get their own subsets, the old frames keep theirs (same run_dir)
+    more = labelled_with_calculator(cluster_frames(6, seed=9), argon_lj())
+    for i, atoms in enumerate(more):
+        atoms.info["frame_key"] = f"cluster-{12 + i:03d}"
+    write(str(tmp_path / "shards" / "c.extxyz.gz"), more, format="extxyz")
+    grown = build_dft_split(parse_config(raw, base=tmp_path))
+    assert grown.train.n_frames + grown.valid.n_frames + grown.test.n_frames == 18
+    assert [i for i in grown.test_indices if i < 12] == parts.test_indices
+
     raw["run_dir"] = "run2"
     raw["dft"]["split_key"] = "no_such_key"
     with pytest.raises(ValueError, match=r"a.extxyz.gz: frame 0 has no info key 'no_such_key'"):

@@ -75,6 +75,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return n1, n2
 
 
+def md_settings(args) -> dict[str, float]:
+    """The settings that make a size's trajectory (stored with it; a cached one must match)."""
+    keys = ("temperature_K", "pressure_bar", "start_spacing_A", "equilibration_ps", "production_ps",
+            "frame_interval_fs", "timestep_fs", "friction_per_ps", "barostat_time_fs", "seed")
+    return {k: getattr(args, k) for k in keys}
+
+
 def run_md(potential, size: tuple[int, int], args, path: Path):
     """NPT (uniaxial_z) MD of the AB bilayer of ``size``; the trajectory is saved to ``path``."""
     import torch
@@ -84,8 +91,12 @@ def run_md(potential, size: tuple[int, int], args, path: Path):
     from exprefine.structures import gcn_stack
     from exprefine.trajectory import Trajectory
 
+    wanted = md_settings(args)
     if path.exists():
         meta = json.loads(path.with_suffix(".json").read_text())
+        if meta.get("settings") != wanted:
+            raise ValueError(f"{path} was run with other MD settings ({meta.get('settings')}); "
+                             "use another --tag or delete it")
         return Trajectory.load(path), meta
     atoms = gcn_stack(2, "AB", args.start_spacing_A, supercell=size)
     settings = SamplerSettings(
@@ -101,7 +112,7 @@ def run_md(potential, size: tuple[int, int], args, path: Path):
     result = sample(potential, state, settings, progress=not args.no_progress)
     result.trajectory.save(path)
     meta = {"wall_s": result.wall_time_s, "n_steps": result.n_steps,
-            "steps_per_s": result.n_steps / result.wall_time_s}
+            "steps_per_s": result.n_steps / result.wall_time_s, "settings": wanted}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     return result.trajectory, meta
 

@@ -357,7 +357,12 @@ def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
 
 
 def build_dft_split(cfg: Config):
-    """Read ``cfg.dft.file`` and split it; the split is saved in (and reused from) ``run_dir/dft_split.json``."""
+    """Read ``cfg.dft.file`` and split it; the split is saved in ``run_dir/dft_split.json``.
+
+    A random split is reused from that file (one-line error if the data changed); a key-hash split
+    (``split_key``) is recomputed from the frame names, so frames added to the data set later fall
+    into their own subsets and the old frames keep theirs.
+    """
     from .data import (concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split,
                        split_by_key)
 
@@ -378,10 +383,12 @@ def build_dft_split(cfg: Config):
         dataset, keys = read_extxyz_files(paths, energy_key=d.energy_key, forces_key=d.forces_key,
                                           stress_key=d.stress_key, virial_key=d.virial_key, key=d.split_key)
     path = Path(cfg.run_dir) / "dft_split.json"
-    if path.exists():
+    if keys is not None:  # a frame's subset follows from its name: the same for any number of frames
+        parts = split_by_key(dataset, keys, d.split_fractions, d.split_seed)
+    elif path.exists():
         return load_split(dataset, path)
-    parts = split(dataset, d.split_fractions, d.split_seed) if keys is None else \
-        split_by_key(dataset, keys, d.split_fractions, d.split_seed)
+    else:
+        parts = split(dataset, d.split_fractions, d.split_seed)
     parts.save_indices(path)
     return parts
 

@@ -1,0 +1,311 @@
+"""The g-C3N4 study after a refinement (issue 6): base vs refined model, one markdown report.
+
+    python examples/gcn/report.py --run examples/gcn/runs/refine_deepmd
+    # → <run>/report/report.md and PNG figures beside it
+
+Reads the run's ``config.yaml`` (its potential, truth cell, targets and label data set) and:
+
+1. **Targets**: NVT on the truth's cell with the base model and with the refined parameters
+   (``final_model.pt``), ``--nvt-ps`` each, fresh seeds: S(Q) and G(r) vs the data, χ² per point
+   (the loss with the data's σ, weight 1) before and after, and the factor between them.
+2. **Partial g(r)** of both trajectories against the truth's (``data/synthetic_partials_truth.csv``),
+   and the first C–N peak (the bond length) of each: intralayer structure kept or not.
+3. **Held-out label frames** (the run's DFT test split): energy/force RMSE against the labels and
+   against the truth (labels + GFN1's D3 term, exact: tests/test_tblite_reference.py).
+4. **Cell sizes, spacing, density**: transferability.py for both models (NPT 300 K, 1 bar, c
+   free; errors vs label and truth per size; cached under ``results/transferability/``).
+5. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
+
+Every MD run is saved in ``<run>/report/`` and reused when the report is written again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+@dataclass
+class ModelRun:
+    """One model's NVT run on the truth cell: targets, partials, C–N bond peak (Å)."""
+
+    name: str
+    chi2_per_point: dict[str, float]
+    rmse: dict[str, float]
+    cn_bond_peak_A: float
+    partial_rmse_vs_truth: dict[str, float]
+    n_frames: int
+
+
+def load_run(run: Path):
+    from exprefine.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    return cfg
+
+
+def potentials(cfg, run: Path):
+    """(base, refined) Potentials of the run's config."""
+    from exprefine.builders import build_potential, load_potential_state
+
+    base = build_potential(cfg)
+    refined = build_potential(cfg)
+    load_potential_state(refined, run / "final_model.pt")
+    return base, refined
+
+
+def base_model_file(cfg) -> Path:
+    """The model file of the config's (single) MLIP term: DeePMD ``checkpoint_file`` or MACE ``model_file``."""
+    term = cfg.potential.terms[0]
+    path = getattr(term, "checkpoint_file", None) or getattr(term, "model_file", None)
+    if path is None:
+        raise ValueError("the run's first potential term is not a DeePMD or MACE model file")
+    return Path(path)
+
+
+def native_model_file(run: Path) -> Path:
+    for name in ("refined_deepmd.pt", "refined.model"):
+        if (run / name).exists():
+            return run / name
+    raise FileNotFoundError(f"no refined model file (refined_deepmd.pt or refined.model) in {run}")
+
+
+def nvt(cfg, potential, path: Path, nvt_ps: float, seed: int):
+    from exprefine.builders import build_state, sampler_settings
+    from exprefine.sampling import sample
+    from exprefine.trajectory import Trajectory
+
+    if path.exists():
+        return Trajectory.load(path)
+    settings = sampler_settings(cfg.sampling)
+    n_steps = int(round(nvt_ps * 1000 / cfg.sampling.timestep_fs))
+    settings = replace(settings, seed=seed, n_production_steps=max(settings.stride_steps,
+                                                                   n_steps - n_steps % settings.stride_steps))
+    result = sample(potential, build_state(cfg), settings, progress=True)
+    result.trajectory.save(path)
+    return result.trajectory
+
+
+def read_partials(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rows = [r for r in path.read_text().splitlines() if r and not r.startswith("#")]
+    header = rows[0].split(",")
+    data = np.array([[float(x) for x in r.split(",")] for r in rows[1:]])
+    return data[:, 0], {name: data[:, k] for k, name in enumerate(header) if k > 0}
+
+
+def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np.ndarray]):
+    """χ² per point and RMSE of each target, partials and the C–N bond peak of one trajectory."""
+    import torch
+
+    from exprefine.builders import build_targets
+    from exprefine.observables import RadialDistribution
+    from exprefine.observables.peaks import parabolic_peak
+
+    chi2, rmse, curves = {}, {}, {}
+    for target in build_targets(cfg):
+        values = target.observable.evaluate(trajectory).double().mean(dim=0)
+        chi2[target.name] = float((target.deviation(values) ** 2).mean())
+        rmse[target.name] = float(target.rmse(values))
+        curves[target.name] = (target.observable.grid().double().numpy(), values.numpy(),
+                               target.reference.numpy(), None if target.sigma is None else target.sigma.numpy())
+    partials, r = {}, None
+    for key in truth:
+        a, b = key[2], key[3]
+        rdf = RadialDistribution(float(truth_r[-1] + 0.5 * (truth_r[1] - truth_r[0])),
+                                 bin_width_A=float(truth_r[1] - truth_r[0]), species=(a, b))
+        partials[key] = rdf.evaluate(trajectory).double().mean(dim=0).numpy()
+        r = rdf.grid().double().numpy()
+    peak = float(parabolic_peak(torch.as_tensor(r), torch.as_tensor(partials["g_CN"]), 1.2, 1.55))
+    diff = {k: float(np.sqrt(np.mean((partials[k] - np.interp(r, truth_r, truth[k])) ** 2))) for k in partials}
+    return ModelRun(name, chi2, rmse, peak, diff, trajectory.n_frames), curves, (r, partials)
+
+
+def dft_errors(cfg, base, refined):
+    """Energy/force RMSE of both models on the held-out label frames, vs label and vs truth."""
+    from exprefine.builders import build_dft_split
+    from exprefine.data import add_term_to_labels, evaluate_dft_errors
+    from exprefine.potentials import D3Dispersion
+    from exprefine.reference import gfn1_d3
+
+    test = build_dft_split(cfg).test
+    truth = add_term_to_labels(test, D3Dispersion(gfn1_d3()), source="label + D3 (truth)")
+    out = {}
+    for name, potential in (("base", base), ("refined", refined)):
+        for ref, data in (("label", test), ("truth", truth)):
+            e = evaluate_dft_errors(potential, data, batch_size=8)
+            out[f"{name}_vs_{ref}"] = {"energy_rmse_meV_per_atom": e.energy_rmse_meV_per_atom,
+                                       "force_rmse_meV_per_A": e.force_rmse_meV_per_A,
+                                       "stress_rmse_meV_per_A3": e.stress_rmse_meV_per_A3}
+    return test.n_frames, out
+
+
+def transferability(model: Path, tag: str, sizes: list[str], frames: int) -> dict:
+    import transferability as tr
+
+    out = HERE / "results" / "transferability"
+    code = tr.main(["--model", str(model), "--tag", tag, "--sizes", *sizes, "--frames", str(frames), "--out", str(out)])
+    if code != 0:
+        raise RuntimeError(f"transferability.py failed for {model}")
+    return json.loads((out / tag / "transferability.json").read_text())
+
+
+def plot_curves(path: Path, curves_base: dict, curves_refined: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(curves_base)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5))
+    for ax, name in zip(np.atleast_1d(axes), names):
+        x, base, ref, sigma = curves_base[name]
+        _, refined, _, _ = curves_refined[name]
+        if sigma is not None:
+            ax.fill_between(x, ref - sigma, ref + sigma, color="0.8", lw=0)
+        ax.plot(x, ref, "k", lw=0.7, label="data")
+        ax.plot(x, base, lw=0.8, label="base")
+        ax.plot(x, refined, lw=0.8, label="refined")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_partials(path: Path, truth_r, truth, base, refined) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.5))
+    for ax, key in zip(axes, truth):
+        ax.plot(truth_r, truth[key], "k", lw=0.8, label="truth")
+        ax.plot(base[0], base[1][key], lw=0.8, label="base")
+        ax.plot(refined[0], refined[1][key], lw=0.8, label="refined")
+        ax.set_xlabel("r (Å)")
+        ax.set_title(key, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return out + ["| " + " | ".join(r) + " |" for r in rows[1:]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="a finished exprefine refine run folder")
+    p.add_argument("--nvt-ps", type=float, default=10.0, help="NVT production per model on the truth cell")
+    p.add_argument("--sizes", nargs="+", default=["2x2", "4x2", "4x4"], help="cells of the transferability study")
+    p.add_argument("--frames", type=int, default=4, help="labelled frames per cell size")
+    p.add_argument("--partials", type=Path, default=HERE / "data" / "synthetic_partials_truth.csv")
+    p.add_argument("--synthetic-json", type=Path, default=HERE / "data" / "synthetic_experiment.json")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    run = args.run.resolve()
+    out = run / "report"
+    out.mkdir(exist_ok=True)
+    cfg = load_run(run)
+    base, refined = potentials(cfg, run)
+    truth_r, truth = read_partials(args.partials)
+
+    results, curves, partials = {}, {}, {}
+    for k, (name, potential) in enumerate((("base", base), ("refined", refined))):
+        traj = nvt(cfg, potential, out / f"nvt_{name}.pt", args.nvt_ps, seed=1000 + k)
+        results[name], curves[name], partials[name] = analyse(cfg, name, traj, truth_r, truth)
+    plot_curves(out / "targets.png", curves["base"], curves["refined"])
+    plot_partials(out / "partials.png", truth_r, truth, partials["base"], partials["refined"])
+    n_test, dft = dft_errors(cfg, base, refined)
+
+    base_file = base_model_file(cfg)
+    sizes_base = transferability(base_file, base_file.stem, args.sizes, args.frames)
+    sizes_refined = transferability(native_model_file(run), f"{run.name}_refined", args.sizes, args.frames)
+    for src in ("history.png",):
+        if (run / src).exists():
+            shutil.copyfile(run / src, out / src)
+    summary = json.loads((run / "summary.json").read_text())
+    synthetic = json.loads(args.synthetic_json.read_text()) if args.synthetic_json.exists() else {}
+    truth_cell = synthetic.get("truth_cell", {})
+
+    lines = [f"# g-C3N4 refinement report: `{run.name}`", "",
+             f"Base model `{base_file.name}`; refined parameters `final_model.pt`, native file "
+             f"`{native_model_file(run).name}`. Written by examples/gcn/report.py in "
+             f"{time.perf_counter() - t0:.0f} s.", "", "## Targets (NVT on the truth's cell, "
+             f"{args.nvt_ps:g} ps per model, fresh seeds)", ""]
+    rows = [["target", "χ²/point base", "χ²/point refined", "reduction", "RMSE base", "RMSE refined"]]
+    for name in results["base"].chi2_per_point:
+        b, r = results["base"].chi2_per_point[name], results["refined"].chi2_per_point[name]
+        rows.append([name, f"{b:.3g}", f"{r:.3g}", f"{b / r:.2f}×" if r > 0 else "–",
+                     f"{results['base'].rmse[name]:.4g}", f"{results['refined'].rmse[name]:.4g}"])
+    lines += table(rows) + ["", "![targets](targets.png)", "", "## Partial g(r) vs the truth's", ""]
+    rows = [["model", "C–N bond peak (Å)", "RMSE g_CC", "RMSE g_CN", "RMSE g_NN"]]
+    for name in ("base", "refined"):
+        m = results[name]
+        rows.append([name, f"{m.cn_bond_peak_A:.4f}"] + [f"{m.partial_rmse_vs_truth[k]:.3f}" for k in truth])
+    lines += table(rows) + [
+        "", f"Bond peak shift refined − base: {results['refined'].cn_bond_peak_A - results['base'].cn_bond_peak_A:+.4f} Å "
+        "(goal: within ±0.01 Å).", "", "![partials](partials.png)", "",
+        f"## Held-out label frames ({n_test} frames of the run's DFT test split)", ""]
+    rows = [["model", "vs", "energy RMSE (meV/atom)", "force RMSE (meV/Å)", "stress RMSE (meV/Å³)"]]
+    for key, e in dft.items():
+        model, ref = key.split("_vs_")
+        rows.append([model, ref, f"{e['energy_rmse_meV_per_atom']:.2f}", f"{e['force_rmse_meV_per_A']:.1f}",
+                     f"{e['stress_rmse_meV_per_A3']:.2f}" if e["stress_rmse_meV_per_A3"] is not None else "–"])
+    lines += table(rows) + ["", "## Cell size, interlayer spacing and density (NPT 300 K, 1 bar, c free)", ""]
+    rows = [["model", "cell", "atoms", "d (Å)", "ρ (g/cm³)", "E vs label (meV/atom, SD)", "F vs label (meV/Å)",
+             "E vs truth (meV/atom, RMSE / SD)", "F vs truth (meV/Å)"]]
+    for name, res in (("base", sizes_base), ("refined", sizes_refined)):
+        for s in res["sizes"]:
+            rows.append([name, s["size"], str(s["n_atoms"]), f"{s['spacing_A']:.3f} ± {s['spacing_se_A']:.3f}",
+                         f"{s['density_g_per_cm3']:.3f} ± {s['density_se_g_per_cm3']:.3f}",
+                         f"{s['energy_sd_label_meV_per_atom']:.2f}", f"{s['force_rmse_label_meV_per_A']:.0f}",
+                         f"{s['energy_rmse_truth_meV_per_atom']:.1f} / {s['energy_sd_truth_meV_per_atom']:.2f}",
+                         f"{s['force_rmse_truth_meV_per_A']:.0f}"])
+    if truth_cell:
+        rows.append(["truth (base + D3)", "synthetic cell", str(synthetic.get("n_atoms", "")),
+                     f"{truth_cell['spacing_A']:.3f} ± {truth_cell['spacing_se_A']:.3f}",
+                     f"{truth_cell['density_g_per_cm3']:.3f} ± {truth_cell['density_se_g_per_cm3']:.3f}",
+                     "", "", "", ""])
+    rows.append(["measured (XRD)", "", "", "3.22–3.25", "", "", "", "", ""])
+    lines += table(rows) + [
+        "", f"Figures: `results/transferability/{base_file.stem}/transferability.png`, "
+        f"`results/transferability/{run.name}_refined/transferability.png`.", "",
+        "## Refinement history", "", "![history](history.png)", "",
+        f"{summary.get('n_updates')} updates, {summary.get('n_samplings')} trajectories, "
+        f"{summary.get('wall_time_s', 0):.0f} s. Hardware: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} thread(s); GPU: "
+        f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps({
+        "targets": {k: asdict(v) for k, v in results.items()}, "dft_test": dft, "n_test_frames": n_test,
+        "sizes_base": sizes_base["sizes"], "sizes_refined": sizes_refined["sizes"], "truth_cell": truth_cell,
+        "refinement": {k: summary.get(k) for k in ("n_updates", "n_samplings", "wall_time_s")}}, indent=1))
+    print(f"→ {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
