@@ -354,8 +354,13 @@ def label_into_shards(pipeline: Pipeline, layout: Layout, shards, out_dir: Path,
 def stage_seed(pipeline: Pipeline, layout: Layout, budget: int | None) -> tuple[LabelReport, list]:
     shards = seed_shards(pipeline)
     run = label_into_shards(pipeline, layout, shards, layout.seed_dir, "label seed", budget)
-    report = LabelReport(
-        n_frames=pipeline.n_seed,
+    return label_report(run, pipeline.n_seed), run.frames
+
+
+def label_report(run, n_frames: int) -> LabelReport:
+    """The LabelReport of a ``label_shards`` run of a stage that wants ``n_frames`` frames."""
+    return LabelReport(
+        n_frames=n_frames,
         n_labelled=len(run.frames),
         n_computed=run.n_computed,
         complete=run.complete,
@@ -363,7 +368,6 @@ def stage_seed(pipeline: Pipeline, layout: Layout, budget: int | None) -> tuple[
         shards_complete=sum(s.complete for s in run.shards),
         n_shards=len(run.shards),
     )
-    return report, run.frames
 
 
 # ==================================================================================== stage: wide
@@ -379,16 +383,7 @@ def wide_shards(pipeline: Pipeline) -> list[tuple[str, list]]:
 
 def stage_wide(pipeline: Pipeline, layout: Layout, budget: int | None) -> tuple[LabelReport, list]:
     run = label_into_shards(pipeline, layout, wide_shards(pipeline), layout.wide_dir, "label wide", budget)
-    report = LabelReport(
-        n_frames=pipeline.n_wide,
-        n_labelled=len(run.frames),
-        n_computed=run.n_computed,
-        complete=run.complete,
-        mean_label_s=float(np.mean(run.label_wall_s)) if run.label_wall_s else None,
-        shards_complete=sum(s.complete for s in run.shards),
-        n_shards=len(run.shards),
-    )
-    return report, run.frames
+    return label_report(run, pipeline.n_wide), run.frames
 
 
 # ================================================================================= model fitting

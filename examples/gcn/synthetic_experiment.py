@@ -50,15 +50,13 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-AMU_G = 1.66053906660e-24  # g per amu
+sys.path.insert(0, str(HERE))  # transferability.py
 
 
 @dataclass
 class CellStats:
     """The experiment cell the truth-quality model holds at T and P (Å, g/cm³; mean ± block SE)."""
 
-    a_A: float
-    a_se_A: float
     spacing_A: float
     spacing_se_A: float
     density_g_per_cm3: float
@@ -150,22 +148,13 @@ def stage_check(args, base, model) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------ npt, nvt
-def cell_stats(trajectory, n_layers: int, n_cells_a1: int) -> CellStats:
-    """a (|a1| / n_cells_a1), d (c / n_layers) and density of every frame: mean ± block SE."""
-    from exprefine.blocking import block_standard_error
+def cell_stats(trajectory, n_layers: int) -> CellStats:
+    """Interlayer spacing and density of the NPT frames (transferability.spacing_and_density)."""
+    from transferability import spacing_and_density
 
-    cells = trajectory.cells_A.double()
-    a = cells[:, 0, :].norm(dim=1) / n_cells_a1
-    d = cells[:, 2, 2] / n_layers
-    volume = trajectory.volumes_A3().double()
-    density = trajectory.masses_amu.double().sum() * AMU_G / (volume * 1e-24)
-    blocks = max(2, min(10, trajectory.n_frames // 4))
-    return CellStats(
-        a_A=float(a.mean()), a_se_A=float(block_standard_error(a, blocks)),
-        spacing_A=float(d.mean()), spacing_se_A=float(block_standard_error(d, blocks)),
-        density_g_per_cm3=float(density.mean()), density_se_g_per_cm3=float(block_standard_error(density, blocks)),
-        number_density_per_A3=float((trajectory.n_atoms / volume).mean()), n_frames=trajectory.n_frames,
-    )
+    d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
+    number_density = float((trajectory.n_atoms / trajectory.volumes_A3().double()).mean())
+    return CellStats(d, d_se, rho, rho_se, number_density, trajectory.n_frames)
 
 
 def mean_cell_start(trajectory):
@@ -380,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     npt = run_or_load(args.work / "npt.pt", model, from_atoms(cell),
                       sampler_settings(args, args.npt_equilibration_ps, args.npt_production_ps, args.seed, True),
                       not args.no_progress)
-    stats = cell_stats(npt, args.layers, args.supercell[0])
-    print(f"npt: a = {stats.a_A:.4f} ± {stats.a_se_A:.4f} Å, d = {stats.spacing_A:.4f} ± {stats.spacing_se_A:.4f} Å, "
+    stats = cell_stats(npt, args.layers)
+    print(f"npt: d = {stats.spacing_A:.4f} ± {stats.spacing_se_A:.4f} Å, "
           f"ρ = {stats.density_g_per_cm3:.4f} ± {stats.density_se_g_per_cm3:.4f} g/cm³", flush=True)
 
     print(f"nvt: {args.production_ps} ps in segments of {args.segment_ps} ps", flush=True)

@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-AMU_G = 1.66053906660e-24  # g per amu
 
 
 @dataclass
@@ -117,13 +116,14 @@ def run_md(potential, size: tuple[int, int], args, path: Path):
     return result.trajectory, meta
 
 
-def spacing_and_density(trajectory) -> tuple[float, float, float, float]:
-    """Mean ± block SE of d = c/2 (Å) and of the density (g/cm³) over the stored frames."""
+def spacing_and_density(trajectory, n_layers: int = 2) -> tuple[float, float, float, float]:
+    """Mean ± block SE of the interlayer spacing d (Å) and of the density (g/cm³) over the stored
+    frames (exprefine's ``InterlayerSpacing`` and ``Density`` observables)."""
     from exprefine.blocking import block_standard_error
+    from exprefine.observables import Density, InterlayerSpacing
 
-    d = trajectory.cells_A.double()[:, 2, 2] / 2.0
-    mass_amu = trajectory.masses_amu.double().sum()
-    density = mass_amu * AMU_G / (trajectory.volumes_A3().double() * 1e-24)
+    d = InterlayerSpacing(n_layers).evaluate(trajectory).double()
+    density = Density().evaluate(trajectory).double()
     n_blocks = max(2, min(10, trajectory.n_frames // 4))
     return (float(d.mean()), float(block_standard_error(d, n_blocks)), float(density.mean()),
             float(block_standard_error(density, n_blocks)))
@@ -258,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = args.out / (args.tag or args.model.stem)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return study(args, potential, sizes, out_dir)
+    except ValueError as exc:
+        print(f"transferability: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Path) -> int:
+    """MD, labels and errors for every size; the table, JSON and plot in ``out_dir``."""
     t0 = time.perf_counter()
     results = []
     for name, size in sizes:
