@@ -167,6 +167,7 @@ class Pipeline:
     split_seed: int = 0
     max_new_labels: int | None = None
     restart_training: bool = False
+    device: str = "cpu"
     smoke: bool = False
     progress: bool = True
 
@@ -505,6 +506,7 @@ def fit_stage(name: str, frames: Sequence, pipeline: Pipeline, fit: FitSettings,
     stamp.write_text(fingerprint + "\n")
 
     potential, setup = new_mace(pipeline.model, sp.train)
+    potential.to(pipeline.device)
     settings = TrainSettings(
         epochs=fit.epochs, batch_size=fit.batch_size, learning_rate=fit.learning_rate,
         energy_weight=fit.energy_weight, force_weight=fit.force_weight, stress_weight=fit.stress_weight,
@@ -918,6 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart-training", action="store_true",
                    help="discard a training checkpoint made on other frames or settings")
     p.add_argument("--threads", type=int, default=1, help="torch threads (tblite: OMP_NUM_THREADS)")
+    p.add_argument("--device", default="cpu", help="torch device of the MACE training (e.g. cuda; not yet run on a GPU); MD and labels "
+                   "stay on the CPU")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -929,7 +933,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     model_path = args.model or (out / "base_mace.model" if smoke else HERE / "models" / "base_mace.model")
     p = Pipeline(out_dir=Path(out).resolve(), model_path=Path(model_path).resolve(), seed=args.seed, smoke=smoke,
                  progress=not args.no_progress, max_new_labels=args.max_new_labels,
-                 restart_training=args.restart_training)
+                 restart_training=args.restart_training, device=args.device)
     if smoke:
         p.n_seed, p.shard_size, p.n_wide = 6, 4, 2
         p.recipe = replace(p.recipe, supercell=(1, 1))

@@ -354,7 +354,7 @@ class MacePotential(Potential):
         import_mace()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        model = copy.deepcopy(self.model).to(self.original_dtype if dtype is None else dtype)
+        model = copy.deepcopy(self.model).to(self.original_dtype if dtype is None else dtype).cpu()  # loads anywhere
         for param in model.parameters():
             param.grad = None
             param.requires_grad_(True)
