@@ -273,3 +273,16 @@ def test_build_mace_is_seeded_and_carries_its_settings():
     assert e0 == [-10.0, -20.0]
     with pytest.raises(ValueError, match="lacks elements"):
         build_mace(["C", "N"], atomic_energies_eV={"C": -1.0})
+
+
+def test_a_stage_added_later_joins_an_existing_manifest_but_changed_settings_do_not(script, tmp_path):
+    md, _ = script
+    pipeline = md.pipeline_from_args(md.build_parser().parse_args(["--out", str(tmp_path)]))
+    fixed = pipeline.fixed()
+    older = {k: v for k, v in fixed.items() if k != "wide"}  # a manifest written before the wide stage existed
+    manifest = {"fixed": older}
+    md.check_fixed(manifest, pipeline)
+    assert manifest["fixed"]["wide"] == fixed["wide"]
+    pipeline.wide_spacing_range_A = (4.0, 9.0)
+    with pytest.raises(ValueError, match="made with other wide settings"):
+        md.check_fixed(manifest, pipeline)
