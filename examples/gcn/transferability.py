@@ -209,7 +209,7 @@ def plot(results: list[SizeResult], model_name: str, path: Path) -> None:
         ax.set_xticks(n, [str(x) for x in n])
         ax.set_xlabel("atoms per cell (training cell: 112)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{model_name}: errors on MD frames of larger cells", fontsize=9)
+    fig.suptitle(f"{model_name}: errors on MD frames of larger cells ({results[0].n_labelled} labelled frames per size)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -297,7 +297,7 @@ def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Pa
         for r in results:
             w.writerow({k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
                         for k, v in asdict(r).items()})
-    plot(results, args.model.stem, out_dir / "transferability.png")
+    plot(results, args.tag or args.model.stem, out_dir / "transferability.png")
     print(f"→ {out_dir}/transferability.{{json,csv,png}}")
     return 0
 
