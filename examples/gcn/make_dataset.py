@@ -359,13 +359,18 @@ def stage_seed(pipeline: Pipeline, layout: Layout, budget: int | None) -> tuple[
 
 
 def label_report(run, n_frames: int) -> LabelReport:
-    """The LabelReport of a ``label_shards`` run of a stage that wants ``n_frames`` frames."""
+    """The LabelReport of a ``label_shards`` run of a stage that wants ``n_frames`` frames.
+
+    The label time is the mean over every labelled frame of the stage (each frame records its
+    own ``label_wall_s``), so a rerun that computes nothing still reports it.
+    """
+    times = [float(a.info["label_wall_s"]) for a in run.frames if "label_wall_s" in a.info]
     return LabelReport(
         n_frames=n_frames,
         n_labelled=len(run.frames),
         n_computed=run.n_computed,
         complete=run.complete,
-        mean_label_s=float(np.mean(run.label_wall_s)) if run.label_wall_s else None,
+        mean_label_s=float(np.mean(times)) if times else None,
         shards_complete=sum(s.complete for s in run.shards),
         n_shards=len(run.shards),
     )
