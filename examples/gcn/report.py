@@ -22,7 +22,6 @@ Every MD run is saved in ``<run>/report/`` and reused when the report is written
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -34,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: transferability.py imports
 
 
 @dataclass
@@ -48,13 +46,6 @@ class ModelRun:
     cn_bond_peak_A: float
     partial_rmse_vs_truth: dict[str, float]
     n_frames: int
-
-
-def load_run(run: Path):
-    from exprefine.config import load_config
-
-    cfg = load_config(run / "config.yaml")
-    return cfg
 
 
 def potentials(cfg, run: Path):
@@ -228,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     run = args.run.resolve()
     out = run / "report"
     out.mkdir(exist_ok=True)
-    cfg = load_run(run)
+    from exprefine.config import load_config
+
+    cfg = load_config(run / "config.yaml")
     base, refined = potentials(cfg, run)
     truth_r, truth = read_partials(args.partials)
 

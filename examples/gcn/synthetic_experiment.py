@@ -49,8 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # transferability.py
+HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: transferability.py imports
 
 
 @dataclass

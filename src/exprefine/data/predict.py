@@ -8,7 +8,7 @@ evaluated in two parts, since the strain derivative needs fully periodic cells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -199,15 +199,6 @@ def add_term_to_labels(dataset: DFTDataset, term: Potential, batch_size: int = 8
     """
     pred = predict(term, dataset, batch_size=batch_size, stress=None)
     stress = dataset.stress_eV_per_A3 + pred.stress_eV_per_A3 * dataset.has_stress[:, None, None]
-    return DFTDataset(
-        positions_A=dataset.positions_A,
-        atomic_numbers=dataset.atomic_numbers,
-        atoms_per_frame=dataset.atoms_per_frame,
-        cells_A=dataset.cells_A,
-        pbc=dataset.pbc,
-        energies_eV=dataset.energies_eV + pred.energies_eV,
-        forces_eV_per_A=dataset.forces_eV_per_A + pred.forces_eV_per_A,
-        stress_eV_per_A3=stress,
-        has_stress=dataset.has_stress,
-        source=dataset.source if source is None else source,
-    )
+    return replace(dataset, energies_eV=dataset.energies_eV + pred.energies_eV,
+                   forces_eV_per_A=dataset.forces_eV_per_A + pred.forces_eV_per_A, stress_eV_per_A3=stress,
+                   source=dataset.source if source is None else source)
