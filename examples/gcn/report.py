@@ -14,7 +14,11 @@ Reads the run's ``config.yaml`` (its potential, truth cell, targets and label da
    against the truth (labels + GFN1's D3 term, exact: tests/test_tblite_reference.py).
 4. **Cell sizes, spacing, density**: transferability.py for both models (NPT 300 K, 1 bar, c
    free; errors vs label and truth per size; cached under ``results/transferability/``).
-5. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
+5. **Native tool**: an independent NVT run of the refined model *file* through its own tool's
+   ASE calculator (DeePMD-kit's ``deepmd.calculator.DP`` on ``refined_deepmd.pth``, or
+   ``MACECalculator`` on ``refined.model``) and ASE's Langevin, ``--native-ps`` long: its S(Q)
+   and G(r) against the data and against exprefine's own refined trajectory.
+6. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
 
 Every MD run is saved in ``<run>/report/`` and reused when the report is written again.
 """
@@ -90,6 +94,70 @@ def nvt(cfg, potential, path: Path, nvt_ps: float, seed: int):
     return result.trajectory
 
 
+def native_tool_file(run: Path) -> Path:
+    """The refined model file a user's own tools load: frozen DeePMD ``.pth`` or MACE ``.model``."""
+    for name in ("refined_deepmd.pth", "refined.model"):
+        if (run / name).exists():
+            return run / name
+    raise FileNotFoundError(f"no refined model file (refined_deepmd.pth or refined.model) in {run}")
+
+
+def native_calculator(model_file: Path):
+    """The ASE calculator of ``model_file``'s own package (DeePMD-kit's DP or MACECalculator)."""
+    if model_file.suffix == ".pth":
+        from deepmd.calculator import DP
+
+        return DP(model=str(model_file))
+    from mace.calculators import MACECalculator
+
+    return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype="float64")
+
+
+def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int):
+    """NVT of the refined model file with its own ASE calculator and ASE's Langevin (not exprefine's sampler).
+
+    Same temperature, time step, friction, equilibration and frame interval as the run's config;
+    the frames become an external Trajectory for exprefine's observables.
+    """
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from tqdm import tqdm
+
+    from exprefine.builders import build_state
+    from exprefine.io.frames import external_trajectory
+    from exprefine.trajectory import Trajectory
+
+    if path.exists():
+        return Trajectory.load(path)
+    s = cfg.sampling
+    model_file = native_tool_file(run)
+    atoms = build_state(cfg).to_atoms()[0]
+    atoms.calc = native_calculator(model_file)
+    rng = np.random.default_rng(seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
+    dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=s.temperature_K,
+                   friction=s.friction_per_ps / (1000.0 * units.fs), fixcm=False, rng=rng)
+    stride = max(1, int(round(s.frame_interval_fs / s.timestep_fs)))
+    n_eq = int(round(s.equilibration_ps * 1000 / s.timestep_fs))
+    n_frames = max(1, int(round(nvt_ps * 1000 / s.frame_interval_fs)))
+    positions, cells = [], []
+    with tqdm(total=n_eq + n_frames * stride, desc=f"ASE Langevin ({model_file.name})", unit="step") as bar:
+        for _ in range(n_eq):
+            dyn.run(1)
+            bar.update(1)
+        for _ in range(n_frames):
+            dyn.run(stride)
+            bar.update(stride)
+            positions.append(atoms.get_positions())
+            cells.append(np.asarray(atoms.get_cell()))
+    trajectory = external_trajectory(np.array(positions), np.array(cells), atoms.get_pbc(), atoms.get_atomic_numbers(),
+                                     label=model_file.name, temperature_K=s.temperature_K,
+                                     time_fs=np.arange(1, n_frames + 1) * stride * s.timestep_fs)
+    trajectory.save(path)
+    return trajectory
+
+
 def read_partials(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     rows = [r for r in path.read_text().splitlines() if r and not r.startswith("#")]
     header = rows[0].split(",")
@@ -149,26 +217,27 @@ def transferability(model: Path, tag: str, sizes: list[str], frames: int) -> dic
     out = HERE / "results" / "transferability"
     code = tr.main(["--model", str(model), "--tag", tag, "--sizes", *sizes, "--frames", str(frames), "--out", str(out)])
     if code != 0:
-        raise RuntimeError(f"transferability.py failed for {model}")
+        raise SystemExit(f"report.py: transferability.py failed for {model} (exit status {code}); see its output above")
     return json.loads((out / tag / "transferability.json").read_text())
 
 
-def plot_curves(path: Path, curves_base: dict, curves_refined: dict) -> None:
+def plot_curves(path: Path, curves: dict[str, dict]) -> None:
+    """Each target's curve of every model (``curves[model][target]``) against the data and its σ band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(curves_base)
+    first = next(iter(curves.values()))
+    names = list(first)
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5))
     for ax, name in zip(np.atleast_1d(axes), names):
-        x, base, ref, sigma = curves_base[name]
-        _, refined, _, _ = curves_refined[name]
+        x, _, ref, sigma = first[name]
         if sigma is not None:
             ax.fill_between(x, ref - sigma, ref + sigma, color="0.8", lw=0)
         ax.plot(x, ref, "k", lw=0.7, label="data")
-        ax.plot(x, base, lw=0.8, label="base")
-        ax.plot(x, refined, lw=0.8, label="refined")
+        for model, c in curves.items():
+            ax.plot(x, c[name][1], lw=0.8, label=model)
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -208,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=4, help="labelled frames per cell size")
     p.add_argument("--partials", type=Path, default=HERE / "data" / "synthetic_partials_truth.csv")
     p.add_argument("--synthetic-json", type=Path, default=HERE / "data" / "synthetic_experiment.json")
+    p.add_argument("--native-ps", type=float, default=5.0,
+                   help="NVT production of the refined model file through its own ASE calculator (0: skip)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -229,7 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     for k, (name, potential) in enumerate((("base", base), ("refined", refined))):
         traj = nvt(cfg, potential, out / f"nvt_{name}.pt", args.nvt_ps, seed=1000 + k)
         results[name], curves[name], partials[name] = analyse(cfg, name, traj, truth_r, truth)
-    plot_curves(out / "targets.png", curves["base"], curves["refined"])
+    native = None
+    if args.native_ps > 0:
+        traj = native_nvt(cfg, run, out / "nvt_native.pt", args.native_ps, seed=2000)
+        native, curves["refined (native tool)"], _ = analyse(cfg, "native", traj, truth_r, truth)
+        native_vs_exprefine = {
+            name: float(np.mean(((curves["refined (native tool)"][name][1] - curves["refined"][name][1])
+                                 / curves["refined"][name][3]) ** 2))
+            for name in curves["refined"] if curves["refined"][name][3] is not None}
+    plot_curves(out / "targets.png", curves)
     plot_partials(out / "partials.png", truth_r, truth, partials["base"], partials["refined"])
     n_test, dft = dft_errors(cfg, base, refined)
 
@@ -253,7 +332,17 @@ def main(argv: list[str] | None = None) -> int:
         b, r = results["base"].chi2_per_point[name], results["refined"].chi2_per_point[name]
         rows.append([name, f"{b:.3g}", f"{r:.3g}", f"{b / r:.2f}×" if r > 0 else "–",
                      f"{results['base'].rmse[name]:.4g}", f"{results['refined'].rmse[name]:.4g}"])
-    lines += table(rows) + ["", "![targets](targets.png)", "", "## Partial g(r) vs the truth's", ""]
+    lines += table(rows) + ["", "![targets](targets.png)", ""]
+    if native is not None:
+        lines += [f"### The refined model file through its own tool ({native_tool_file(run).name}, ASE Langevin, "
+                  f"{args.native_ps:g} ps, {native.n_frames} frames)", ""]
+        rows = [["target", "χ²/point vs data: native tool", "χ²/point vs data: exprefine",
+                 "mean ((native − exprefine)/σ)²"]]
+        for name in native.chi2_per_point:
+            rows.append([name, f"{native.chi2_per_point[name]:.3g}", f"{results['refined'].chi2_per_point[name]:.3g}",
+                         f"{native_vs_exprefine.get(name, float('nan')):.3g}"])
+        lines += table(rows) + [""]
+    lines += ["## Partial g(r) vs the truth's", ""]
     rows = [["model", "C–N bond peak (Å)", "RMSE g_CC", "RMSE g_CN", "RMSE g_NN"]]
     for name in ("base", "refined"):
         m = results[name]
@@ -293,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}.", ""]
     (out / "report.md").write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps({
-        "targets": {k: asdict(v) for k, v in results.items()}, "dft_test": dft, "n_test_frames": n_test,
+        "targets": {k: asdict(v) for k, v in results.items()}, "dft_test": dft,
+        "native_tool": None if native is None else {"run": asdict(native), "chi2_vs_exprefine": native_vs_exprefine}, "n_test_frames": n_test,
         "sizes_base": sizes_base["sizes"], "sizes_refined": sizes_refined["sizes"], "truth_cell": truth_cell,
         "refinement": {k: summary.get(k) for k in ("n_updates", "n_samplings", "wall_time_s")}}, indent=1))
     print(f"→ {out / 'report.md'}")
