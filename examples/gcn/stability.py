@@ -1,0 +1,200 @@
+"""Long NPT stability run of a g-C3N4 model (issue 6: stable MD for ≥ 100 ps on the largest cell).
+
+    python examples/gcn/stability.py --model examples/gcn/runs/refine_deepmd/refined_deepmd.pt \
+        --size 4x4 --total-ps 100 --tag refined_deepmd_4x4
+    # → results/stability/<tag>/segments.json, stability.png (committed); MD state in runs/stability/<tag>/
+
+BAOAB Langevin at 300 K with the stochastic cell-rescaling barostat at 1 bar (c free, a and b
+fixed: ``uniaxial_z``, as in transferability.py), on the AB bilayer of the given in-plane
+supercell. The run goes in segments of ``--segment-ps``; after each one the exact MD state
+(positions, velocities, cell, forces, step) and the random stream are saved, so a killed run
+resumes where it stopped and gives the same trajectory as an uninterrupted one. Every segment
+adds a row to ``segments.json``: mean interlayer spacing and density, mean and extreme potential
+energy per atom, the smallest interatomic distance over its frames, speed. exprefine's sampler
+stops with SimulationBlowUp on non-finite values, a temperature above 3× the target or two atoms
+closer than 0.5 Å; then the failure is recorded and the script exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Segment:
+    """One finished segment of the stability run."""
+
+    index: int
+    end_time_ps: float
+    spacing_A: float
+    density_g_per_cm3: float
+    energy_mean_eV_per_atom: float
+    energy_min_eV_per_atom: float
+    energy_max_eV_per_atom: float
+    min_distance_A: float
+    steps_per_s: float
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        n1, n2 = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"stability.py: --size must look like 4x4, not {text!r}") from None
+    return n1, n2
+
+
+def settings(args, first: bool, seed: int):
+    from exprefine.sampling import BarostatSettings, SamplerSettings
+
+    return SamplerSettings(
+        integrator="baoab", temperature_K=args.temperature_K, timestep_fs=args.timestep_fs,
+        friction_per_ps=args.friction_per_ps,
+        n_equilibration_steps=int(round(args.equilibration_ps * 1000 / args.timestep_fs)) if first else 0,
+        n_production_steps=int(round(args.segment_ps * 1000 / args.timestep_fs)),
+        stride_steps=int(round(args.frame_interval_fs / args.timestep_fs)), seed=seed,
+        barostat=BarostatSettings(pressure_bar=args.pressure_bar, time_fs=args.barostat_time_fs,
+                                  coupling="uniaxial_z"),
+    )
+
+
+def min_distance_A(trajectory, cutoff_A: float = 2.0) -> float:
+    """Smallest interatomic distance (Å) over all frames (minimum image; ``cutoff_A`` if none shorter)."""
+    from exprefine.neighbors import build_pairs
+
+    state = trajectory.as_state()
+    pairs = build_pairs(state, cutoff_A)
+    if not pairs.n_pairs:
+        return cutoff_A
+    return float(pairs.vectors(state.positions, state.cell).norm(dim=-1).min())
+
+
+def summarise(index: int, trajectory, steps_per_s: float) -> Segment:
+    from exprefine.observables import Density, InterlayerSpacing
+
+    e = trajectory.energies_eV.double() / trajectory.n_atoms
+    return Segment(
+        index=index, end_time_ps=float(trajectory.time_fs[-1]) / 1000.0,
+        spacing_A=float(InterlayerSpacing(2).evaluate(trajectory).double().mean()),
+        density_g_per_cm3=float(Density().evaluate(trajectory).double().mean()),
+        energy_mean_eV_per_atom=float(e.mean()), energy_min_eV_per_atom=float(e.min()),
+        energy_max_eV_per_atom=float(e.max()), min_distance_A=min_distance_A(trajectory), steps_per_s=steps_per_s,
+    )
+
+
+def plot(path: Path, segments: list[Segment], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s.end_time_ps for s in segments]
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.3))
+    axes[0].plot(t, [s.spacing_A for s in segments], "o-", ms=3)
+    axes[0].axhspan(3.22, 3.25, color="0.8", lw=0, label="measured")
+    axes[0].set_ylabel("mean d per segment (Å)")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(t, [1000 * (s.energy_mean_eV_per_atom - segments[0].energy_mean_eV_per_atom) for s in segments],
+                 "o-", ms=3)
+    axes[1].set_ylabel("mean E − first (meV/atom)")
+    axes[2].plot(t, [s.min_distance_A for s in segments], "o-", ms=3)
+    axes[2].set_ylabel("closest pair (Å)")
+    for ax in axes:
+        ax.set_xlabel("time (ps)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=HERE / "models" / "base_deepmd.pt",
+                   help="MACE .model or DeePMD .pt/.pth file")
+    p.add_argument("--size", default="4x4", help="in-plane supercell of the AB bilayer (4x4 = 448 atoms)")
+    p.add_argument("--total-ps", type=float, default=100.0)
+    p.add_argument("--segment-ps", type=float, default=5.0)
+    p.add_argument("--equilibration-ps", type=float, default=2.0, help="before the first segment")
+    p.add_argument("--start-spacing-A", type=float, default=3.4)
+    p.add_argument("--temperature-K", type=float, default=300.0)
+    p.add_argument("--pressure-bar", type=float, default=1.0)
+    p.add_argument("--timestep-fs", type=float, default=1.0)
+    p.add_argument("--friction-per-ps", type=float, default=5.0)
+    p.add_argument("--barostat-time-fs", type=float, default=500.0)
+    p.add_argument("--frame-interval-fs", type=float, default=100.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default=None, help="output folder name (default: model stem and size)")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "stability")
+    p.add_argument("--work", type=Path, default=HERE / "runs" / "stability")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import torch
+
+    from exprefine.potentials import load_model_file
+    from exprefine.sampling import SimulationBlowUp, sample
+    from exprefine.state import from_atoms
+    from exprefine.structures import gcn_stack
+
+    torch.set_num_threads(args.threads)
+    size = parse_size(args.size)
+    tag = args.tag or f"{args.model.stem}_{args.size}"
+    out, work = args.out / tag, args.work / tag
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    run_settings = {k: v for k, v in vars(args).items() if k not in ("threads", "no_progress", "out", "work", "tag",
+                                                                      "total_ps")}
+    run_settings = {k: str(v) if isinstance(v, Path) else v for k, v in run_settings.items()}
+    log_path = out / "segments.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"settings": run_settings, "segments": []}
+    if log["settings"] != run_settings:
+        print(f"stability.py: {log_path} was run with other settings ({log['settings']}); use another --tag",
+              file=sys.stderr)
+        return 1
+    segments = [Segment(**s) for s in log["segments"]]
+    potential = load_model_file(args.model)
+    n_segments = int(round(args.total_ps / args.segment_ps))
+    state_path = work / "md_state.pt"
+    if segments:
+        saved = torch.load(state_path, weights_only=False)
+        if saved["segment"] != len(segments) - 1:
+            print(f"stability.py: {state_path} does not belong to segment {len(segments) - 1}", file=sys.stderr)
+            return 1
+        md, generator = saved["md"], torch.Generator()
+        generator.set_state(saved["generator"])
+    else:
+        md = from_atoms(gcn_stack(2, "AB", args.start_spacing_A, supercell=size), dtype=torch.float64)
+        generator = torch.Generator().manual_seed(args.seed)
+    print(f"{tag}: {n_segments} segments of {args.segment_ps} ps, {len(segments)} done", flush=True)
+    for k in range(len(segments), n_segments):
+        try:
+            result = sample(potential, md, settings(args, k == 0, args.seed), generator=generator,
+                            progress=not args.no_progress)
+        except SimulationBlowUp as exc:
+            log["failure"] = {"segment": k, "message": str(exc)}
+            log_path.write_text(json.dumps(log, indent=1))
+            print(f"stability.py: segment {k} blew up: {exc}", file=sys.stderr)
+            return 1
+        md = result.final
+        segments.append(summarise(k, result.trajectory, result.n_steps / result.wall_time_s))
+        torch.save({"segment": k, "md": md, "generator": generator.get_state()}, state_path)
+        log["segments"] = [asdict(s) for s in segments]
+        log_path.write_text(json.dumps(log, indent=1))
+        plot(out / "stability.png", segments, f"{args.model.name}, {args.size} AB bilayer "
+             f"({result.trajectory.n_atoms} atoms), NPT {args.temperature_K:g} K / {args.pressure_bar:g} bar")
+        s = segments[-1]
+        print(f"segment {k}: t = {s.end_time_ps:.2f} ps, d = {s.spacing_A:.3f} Å, ρ = {s.density_g_per_cm3:.3f} g/cm³, "
+              f"closest pair {s.min_distance_A:.3f} Å, {s.steps_per_s:.1f} steps/s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
