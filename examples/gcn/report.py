@@ -5,9 +5,11 @@
 
 Reads the run's ``config.yaml`` (its potential, truth cell, targets and label data set) and:
 
-1. **Targets**: NVT on the truth's cell with the base model and with the refined parameters
-   (``final_model.pt``), ``--nvt-ps`` each, fresh seeds: S(Q) and G(r) vs the data, χ² per point
-   (the loss with the data's σ, weight 1) before and after, and the factor between them.
+1. **Targets**: MD in the run's own ensemble (NPT with c free when the config sets
+   ``pressure_bar``, else NVT), started from the truth's cell, with the base model and with the
+   refined parameters (``final_model.pt``), ``--md-ps`` each, fresh seeds: S(Q) and G(r) vs the
+   data, χ² per point (the loss with the data's σ, weight 1) before and after, and the factor
+   between them; the interlayer spacing and density of each run next to the truth's.
 2. **Partial g(r)** of both trajectories against the truth's (``data/synthetic_partials_truth.csv``),
    and the first C–N peak (the bond length) of each: intralayer structure kept or not.
 3. **Held-out label frames** (the run's DFT test split): energy/force RMSE against the labels and
@@ -16,8 +18,9 @@ Reads the run's ``config.yaml`` (its potential, truth cell, targets and label da
    free; errors vs label and truth per size; cached under ``results/transferability/``).
 5. **Native tool**: an independent NVT run of the refined model *file* through its own tool's
    ASE calculator (DeePMD-kit's ``deepmd.calculator.DP`` on ``refined_deepmd.pth``, or
-   ``MACECalculator`` on ``refined.model``) and ASE's Langevin, ``--native-ps`` long: its S(Q)
-   and G(r) against the data and against exprefine's own refined trajectory.
+   ``MACECalculator`` on ``refined.model``) and ASE's Langevin, ``--native-ps`` long, in the mean
+   cell of exprefine's refined run (NVT at ⟨V⟩ of an NPT run has the same structure to O(1/N)):
+   its S(Q) and G(r) against the data and against exprefine's own refined trajectory.
 6. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
 
 Every MD run is saved in ``<run>/report/`` and reused when the report is written again.
@@ -42,7 +45,7 @@ HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: tran
 
 @dataclass
 class ModelRun:
-    """One model's NVT run on the truth cell: targets, partials, C–N bond peak (Å)."""
+    """One model's run on the truth cell: targets, partials, C–N bond peak (Å), spacing (Å), density (g/cm³)."""
 
     name: str
     chi2_per_point: dict[str, float]
@@ -50,6 +53,10 @@ class ModelRun:
     cn_bond_peak_A: float
     partial_rmse_vs_truth: dict[str, float]
     n_frames: int
+    spacing_A: float
+    spacing_se_A: float
+    density_g_per_cm3: float
+    density_se_g_per_cm3: float
 
 
 def potentials(cfg, run: Path):
@@ -78,7 +85,8 @@ def native_model_file(run: Path) -> Path:
     raise FileNotFoundError(f"no refined model file (refined_deepmd.pt or refined.model) in {run}")
 
 
-def nvt(cfg, potential, path: Path, nvt_ps: float, seed: int):
+def model_run(cfg, potential, path: Path, md_ps: float, seed: int):
+    """``md_ps`` of production with ``potential`` in the run's ensemble from the truth's cell (cached at ``path``)."""
     from exprefine.builders import build_state, sampler_settings
     from exprefine.sampling import sample
     from exprefine.trajectory import Trajectory
@@ -86,7 +94,7 @@ def nvt(cfg, potential, path: Path, nvt_ps: float, seed: int):
     if path.exists():
         return Trajectory.load(path)
     settings = sampler_settings(cfg.sampling)
-    n_steps = int(round(nvt_ps * 1000 / cfg.sampling.timestep_fs))
+    n_steps = int(round(md_ps * 1000 / cfg.sampling.timestep_fs))
     settings = replace(settings, seed=seed, n_production_steps=max(settings.stride_steps,
                                                                    n_steps - n_steps % settings.stride_steps))
     result = sample(potential, build_state(cfg), settings, progress=True)
@@ -113,11 +121,12 @@ def native_calculator(model_file: Path):
     return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype="float64")
 
 
-def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int):
+def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.ndarray):
     """NVT of the refined model file with its own ASE calculator and ASE's Langevin (not exprefine's sampler).
 
-    Same temperature, time step, friction, equilibration and frame interval as the run's config;
-    the frames become an external Trajectory for exprefine's observables.
+    Same temperature, time step, friction, equilibration and frame interval as the run's config,
+    in the cell ``cell_A`` ([3, 3] rows, Å; the truth cell's atoms scaled into it); the frames
+    become an external Trajectory for exprefine's observables.
     """
     from ase import units
     from ase.md.langevin import Langevin
@@ -133,6 +142,7 @@ def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int):
     s = cfg.sampling
     model_file = native_tool_file(run)
     atoms = build_state(cfg).to_atoms()[0]
+    atoms.set_cell(cell_A, scale_atoms=True)
     atoms.calc = native_calculator(model_file)
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
@@ -165,8 +175,10 @@ def read_partials(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return data[:, 0], {name: data[:, k] for k, name in enumerate(header) if k > 0}
 
 
-def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np.ndarray]):
-    """χ² per point and RMSE of each target, partials and the C–N bond peak of one trajectory."""
+def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np.ndarray], n_layers: int):
+    """χ² per point and RMSE of each target, partials, the C–N bond peak, spacing and density of one trajectory."""
+    from transferability import spacing_and_density
+
     import torch
 
     from exprefine.builders import build_targets
@@ -189,7 +201,8 @@ def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np
         r = rdf.grid().double().numpy()
     peak = float(parabolic_peak(torch.as_tensor(r), torch.as_tensor(partials["g_CN"]), 1.2, 1.55))
     diff = {k: float(np.sqrt(np.mean((partials[k] - np.interp(r, truth_r, truth[k])) ** 2))) for k in partials}
-    return ModelRun(name, chi2, rmse, peak, diff, trajectory.n_frames), curves, (r, partials)
+    d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
+    return ModelRun(name, chi2, rmse, peak, diff, trajectory.n_frames, d, d_se, rho, rho_se), curves, (r, partials)
 
 
 def dft_errors(cfg, base, refined):
@@ -272,13 +285,15 @@ def table(rows: list[list[str]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="a finished exprefine refine run folder")
-    p.add_argument("--nvt-ps", type=float, default=10.0, help="NVT production per model on the truth cell")
+    p.add_argument("--md-ps", type=float, default=10.0, help="production per model on the truth cell (the run's ensemble)")
     p.add_argument("--sizes", nargs="+", default=["2x2", "4x2", "4x4"], help="cells of the transferability study")
     p.add_argument("--frames", type=int, default=4, help="labelled frames per cell size")
     p.add_argument("--partials", type=Path, default=HERE / "data" / "synthetic_partials_truth.csv")
     p.add_argument("--synthetic-json", type=Path, default=HERE / "data" / "synthetic_experiment.json")
     p.add_argument("--native-ps", type=float, default=5.0,
                    help="NVT production of the refined model file through its own ASE calculator (0: skip)")
+    p.add_argument("--n-layers", type=int, default=None,
+                   help="layers in the truth cell (default: the synthetic experiment's settings, else 2)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -296,14 +311,19 @@ def main(argv: list[str] | None = None) -> int:
     base, refined = potentials(cfg, run)
     truth_r, truth = read_partials(args.partials)
 
-    results, curves, partials = {}, {}, {}
+    synthetic = json.loads(args.synthetic_json.read_text()) if args.synthetic_json.exists() else {}
+    n_layers = args.n_layers or synthetic.get("settings", {}).get("layers", 2)
+    ensemble = (f"NPT at {cfg.sampling.pressure_bar:g} bar ({cfg.sampling.barostat_coupling})"
+                if cfg.sampling.pressure_bar is not None else "NVT")
+    results, curves, partials, trajectories = {}, {}, {}, {}
     for k, (name, potential) in enumerate((("base", base), ("refined", refined))):
-        traj = nvt(cfg, potential, out / f"nvt_{name}.pt", args.nvt_ps, seed=1000 + k)
-        results[name], curves[name], partials[name] = analyse(cfg, name, traj, truth_r, truth)
+        trajectories[name] = model_run(cfg, potential, out / f"md_{name}.pt", args.md_ps, seed=1000 + k)
+        results[name], curves[name], partials[name] = analyse(cfg, name, trajectories[name], truth_r, truth, n_layers)
     native = None
     if args.native_ps > 0:
-        traj = native_nvt(cfg, run, out / "nvt_native.pt", args.native_ps, seed=2000)
-        native, curves["refined (native tool)"], _ = analyse(cfg, "native", traj, truth_r, truth)
+        mean_cell = trajectories["refined"].cells_A.double().mean(dim=0).numpy()
+        traj = native_nvt(cfg, run, out / "nvt_native.pt", args.native_ps, seed=2000, cell_A=mean_cell)
+        native, curves["refined (native tool)"], _ = analyse(cfg, "native", traj, truth_r, truth, n_layers)
         native_vs_exprefine = {
             name: float(np.mean(((curves["refined (native tool)"][name][1] - curves["refined"][name][1])
                                  / curves["refined"][name][3]) ** 2))
@@ -319,19 +339,27 @@ def main(argv: list[str] | None = None) -> int:
         if (run / src).exists():
             shutil.copyfile(run / src, out / src)
     summary = json.loads((run / "summary.json").read_text())
-    synthetic = json.loads(args.synthetic_json.read_text()) if args.synthetic_json.exists() else {}
     truth_cell = synthetic.get("truth_cell", {})
 
     lines = [f"# g-C3N4 refinement report: `{run.name}`", "",
              f"Base model `{base_file.name}`; refined parameters `final_model.pt`, native file "
              f"`{native_model_file(run).name}`. Written by examples/gcn/report.py in "
-             f"{time.perf_counter() - t0:.0f} s.", "", "## Targets (NVT on the truth's cell, "
-             f"{args.nvt_ps:g} ps per model, fresh seeds)", ""]
+             f"{time.perf_counter() - t0:.0f} s.", "", f"## Targets ({ensemble} from the truth's cell, "
+             f"{args.md_ps:g} ps per model, fresh seeds)", ""]
     rows = [["target", "χ²/point base", "χ²/point refined", "reduction", "RMSE base", "RMSE refined"]]
     for name in results["base"].chi2_per_point:
         b, r = results["base"].chi2_per_point[name], results["refined"].chi2_per_point[name]
         rows.append([name, f"{b:.3g}", f"{r:.3g}", f"{b / r:.2f}×" if r > 0 else "–",
                      f"{results['base'].rmse[name]:.4g}", f"{results['refined'].rmse[name]:.4g}"])
+    lines += table(rows) + [""]
+    rows = [["model", "interlayer spacing d (Å)", "density (g/cm³)"]]
+    for name in ("base", "refined"):
+        m = results[name]
+        rows.append([name, f"{m.spacing_A:.3f} ± {m.spacing_se_A:.3f}", f"{m.density_g_per_cm3:.3f} ± {m.density_se_g_per_cm3:.3f}"])
+    if truth_cell:
+        rows.append(["truth (base + D3, NPT)", f"{truth_cell['spacing_A']:.3f} ± {truth_cell['spacing_se_A']:.3f}",
+                     f"{truth_cell['density_g_per_cm3']:.3f} ± {truth_cell['density_se_g_per_cm3']:.3f}"])
+    rows.append(["measured (XRD (002))", "3.22–3.25", ""])
     lines += table(rows) + ["", "![targets](targets.png)", ""]
     if native is not None:
         lines += [f"### The refined model file through its own tool ({native_tool_file(run).name}, ASE Langevin, "
