@@ -126,6 +126,23 @@ class _Anchor:
 
 
 @dataclass
+class _Step:
+    """What one update computed at θ: the reweighted predictions and loss, and the step to take.
+
+    ``delta`` is the Gauss–Newton step (None for Adam, whose gradients are in the parameters' ``.grad``).
+    """
+
+    predictions: list[torch.Tensor]
+    loss: float
+    ess_fraction: float
+    parameters: dict[str, float]
+    accepted: bool = True
+    spread_kT: float = 0.0
+    delta: torch.Tensor | None = None
+    dft_loss: float = 0.0
+
+
+@dataclass
 class Evaluation:
     """Ensemble averages of every target at one set of parameters, from one trajectory."""
 
@@ -159,6 +176,28 @@ class RefinementResult:
     run_dir: Path | None
     dft_before: DFTErrors | None = None
     dft_after: DFTErrors | None = None
+
+
+@dataclass
+class _Loop:
+    """What the update loop carries from one update to the next; the checkpoint stores all of it."""
+
+    trajectory: Trajectory
+    traj_file: str | None
+    static: list
+    md_start: Any
+    #: parameters of the current trajectory (Adam rolls back to them after a blow-up)
+    good_state: dict
+    n_samplings: int
+    before: Evaluation
+    damping: float
+    dft_before: DFTErrors | None
+    history: list[UpdateRecord] = field(default_factory=list)
+    next_update: int = 0
+    elapsed_before_s: float = 0.0
+    rollbacks: int = 0
+    anchor: _Anchor | None = None
+    reevaluate: bool = False
 
 
 def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
@@ -297,192 +336,229 @@ class Refiner:
         """Run (or, with ``resume``, continue from the latest checkpoint) the refinement."""
         t_start = time.perf_counter()
         gn = self.settings.optimizer == "gauss_newton"
-        gn_settings = self.settings.gauss_newton
         log = RunLog(self.run_dir) if self.run_dir is not None else None
-        anchor: _Anchor | None = None
-        damping = gn_settings.initial_damping
-        reevaluate = False
         if resume:
-            ckpt_path = self.latest_checkpoint
-            if ckpt_path is None or not ckpt_path.exists():
-                raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
-            ck = load_checkpoint(ckpt_path)
-            self.potential.load_state_dict(ck["potential_state"])
-            self.optimizer.load_state_dict(ck["optimizer_state"])
-            self.generator.set_state(ck["generator_state"])
-            good_state = ck["reference_potential_state"]
-            first_update = int(ck["next_update"])
-            history = [UpdateRecord(**r) for r in ck["history"]]
-            before = _evaluation_from_plain(ck["before"])
-            trajectory = Trajectory.load(self._path("trajectories", ck["trajectory_file"]))
-            md_start: Any = _state_from_plain(ck["md_state"])
-            n_samplings = int(ck["n_samplings"])
-            elapsed_before = float(ck["wall_time_s"])
-            rollbacks = int(ck.get("rollbacks", 0))
-            traj_file = ck["trajectory_file"]
-            if ck.get("dft_generator_state") is not None:
-                self.dft_generator.set_state(ck["dft_generator_state"])
-            dft_before = None if ck.get("dft_before") is None else DFTErrors(**ck["dft_before"])
-            gn_state = ck.get("gauss_newton")
-            if gn_state is not None:
-                damping = float(gn_state["damping"])
-                reevaluate = bool(gn_state.get("reevaluate", False))
-                if gn_state["anchor_potential_state"] is not None:
-                    anchor = self._restore_anchor(gn_state, trajectory, traj_file)
+            loop = self._resumed_loop()
             if log is not None:
-                log.truncate(first_update)
+                log.truncate(loop.next_update)
         else:
             if log is not None:
                 log.reset()
-            result = self._sample(self.start, first=True)
-            trajectory = result.trajectory
-            md_start = result.final
-            n_samplings = 1
-            good_state = copy.deepcopy(self.potential.state_dict())
-            before = evaluate_targets(self.targets, trajectory, self.potential, self.settings.chunk_size)
-            traj_file = self._save_trajectory(trajectory, 0)
-            history = []
-            first_update = 0
-            elapsed_before = 0.0
-            rollbacks = 0
-            dft_before = held_out_errors(self.potential, self.dft)
-        static = self._static_values(trajectory)
+            loop = self._fresh_loop()
 
         bar = None
-        if self.settings.progress and self.settings.n_updates > first_update:
+        if self.settings.progress and self.settings.n_updates > loop.next_update:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.settings.n_updates, initial=first_update, desc="refine", unit="update")
-        update = first_update
-        while update < self.settings.n_updates:
+            bar = tqdm(total=self.settings.n_updates, initial=loop.next_update, desc="refine", unit="update")
+        while loop.next_update < self.settings.n_updates:
             t0 = time.perf_counter()
-            resampled = False
-            if reevaluate or self._reweight(trajectory, static, gradient=False).ess_fraction < self.settings.ess_threshold:
-                try:
-                    result = self._sample(md_start, first=False)
-                except SimulationBlowUp as exc:
-                    rollbacks += 1
-                    if rollbacks > self.settings.max_rollbacks:
-                        raise RuntimeError(
-                            f"sampling blew up {rollbacks} times in a row; last: {exc}"
-                        ) from exc
-                    if gn and anchor is not None:
-                        damping *= gn_settings.damping_increase
-                        self.potential.load_state_dict(anchor.potential_state)
-                        trajectory, static, traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
-                        delta, _ = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
-                        apply_step(self.potential, delta)
-                        _warn(f"update {update}: {exc} — parameters rolled back to the last accepted ones, "
-                              f"damping raised to {damping:.3g}")
-                    else:
-                        self.potential.load_state_dict(good_state)
-                        for group in self.optimizer.param_groups:
-                            group["lr"] *= 0.5
-                        _warn(f"update {update}: {exc} — parameters rolled back, step size halved to "
-                              f"{self.optimizer.param_groups[0]['lr']:.3g}")
-                    continue
-                rollbacks = 0
-                trajectory = result.trajectory
-                md_start = result.final
-                n_samplings += 1
-                good_state = copy.deepcopy(self.potential.state_dict())
-                traj_file = self._save_trajectory(trajectory, n_samplings - 1)
-                static = self._static_values(trajectory)
-                resampled = True
-            accepted, spread = True, 0.0
-            if gn:
-                model = linearize(self.potential, trajectory, self.targets, static, self.settings.chunk_size)
-                predictions, loss, ess_fraction = model.predictions, model.loss, model.ess_fraction
-                parameters = parameter_summary(self.potential)
-                delta = None
-                if reevaluate:
-                    # θ is the last accepted point on a fresh trajectory: its new estimate replaces the old
-                    reevaluate = False
-                    anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), trajectory, traj_file, static, model)
-                elif anchor is not None and model.loss > anchor.loss:
-                    accepted = False
-                    damping *= gn_settings.damping_increase
-                    self.potential.load_state_dict(anchor.potential_state)
-                    if trajectory is anchor.trajectory:
-                        # a paired comparison on the same frames: step again, shorter
-                        trajectory, static, traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
-                    else:
-                        # two independent noisy estimates: the anchor's may have been lucky, so it is
-                        # re-estimated on a fresh trajectory before the next step (no winner's curse)
-                        reevaluate = True
-                        delta = torch.zeros(anchor.model.energy_gradients.shape[1], dtype=torch.float64)
-                else:
-                    if anchor is not None:
-                        damping = max(damping * gn_settings.damping_decrease, gn_settings.min_damping)
-                    anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), trajectory, traj_file, static, model)
-                if delta is None:
-                    delta, spread = gauss_newton_step(self.targets, anchor.model, damping, gn_settings.max_step_kT)
-            dft_loss = 0.0
-            if not gn:
-                step = self._reweight(trajectory, static, gradient=True)
-                predictions, loss, ess_fraction = step.predictions, step.loss, step.ess_fraction
-                parameters = parameter_summary(self.potential)
-                if self.dft is not None and self.dft.weight > 0:
-                    dft_loss = accumulate_dft_gradient(self.potential, self.dft, self.dft_generator)
-                    loss += self.dft.weight * dft_loss
+            resampled = self._resample_if_needed(loop)
+            if resampled is None:  # the sampling blew up and θ was rolled back: try again
+                continue
+            step = self._gauss_newton_update(loop) if gn else self._adam_update(loop)
             record = UpdateRecord(
-                update=update,
-                loss=loss,
-                ess_fraction=ess_fraction,
+                update=loop.next_update,
+                loss=step.loss,
+                ess_fraction=step.ess_fraction,
                 resampled=resampled,
                 learning_rate=float(self.optimizer.param_groups[0]["lr"]),
                 wall_time_s=time.perf_counter() - t0,
-                n_frames=trajectory.n_frames,
-                target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, predictions)},
-                target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, predictions)},
-                parameters=parameters,
-                accepted=accepted,
-                damping=damping if gn else 0.0,
-                step_spread_kT=spread,
-                dft_loss=dft_loss,
+                n_frames=loop.trajectory.n_frames,
+                target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, step.predictions)},
+                target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, step.predictions)},
+                parameters=step.parameters,
+                accepted=step.accepted,
+                damping=loop.damping if gn else 0.0,
+                step_spread_kT=step.spread_kT,
+                dft_loss=step.dft_loss,
             )
             if gn:
-                apply_step(self.potential, delta)
+                apply_step(self.potential, step.delta)
             else:
                 self.optimizer.step()
                 for group in self.optimizer.param_groups:
                     group["lr"] *= self.settings.learning_rate_decay
-            update += 1
-            history.append(record)
+            loop.next_update += 1
+            loop.history.append(record)
             if log is not None:
                 log.append(record)
-            self._checkpoint(update, history, before, traj_file, md_start, good_state, n_samplings,
-                             elapsed_before + time.perf_counter() - t_start, rollbacks, damping, anchor, reevaluate,
-                             dft_before)
+            self._checkpoint(loop, loop.elapsed_before_s + time.perf_counter() - t_start)
             if bar is not None:
                 bar.set_postfix(loss=f"{record.loss:.4g}", ess=f"{record.ess_fraction:.2f}")
                 bar.update(1)
         if bar is not None:
             bar.close()
 
-        after = None
-        if self.settings.final_check:
-            result = self._sample(md_start, first=False)
-            n_samplings += 1
-            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
-            if gn and anchor is not None and after.loss > anchor.loss:
-                # the last step was never tested: fall back to the last accepted parameters
-                _warn(f"the last step raised the loss ({after.loss:.4g} > {anchor.loss:.4g}); "
-                      "keeping the last accepted parameters")
-                self.potential.load_state_dict(anchor.potential_state)
-                result = self._sample(result.final, first=False)
-                n_samplings += 1
-                after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
-            path = self._path("trajectories", "final_check.pt")
-            if path is not None:
-                result.trajectory.save(path)
-        wall = elapsed_before + time.perf_counter() - t_start
-        out = RefinementResult(history=history, before=before, after=after, wall_time_s=wall,
-                               n_samplings=n_samplings, run_dir=self.run_dir, dft_before=dft_before,
+        after = self._final_check(loop) if self.settings.final_check else None
+        wall = loop.elapsed_before_s + time.perf_counter() - t_start
+        out = RefinementResult(history=loop.history, before=loop.before, after=after, wall_time_s=wall,
+                               n_samplings=loop.n_samplings, run_dir=self.run_dir, dft_before=loop.dft_before,
                                dft_after=held_out_errors(self.potential, self.dft))
         if self.run_dir is not None:
             self._write_outputs(out)
         return out
+
+    def _fresh_loop(self) -> "_Loop":
+        """The first trajectory at the starting parameters and the "before" evaluation of every target."""
+        result = self._sample(self.start, first=True)
+        trajectory = result.trajectory
+        return _Loop(
+            trajectory=trajectory,
+            traj_file=self._save_trajectory(trajectory, 0),
+            static=self._static_values(trajectory),
+            md_start=result.final,
+            good_state=copy.deepcopy(self.potential.state_dict()),
+            n_samplings=1,
+            before=evaluate_targets(self.targets, trajectory, self.potential, self.settings.chunk_size),
+            damping=self.settings.gauss_newton.initial_damping,
+            dft_before=held_out_errors(self.potential, self.dft),
+        )
+
+    def _resumed_loop(self) -> "_Loop":
+        """The loop as the latest checkpoint left it; parameters, optimizer and random streams restored."""
+        ckpt_path = self.latest_checkpoint
+        if ckpt_path is None or not ckpt_path.exists():
+            raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
+        ck = load_checkpoint(ckpt_path)
+        self.potential.load_state_dict(ck["potential_state"])
+        self.optimizer.load_state_dict(ck["optimizer_state"])
+        self.generator.set_state(ck["generator_state"])
+        if ck.get("dft_generator_state") is not None:
+            self.dft_generator.set_state(ck["dft_generator_state"])
+        trajectory = Trajectory.load(self._path("trajectories", ck["trajectory_file"]))
+        loop = _Loop(
+            trajectory=trajectory,
+            traj_file=ck["trajectory_file"],
+            static=self._static_values(trajectory),
+            md_start=_state_from_plain(ck["md_state"]),
+            good_state=ck["reference_potential_state"],
+            n_samplings=int(ck["n_samplings"]),
+            before=_evaluation_from_plain(ck["before"]),
+            damping=self.settings.gauss_newton.initial_damping,
+            dft_before=None if ck.get("dft_before") is None else DFTErrors(**ck["dft_before"]),
+            history=[UpdateRecord(**r) for r in ck["history"]],
+            next_update=int(ck["next_update"]),
+            elapsed_before_s=float(ck["wall_time_s"]),
+            rollbacks=int(ck.get("rollbacks", 0)),
+        )
+        gn_state = ck.get("gauss_newton")
+        if gn_state is not None:
+            loop.damping = float(gn_state["damping"])
+            loop.reevaluate = bool(gn_state.get("reevaluate", False))
+            if gn_state["anchor_potential_state"] is not None:
+                loop.anchor = self._restore_anchor(gn_state, trajectory, loop.traj_file)
+        return loop
+
+    def _resample_if_needed(self, loop: "_Loop") -> bool | None:
+        """Sample a new trajectory when N_eff/N < ``ess_threshold`` (or a Gauss–Newton re-estimate is due).
+
+        Returns whether it resampled, or None when the sampling blew up: θ is then rolled back
+        (Adam: to the last good trajectory's parameters with half the step; Gauss–Newton: a
+        shorter step from the last accepted point) and the update is to be tried again.
+
+        Raises:
+            RuntimeError: more than ``max_rollbacks`` blow-ups in a row.
+        """
+        if not loop.reevaluate and (self._reweight(loop.trajectory, loop.static, gradient=False).ess_fraction
+                                    >= self.settings.ess_threshold):
+            return False
+        try:
+            result = self._sample(loop.md_start, first=False)
+        except SimulationBlowUp as exc:
+            loop.rollbacks += 1
+            if loop.rollbacks > self.settings.max_rollbacks:
+                raise RuntimeError(f"sampling blew up {loop.rollbacks} times in a row; last: {exc}") from exc
+            update = loop.next_update
+            if self.settings.optimizer == "gauss_newton" and loop.anchor is not None:
+                anchor = loop.anchor
+                loop.damping *= self.settings.gauss_newton.damping_increase
+                self.potential.load_state_dict(anchor.potential_state)
+                loop.trajectory, loop.static, loop.traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
+                delta, _ = gauss_newton_step(self.targets, anchor.model, loop.damping,
+                                             self.settings.gauss_newton.max_step_kT)
+                apply_step(self.potential, delta)
+                _warn(f"update {update}: {exc} — parameters rolled back to the last accepted ones, "
+                      f"damping raised to {loop.damping:.3g}")
+            else:
+                self.potential.load_state_dict(loop.good_state)
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= 0.5
+                _warn(f"update {update}: {exc} — parameters rolled back, step size halved to "
+                      f"{self.optimizer.param_groups[0]['lr']:.3g}")
+            return None
+        loop.rollbacks = 0
+        loop.trajectory = result.trajectory
+        loop.md_start = result.final
+        loop.n_samplings += 1
+        loop.good_state = copy.deepcopy(self.potential.state_dict())
+        loop.traj_file = self._save_trajectory(loop.trajectory, loop.n_samplings - 1)
+        loop.static = self._static_values(loop.trajectory)
+        return True
+
+    def _gauss_newton_update(self, loop: "_Loop") -> "_Step":
+        """Linearize at θ, accept or reject θ against the anchor, and the Levenberg–Marquardt step to take."""
+        gn_settings = self.settings.gauss_newton
+        model = linearize(self.potential, loop.trajectory, self.targets, loop.static, self.settings.chunk_size)
+        parameters = parameter_summary(self.potential)  # θ as evaluated, before any rollback below
+        accepted, spread, delta = True, 0.0, None
+        anchor = loop.anchor
+        if loop.reevaluate:
+            # θ is the last accepted point on a fresh trajectory: its new estimate replaces the old
+            loop.reevaluate = False
+            loop.anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), loop.trajectory, loop.traj_file,
+                                  loop.static, model)
+        elif anchor is not None and model.loss > anchor.loss:
+            accepted = False
+            loop.damping *= gn_settings.damping_increase
+            self.potential.load_state_dict(anchor.potential_state)
+            if loop.trajectory is anchor.trajectory:
+                # a paired comparison on the same frames: step again, shorter
+                loop.trajectory, loop.static, loop.traj_file = anchor.trajectory, anchor.static, anchor.trajectory_file
+            else:
+                # two independent noisy estimates: the anchor's may have been lucky, so it is
+                # re-estimated on a fresh trajectory before the next step (no winner's curse)
+                loop.reevaluate = True
+                delta = torch.zeros(anchor.model.energy_gradients.shape[1], dtype=torch.float64)
+        else:
+            if anchor is not None:
+                loop.damping = max(loop.damping * gn_settings.damping_decrease, gn_settings.min_damping)
+            loop.anchor = _Anchor(copy.deepcopy(self.potential.state_dict()), loop.trajectory, loop.traj_file,
+                                  loop.static, model)
+        if delta is None:
+            delta, spread = gauss_newton_step(self.targets, loop.anchor.model, loop.damping, gn_settings.max_step_kT)
+        return _Step(model.predictions, model.loss, model.ess_fraction, parameters,
+                     accepted=accepted, spread_kT=spread, delta=delta)
+
+    def _adam_update(self, loop: "_Loop") -> "_Step":
+        """The reweighted loss and its gradient at θ (plus λ·L_DFT of a labelled batch) in the parameters' .grad."""
+        step = self._reweight(loop.trajectory, loop.static, gradient=True)
+        loss, dft_loss = step.loss, 0.0
+        parameters = parameter_summary(self.potential)
+        if self.dft is not None and self.dft.weight > 0:
+            dft_loss = accumulate_dft_gradient(self.potential, self.dft, self.dft_generator)
+            loss += self.dft.weight * dft_loss
+        return _Step(step.predictions, loss, step.ess_fraction, parameters, dft_loss=dft_loss)
+
+    def _final_check(self, loop: "_Loop") -> Evaluation:
+        """Every target on a fresh trajectory with the final parameters (Gauss–Newton: the last accepted ones
+        if the final, untested step made the loss worse)."""
+        gn = self.settings.optimizer == "gauss_newton"
+        result = self._sample(loop.md_start, first=False)
+        loop.n_samplings += 1
+        after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+        if gn and loop.anchor is not None and after.loss > loop.anchor.loss:
+            # the last step was never tested: fall back to the last accepted parameters
+            _warn(f"the last step raised the loss ({after.loss:.4g} > {loop.anchor.loss:.4g}); "
+                  "keeping the last accepted parameters")
+            self.potential.load_state_dict(loop.anchor.potential_state)
+            result = self._sample(result.final, first=False)
+            loop.n_samplings += 1
+            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+        path = self._path("trajectories", "final_check.pt")
+        if path is not None:
+            result.trajectory.save(path)
+        return after
 
     def _restore_anchor(self, gn_state: dict, trajectory: Trajectory, traj_file: str | None) -> _Anchor:
         """Rebuild the last accepted Gauss–Newton point from a checkpoint (the model is recomputed)."""
@@ -496,35 +572,34 @@ class Refiner:
         self.potential.load_state_dict(current)
         return _Anchor(gn_state["anchor_potential_state"], anchor_traj, anchor_file, static, model)
 
-    def _checkpoint(self, next_update: int, history: list[UpdateRecord], before: Evaluation,
-                    traj_file: str | None, md_start: Any, good_state: dict, n_samplings: int,
-                    wall_time_s: float, rollbacks: int, damping: float, anchor: _Anchor | None,
-                    reevaluate: bool, dft_before: DFTErrors | None) -> None:
+    def _checkpoint(self, loop: "_Loop", wall_time_s: float) -> None:
         path = self.latest_checkpoint
         if path is None:
             return
+        anchor = loop.anchor
         anchor_file = anchor.trajectory_file if anchor is not None else None
+        traj_file = loop.traj_file
         save_checkpoint(path, {
-            "next_update": next_update,
+            "next_update": loop.next_update,
             "potential_state": self.potential.state_dict(),
-            "reference_potential_state": good_state,
+            "reference_potential_state": loop.good_state,
             "optimizer_state": self.optimizer.state_dict(),
             "generator_state": self.generator.get_state(),
-            "history": [asdict(r) for r in history],
-            "before": _evaluation_to_plain(before),
+            "history": [asdict(r) for r in loop.history],
+            "before": _evaluation_to_plain(loop.before),
             "trajectory_file": traj_file,
-            "md_state": _state_to_plain(md_start),
-            "n_samplings": n_samplings,
+            "md_state": _state_to_plain(loop.md_start),
+            "n_samplings": loop.n_samplings,
             "wall_time_s": wall_time_s,
-            "rollbacks": rollbacks,
+            "rollbacks": loop.rollbacks,
             "gauss_newton": {
-                "damping": damping,
+                "damping": loop.damping,
                 "anchor_potential_state": anchor.potential_state if anchor is not None else None,
                 "anchor_trajectory_file": anchor_file,
-                "reevaluate": reevaluate,
+                "reevaluate": loop.reevaluate,
             },
             "dft_generator_state": self.dft_generator.get_state(),
-            "dft_before": None if dft_before is None else asdict(dft_before),
+            "dft_before": None if loop.dft_before is None else asdict(loop.dft_before),
             "config": self.config,
         })
         # only now that the checkpoint names the current trajectory may older ones go;
