@@ -13,6 +13,7 @@ import yaml
 from exprefine.builders import build_potential, build_state, build_targets, sampler_settings
 from exprefine.cli.main import main
 from exprefine.config import ConfigError, load_config
+from exprefine.refine import RefinerSettings
 
 from conftest import REPO
 
@@ -165,6 +166,18 @@ def test_per_parameter_step_sizes_reach_the_optimizer(tmp_path):
     assert lr_of[id(lj.log_epsilon)] == 0.04
     assert all(lr_of[id(p)] == 0.0003 for p in spline.parameters())
     assert sum(len(g["params"]) for g in refiner.optimizer.param_groups) == 3
+
+
+def test_adam_betas_reach_the_optimizer_and_bad_ones_are_refused(tmp_path):
+    from exprefine.builders import build_refiner
+
+    path = write(tmp_path / "c.yaml", tiny_config(tmp_path / "run"))
+    refiner = build_refiner(load_config(path, ["refine.adam_beta1=0.5"]), progress=False)
+    assert all(g["betas"] == (0.5, 0.999) for g in refiner.optimizer.param_groups)
+    with pytest.raises(ConfigError, match="adam_beta1"):
+        load_config(path, ["refine.adam_beta1=1.0"])
+    with pytest.raises(ValueError, match="adam_betas"):
+        RefinerSettings(adam_betas=(0.9, 1.0))
 
 
 def test_scattering_density_and_npt_configs(tmp_path):

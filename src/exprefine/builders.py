@@ -332,6 +332,7 @@ def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
         final_check=r.final_check,
         progress=progress,
         optimizer=r.optimizer,
+        adam_betas=(r.adam_beta1, r.adam_beta2),
         gauss_newton=GaussNewtonSettings(initial_damping=r.initial_damping, max_step_kT=r.max_step_kT),
     )
 

@@ -467,6 +467,10 @@ class RefineConfig(_Strict):
     max_rollbacks: int = Field(default=5, ge=0)
     final_check: bool = True
     optimizer: Literal["adam", "gauss_newton"] = "adam"
+    #: Adam's decay rates of the first and second moments; a smaller adam_beta1 (e.g. 0.5) stops
+    #: the momentum from carrying a target that one step can reach (a spacing) past its value
+    adam_beta1: float = Field(default=0.9, ge=0, lt=1)
+    adam_beta2: float = Field(default=0.999, ge=0, lt=1)
     max_step_kT: float = Field(default=2.0, gt=0)
     initial_damping: float = Field(default=1e-2, ge=0)
 

@@ -62,6 +62,7 @@ class RefinerSettings:
         final_check: sample a fresh trajectory with the final parameters and report it.
         progress: show progress bars.
         optimizer: ``"adam"`` or ``"gauss_newton"`` (Levenberg–Marquardt; few parameters).
+        adam_betas: Adam's (β₁, β₂), the decay rates of its first and second moment estimates.
         gauss_newton: damping and step-length control of the ``gauss_newton`` optimizer.
     """
 
@@ -75,6 +76,7 @@ class RefinerSettings:
     final_check: bool = True
     progress: bool = True
     optimizer: str = "adam"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     gauss_newton: GaussNewtonSettings = field(default_factory=GaussNewtonSettings)
 
     def __post_init__(self) -> None:
@@ -84,6 +86,8 @@ class RefinerSettings:
             raise ValueError(f"n_updates must be ≥ 0, got {self.n_updates}")
         if not 0.0 < self.ess_threshold <= 1.0:
             raise ValueError(f"ess_threshold must be in (0, 1], got {self.ess_threshold}")
+        if not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must lie in [0, 1), got {self.adam_betas}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.learning_rate_decay <= 1.0:
@@ -279,7 +283,7 @@ class Refiner:
         for p in params:
             groups.setdefault(float(rates.get(id(p), settings.learning_rate)), []).append(p)
         self.optimizer = torch.optim.Adam([{"params": ps, "lr": lr} for lr, ps in groups.items()],
-                                          lr=settings.learning_rate)
+                                          lr=settings.learning_rate, betas=settings.adam_betas)
         self.generator = torch.Generator().manual_seed(int(sampler_settings.seed))
         self.dft = dft
         self.dft_generator = torch.Generator().manual_seed(int(sampler_settings.seed) + 1)
