@@ -91,6 +91,21 @@ def test_blown_up_sampling_rolls_back_and_halves_the_step(argon_108_trajectory, 
     assert all(torch.isfinite(p).all() for p in refiner.potential.parameters())
 
 
+def test_final_check_that_blows_up_falls_back_to_the_last_good_parameters(argon_108_trajectory, tmp_path):
+    """One huge step (σ → e²·σ) is never tested before the final check; that check blows up, so the
+    refiner keeps the parameters of the last good trajectory, checks those, and says so."""
+    refiner = _refiner(argon_108_trajectory, tmp_path / "run", n_updates=1, sigma_A=3.0, lr=2.0, final_check=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = refiner.run()
+    assert result.final_check_note is not None and "failed" in result.final_check_note
+    assert any("were kept" in str(w.message) for w in caught)
+    assert float(refiner.potential.sigma_A[0].detach()) == pytest.approx(3.0, rel=1e-12)
+    assert result.after is not None and result.n_samplings == 2  # the first trajectory and the fallback check (a blown-up one is not counted)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final_check_note"] == result.final_check_note
+
+
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="ess_threshold"):
         RefinerSettings(ess_threshold=1.5)

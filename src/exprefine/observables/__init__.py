@@ -1,7 +1,7 @@
 """Observables: per-frame values of structural and thermodynamic quantities and their ensemble averages."""
 
 from .adf import AngularDistribution
-from .base import Observable
+from .base import CellTooSmall, Observable
 from .density import Density
 from .peaks import InterlayerSpacing, PeakPosition
 from .pressure import Pressure
@@ -9,6 +9,7 @@ from .rdf import RadialDistribution
 from .scattering import PairDistributionFunction, StructureFactor, TotalRDF
 
 __all__ = [
+    "CellTooSmall",
     "Observable",
     "Density",
     "InterlayerSpacing",

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ..neighbors import build_pairs, cell_heights_A
+from ..neighbors import build_pairs
 from ..potentials.base import Potential, atomic_number, element_symbols
 from ..state import State
 from ..trajectory import Trajectory
-from .base import Observable
+from .base import Observable, check_cell_heights
 
 #: Gaussian kernels are cut at this many σ (the mass beyond is < 6e-7).
 KERNEL_HALF_WIDTH_SIGMAS = 5.0
@@ -109,12 +108,7 @@ class AngularDistribution(Observable):
             raise ValueError(
                 f"{self.name}: the ADF needs cells periodic in all three directions, got pbc={pbc.tolist()}"
             )
-        smallest = min(float(np.min(cell_heights_A(c))) for c in cells.detach().cpu().double().numpy())
-        if self.r_max_A > 0.5 * smallest + 1e-9:
-            raise ValueError(
-                f"{self.name}: r_max_A = {self.r_max_A:g} Å exceeds half the smallest cell height "
-                f"{0.5 * smallest:g} Å (height {smallest:g} Å); use a larger cell or a smaller r_max"
-            )
+        check_cell_heights(self.name, self.r_max_A, cells)
 
     def _check_species(self, atomic_numbers: torch.Tensor) -> None:
         present = set(int(z) for z in torch.unique(atomic_numbers).tolist())

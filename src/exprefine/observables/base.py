@@ -8,11 +8,31 @@ virial) say so with ``depends_on_parameters`` and are then recomputed with a gra
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from ..neighbors import cell_heights_A
 from ..potentials.base import Potential
 from ..state import State
 from ..trajectory import Trajectory
+
+
+class CellTooSmall(ValueError):
+    """Some frame's cell is too thin for the observable's range (r_max beyond half a cell height).
+
+    In NPT this can follow from the parameters themselves (a model that packs the layers more
+    densely), so the refinement treats it like a blown-up sampling rather than a bad input.
+    """
+
+
+def check_cell_heights(name: str, r_max_A: float, cells: torch.Tensor) -> None:
+    """Raise :class:`CellTooSmall` if ``r_max_A`` exceeds half the smallest height of any of ``cells`` ([n, 3, 3], Å)."""
+    smallest = min(float(np.min(cell_heights_A(c))) for c in cells.detach().cpu().double().reshape(-1, 3, 3).numpy())
+    if r_max_A > 0.5 * smallest + 1e-9:
+        raise CellTooSmall(
+            f"{name}: r_max_A = {r_max_A:g} Å exceeds half the smallest cell height "
+            f"{0.5 * smallest:g} Å (height {smallest:g} Å); use a larger cell or a smaller r_max"
+        )
 
 
 class Observable:

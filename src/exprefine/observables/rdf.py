@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ..neighbors import build_pairs, cell_heights_A
+from ..neighbors import build_pairs
 from ..potentials.base import Potential, atomic_number, element_symbols
 from ..state import State
 from ..trajectory import Trajectory
-from .base import Observable
+from .base import Observable, check_cell_heights
 
 #: Gaussian kernels are cut at this many σ (the mass beyond is < 6e-7).
 KERNEL_HALF_WIDTH_SIGMAS = 5.0
@@ -147,14 +146,7 @@ class RadialDistribution(Observable):
     def _check_cells(self, cells: torch.Tensor, pbc: torch.Tensor) -> None:
         if not bool(torch.as_tensor(pbc).all()):
             raise ValueError(f"{self.name}: g(r) needs cells periodic in all three directions, got pbc={pbc.tolist()}")
-        smallest = math.inf
-        for cell in cells.detach().cpu().double().numpy():
-            smallest = min(smallest, float(np.min(cell_heights_A(cell))))
-        if self.r_max_A > 0.5 * smallest + 1e-9:
-            raise ValueError(
-                f"{self.name}: r_max_A = {self.r_max_A:g} Å exceeds half the smallest cell height "
-                f"{0.5 * smallest:g} Å (height {smallest:g} Å); use a larger cell or a smaller r_max"
-            )
+        check_cell_heights(self.name, self.r_max_A, cells)
 
     def _check_species(self, atomic_numbers: torch.Tensor) -> None:
         assert self._z is not None and self.species is not None

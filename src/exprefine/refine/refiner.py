@@ -33,6 +33,7 @@ import torch
 
 from ..blocking import block_standard_error
 from ..data.metrics import DFTErrors
+from ..observables.base import CellTooSmall
 from ..potentials.base import Potential
 from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
 from ..sampling import MDState, SamplerSettings, SampleResult, SimulationBlowUp, sample
@@ -180,6 +181,8 @@ class RefinementResult:
     run_dir: Path | None
     dft_before: DFTErrors | None = None
     dft_after: DFTErrors | None = None
+    #: set when the final check fell back from the last step's parameters (and why)
+    final_check_note: str | None = None
 
 
 @dataclass
@@ -202,6 +205,8 @@ class _Loop:
     rollbacks: int = 0
     anchor: _Anchor | None = None
     reevaluate: bool = False
+    #: why the final check did not use the final parameters (None: it did)
+    final_note: str | None = None
 
 
 def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
@@ -398,7 +403,7 @@ class Refiner:
         wall = loop.elapsed_before_s + time.perf_counter() - t_start
         out = RefinementResult(history=loop.history, before=loop.before, after=after, wall_time_s=wall,
                                n_samplings=loop.n_samplings, run_dir=self.run_dir, dft_before=loop.dft_before,
-                               dft_after=held_out_errors(self.potential, self.dft))
+                               dft_after=held_out_errors(self.potential, self.dft), final_check_note=loop.final_note)
         if self.run_dir is not None:
             self._write_outputs(out)
         return out
@@ -457,7 +462,8 @@ class Refiner:
     def _resample_if_needed(self, loop: "_Loop") -> bool | None:
         """Sample a new trajectory when N_eff/N < ``ess_threshold`` (or a Gauss–Newton re-estimate is due).
 
-        Returns whether it resampled, or None when the sampling blew up: θ is then rolled back
+        Returns whether it resampled, or None when the sampling blew up (or left a cell too thin
+        for an observable's range, :class:`CellTooSmall`): θ is then rolled back
         (Adam: to the last good trajectory's parameters with half the step; Gauss–Newton: a
         shorter step from the last accepted point) and the update is to be tried again.
 
@@ -469,7 +475,8 @@ class Refiner:
             return False
         try:
             result = self._sample(loop.md_start, first=False)
-        except SimulationBlowUp as exc:
+            static = self._static_values(result.trajectory)
+        except (SimulationBlowUp, CellTooSmall) as exc:
             loop.rollbacks += 1
             if loop.rollbacks > self.settings.max_rollbacks:
                 raise RuntimeError(f"sampling blew up {loop.rollbacks} times in a row; last: {exc}") from exc
@@ -497,7 +504,7 @@ class Refiner:
         loop.n_samplings += 1
         loop.good_state = copy.deepcopy(self.potential.state_dict())
         loop.traj_file = self._save_trajectory(loop.trajectory, loop.n_samplings - 1)
-        loop.static = self._static_values(loop.trajectory)
+        loop.static = static
         return True
 
     def _gauss_newton_update(self, loop: "_Loop") -> "_Step":
@@ -545,12 +552,30 @@ class Refiner:
         return _Step(step.predictions, loss, step.ess_fraction, parameters, dft_loss=dft_loss)
 
     def _final_check(self, loop: "_Loop") -> Evaluation:
-        """Every target on a fresh trajectory with the final parameters (Gauss–Newton: the last accepted ones
-        if the final, untested step made the loss worse)."""
+        """Every target on a fresh trajectory with the final parameters.
+
+        The last step was never tested on a trajectory of its own. If its check run blows up or
+        leaves a cell too thin for an observable (:class:`CellTooSmall`), the parameters fall back
+        to those of the last good trajectory (Gauss–Newton: the last accepted point) and the check
+        runs again with them; ``loop.final_note`` says so. Gauss–Newton also falls back when the
+        final step made the loss worse.
+        """
         gn = self.settings.optimizer == "gauss_newton"
-        result = self._sample(loop.md_start, first=False)
-        loop.n_samplings += 1
-        after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+        try:
+            result = self._sample(loop.md_start, first=False)
+            loop.n_samplings += 1
+            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+        except (SimulationBlowUp, CellTooSmall) as exc:
+            fallback = loop.anchor.potential_state if gn and loop.anchor is not None else loop.good_state
+            loop.final_note = (f"the check run of the final parameters failed ({exc}); the parameters of the "
+                               f"last {'accepted point' if gn and loop.anchor is not None else 'good trajectory'} "
+                               "were kept and checked instead")
+            _warn(loop.final_note)
+            self.potential.load_state_dict(fallback)
+            result = self._sample(loop.md_start, first=False)
+            loop.n_samplings += 1
+            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+            gn = False  # the fallback point is the accepted one: nothing to compare it with
         if gn and loop.anchor is not None and after.loss > loop.anchor.loss:
             # the last step was never tested: fall back to the last accepted parameters
             _warn(f"the last step raised the loss ({after.loss:.4g} > {loop.anchor.loss:.4g}); "
@@ -635,6 +660,7 @@ class Refiner:
             "parameters": parameter_summary(self.potential),
             "dft_test_errors_before": None if result.dft_before is None else asdict(result.dft_before),
             "dft_test_errors_after": None if result.dft_after is None else asdict(result.dft_after),
+            "final_check_note": result.final_check_note,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
