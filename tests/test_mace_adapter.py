@@ -264,6 +264,28 @@ def test_save_model_reloads_in_mace_calculator(model, tmp_path):
     assert again.trainable_parameter_names() == [n for n, _ in again.model.named_parameters() if "readouts" in n]
 
 
+def test_refined_model_goes_through_mace_lammps_export(model, tmp_path):
+    """MACE's own LAMMPS export (``mace.cli.create_lammps_model``) compiles the refined file, and the
+    TorchScript model it writes for ``pair_style mace`` carries the refined weights."""
+    import subprocess
+    import sys
+
+    pot = MacePotential(copy.deepcopy(model), trainable="readouts")
+    perturb(pot)
+    path = pot.save_model(tmp_path / "refined.model")
+    done = subprocess.run([sys.executable, "-m", "mace.cli.create_lammps_model", str(path), "--dtype", "float64"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exported = torch.jit.load(str(path) + "-lammps.pt")
+    weights = dict(exported.named_parameters())
+    refined = {n: p for n, p in pot.model.named_parameters() if "readouts" in n}
+    assert refined
+    for name, value in refined.items():
+        assert torch.equal(weights["model." + name].detach(), value.detach().to(weights["model." + name].dtype)), name
+    original = dict(MacePotential(copy.deepcopy(model)).model.named_parameters())
+    assert any(not torch.equal(original[n].detach(), v.detach()) for n, v in refined.items())
+
+
 def test_save_model_keeps_original_dtype(model, tmp_path):
     pot = MacePotential(copy.deepcopy(model).float())
     assert pot.original_dtype == torch.float32 and pot.model_dtype == torch.float64
