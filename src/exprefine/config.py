@@ -469,6 +469,7 @@ class RefineConfig(_Strict):
     optimizer: Literal["adam", "gauss_newton"] = "adam"
     #: Adam's decay rates of the first and second moments; a smaller adam_beta1 (e.g. 0.5) stops
     #: the momentum from carrying a target that one step can reach (a spacing) past its value
+    #: (a resumed run keeps the betas of its checkpoint, as it keeps the optimizer's state)
     adam_beta1: float = Field(default=0.9, ge=0, lt=1)
     adam_beta2: float = Field(default=0.999, ge=0, lt=1)
     max_step_kT: float = Field(default=2.0, gt=0)
