@@ -225,9 +225,18 @@ def dft_errors(cfg, base, refined):
 
 
 def transferability(model: Path, tag: str, sizes: list[str], frames: int) -> dict:
+    """The transferability study of ``model`` (``results/transferability/<tag>/``): read when its table
+    already holds every size with ``frames`` labels (the MD trajectories behind it are not committed),
+    else run (resumable; cached labels are reused)."""
     import transferability as tr
 
     out = HERE / "results" / "transferability"
+    table = out / tag / "transferability.json"
+    if table.exists():
+        done = json.loads(table.read_text())
+        by_size = {s["size"]: s for s in done.get("sizes", [])}
+        if all(size in by_size and by_size[size]["n_labelled"] >= frames for size in sizes):
+            return {**done, "sizes": [by_size[size] for size in sizes]}
     code = tr.main(["--model", str(model), "--tag", tag, "--sizes", *sizes, "--frames", str(frames), "--out", str(out)])
     if code != 0:
         raise SystemExit(f"report.py: transferability.py failed for {model} (exit status {code}); see its output above")
