@@ -562,32 +562,32 @@ class Refiner:
         """
         gn = self.settings.optimizer == "gauss_newton"
         try:
-            result = self._sample(loop.md_start, first=False)
-            loop.n_samplings += 1
-            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+            result, after = self._check_run(loop, loop.md_start)
         except (SimulationBlowUp, CellTooSmall) as exc:
-            fallback = loop.anchor.potential_state if gn and loop.anchor is not None else loop.good_state
+            to_anchor = gn and loop.anchor is not None
             loop.final_note = (f"the check run of the final parameters failed ({exc}); the parameters of the "
-                               f"last {'accepted point' if gn and loop.anchor is not None else 'good trajectory'} "
+                               f"last {'accepted point' if to_anchor else 'good trajectory'} "
                                "were kept and checked instead")
             _warn(loop.final_note)
-            self.potential.load_state_dict(fallback)
-            result = self._sample(loop.md_start, first=False)
-            loop.n_samplings += 1
-            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+            self.potential.load_state_dict(loop.anchor.potential_state if to_anchor else loop.good_state)
+            result, after = self._check_run(loop, loop.md_start)
             gn = False  # the fallback point is the accepted one: nothing to compare it with
         if gn and loop.anchor is not None and after.loss > loop.anchor.loss:
             # the last step was never tested: fall back to the last accepted parameters
             _warn(f"the last step raised the loss ({after.loss:.4g} > {loop.anchor.loss:.4g}); "
                   "keeping the last accepted parameters")
             self.potential.load_state_dict(loop.anchor.potential_state)
-            result = self._sample(result.final, first=False)
-            loop.n_samplings += 1
-            after = evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+            result, after = self._check_run(loop, result.final)
         path = self._path("trajectories", "final_check.pt")
         if path is not None:
             result.trajectory.save(path)
         return after
+
+    def _check_run(self, loop: "_Loop", start: Any) -> tuple[SampleResult, Evaluation]:
+        """A fresh trajectory from ``start`` at the current parameters and every target's plain average on it."""
+        result = self._sample(start, first=False)
+        loop.n_samplings += 1
+        return result, evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
 
     def _restore_anchor(self, gn_state: dict, trajectory: Trajectory, traj_file: str | None) -> _Anchor:
         """Rebuild the last accepted Gauss–Newton point from a checkpoint (the model is recomputed)."""
