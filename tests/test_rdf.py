@@ -176,6 +176,20 @@ def test_r_max_beyond_half_cell_is_refused():
     RadialDistribution(r_max_A=7.8, n_bins=78).check(traj)  # fits
 
 
+def test_r_max_just_beyond_half_cell_counts_every_image():
+    """Within the 1 % tolerance (an NPT cell dipping below 2·r_max) g(r) is exact: the same periodic
+    system written as a 2×2×2 supercell (half height 15.78 Å, far above r_max) gives the same g(r)."""
+    rng = np.random.default_rng(3)
+    small = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(3)  # half height 7.89 Å
+    small.positions += rng.normal(0.0, 0.15, small.positions.shape)
+    big = small.repeat(2)
+    obs = RadialDistribution(r_max_A=7.95, n_bins=159)  # 0.76 % beyond half the small cell's height
+    g = [obs.per_frame(make_trajectory(a.get_positions()[None], a.cell.array[None],
+                                       a.get_atomic_numbers()).as_state())[0] for a in (small, big)]
+    assert float(g[0][-20:].sum()) > 0  # the last bins (beyond 7.89 Å) hold pairs
+    torch.testing.assert_close(g[0], g[1], rtol=1e-10, atol=1e-10)
+
+
 def test_absent_species_is_refused():
     traj = crystal_trajectory("Ar", "fcc", [5.26], repeat=3)
     obs = RadialDistribution(r_max_A=7.0, species=("Ar", "Ne"))

@@ -25,13 +25,22 @@ class CellTooSmall(ValueError):
     """
 
 
+#: Relative excess of r_max over half the smallest cell height that is still accepted. The pair
+#: lists hold every periodic image (vesin), so counts beyond L/2 are exact for the periodic
+#: system; the limit guards against finite-size artefacts, and an NPT cell whose height dips by
+#: a fraction of a percent below 2·r_max in a few frames (thermal fluctuation) does not make them.
+HEIGHT_TOLERANCE = 0.01
+
+
 def check_cell_heights(name: str, r_max_A: float, cells: torch.Tensor) -> None:
-    """Raise :class:`CellTooSmall` if ``r_max_A`` exceeds half the smallest height of any of ``cells`` ([n, 3, 3], Å)."""
+    """Raise :class:`CellTooSmall` if ``r_max_A`` exceeds half the smallest height of any of ``cells`` ([n, 3, 3], Å)
+    by more than :data:`HEIGHT_TOLERANCE` (1 %)."""
     smallest = min(float(np.min(cell_heights_A(c))) for c in cells.detach().cpu().double().reshape(-1, 3, 3).numpy())
-    if r_max_A > 0.5 * smallest + 1e-9:
+    if r_max_A > 0.5 * smallest * (1.0 + HEIGHT_TOLERANCE) + 1e-9:
         raise CellTooSmall(
             f"{name}: r_max_A = {r_max_A:g} Å exceeds half the smallest cell height "
-            f"{0.5 * smallest:g} Å (height {smallest:g} Å); use a larger cell or a smaller r_max"
+            f"{0.5 * smallest:g} Å (height {smallest:g} Å) by more than {100 * HEIGHT_TOLERANCE:g} %; "
+            "use a larger cell or a smaller r_max"
         )
 
 
