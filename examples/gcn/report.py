@@ -110,15 +110,19 @@ def native_tool_file(run: Path) -> Path:
     raise FileNotFoundError(f"no refined model file (refined_deepmd.pth or refined.model) in {run}")
 
 
-def native_calculator(model_file: Path):
-    """The ASE calculator of ``model_file``'s own package (DeePMD-kit's DP or MACECalculator)."""
+def native_calculator(model_file: Path, dtype: str = "float64"):
+    """The ASE calculator of ``model_file``'s own package (DeePMD-kit's DP or MACECalculator).
+
+    ``dtype``: MACECalculator's ``default_dtype``, the precision the run's own MD used
+    (``system.dtype``); DeePMD-kit's frozen model keeps its own.
+    """
     if model_file.suffix == ".pth":
         from deepmd.calculator import DP
 
         return DP(model=str(model_file))
     from mace.calculators import MACECalculator
 
-    return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype="float64")
+    return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype=dtype)
 
 
 def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.ndarray):
@@ -143,7 +147,7 @@ def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.
     model_file = native_tool_file(run)
     atoms = build_state(cfg).to_atoms()[0]
     atoms.set_cell(cell_A, scale_atoms=True)
-    atoms.calc = native_calculator(model_file)
+    atoms.calc = native_calculator(model_file, cfg.system.dtype)
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
     dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=s.temperature_K,
