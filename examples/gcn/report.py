@@ -57,6 +57,7 @@ class ModelRun:
     spacing_se_A: float
     density_g_per_cm3: float
     density_se_g_per_cm3: float
+    n_thin_frames: int = 0
 
 
 def potentials(cfg, run: Path):
@@ -179,8 +180,49 @@ def read_partials(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return data[:, 0], {name: data[:, k] for k, name in enumerate(header) if k > 0}
 
 
+def thick_frames(trajectory, r_max_A: float):
+    """The frames of ``trajectory`` whose cells are thick enough for ``r_max_A`` (Å), and how many were not.
+
+    A model that packs the layers below the truth's spacing can take an NPT cell below 2·r_max
+    in some frames (observables.base.HEIGHT_TOLERANCE); S(Q), G(r) and the partials are then
+    averaged over the other frames and the report says how many were left out.
+    """
+    from dataclasses import replace as dc_replace
+
+    import torch
+
+    from exprefine.neighbors import cell_heights_A
+    from exprefine.observables.base import HEIGHT_TOLERANCE
+
+    heights = np.array([float(np.min(cell_heights_A(c))) for c in trajectory.cells_A.double().numpy()])
+    keep = np.flatnonzero(r_max_A <= 0.5 * heights * (1.0 + HEIGHT_TOLERANCE))
+    n_thin = trajectory.n_frames - len(keep)
+    if n_thin == 0:
+        return trajectory, 0
+    if len(keep) == 0:
+        raise SystemExit(f"report.py: every frame's cell is thinner than 2·r_max = {2 * r_max_A:g} Å "
+                         f"(smallest height {heights.min():.3f} Å)")
+    idx = torch.as_tensor(keep, dtype=torch.long)
+    sub = dc_replace(trajectory, positions_A=trajectory.positions_A[idx], cells_A=trajectory.cells_A[idx],
+                     energies_eV=trajectory.energies_eV[idx], time_fs=trajectory.time_fs[idx],
+                     replica=trajectory.replica[idx])
+    return sub, n_thin
+
+
+def observable_r_max_A(observable) -> float:
+    """The r_max (Å) an r-based observable needs (S(Q) and G(r) keep theirs in their r binning); 0 if none."""
+    for holder in (observable, getattr(observable, "_binning", None)):
+        if holder is not None and getattr(holder, "r_max_A", None) is not None:
+            return float(holder.r_max_A)
+    return 0.0
+
+
 def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np.ndarray], n_layers: int):
-    """χ² per point and RMSE of each target, partials, the C–N bond peak, spacing and density of one trajectory."""
+    """χ² per point and RMSE of each target, partials, the C–N bond peak, spacing and density of one trajectory.
+
+    Spacing and density use every frame; the r-based quantities only the frames thick enough
+    for the largest r_max (:func:`thick_frames`).
+    """
     from transferability import spacing_and_density
 
     import torch
@@ -189,8 +231,15 @@ def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np
     from exprefine.observables import RadialDistribution
     from exprefine.observables.peaks import parabolic_peak
 
+    d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
+    targets = build_targets(cfg)
+    r_max = max([observable_r_max_A(t.observable) for t in targets] + [float(truth_r[-1] + 0.5 * (truth_r[1] - truth_r[0]))])
+    trajectory, n_thin = thick_frames(trajectory, r_max)
+    if n_thin:
+        print(f"report.py: {name}: {n_thin} frames thinner than 2·r_max = {2 * r_max:g} Å left out of S(Q), "
+              f"G(r) and the partials ({trajectory.n_frames} kept)", flush=True)
     chi2, rmse, curves = {}, {}, {}
-    for target in build_targets(cfg):
+    for target in targets:
         values = target.observable.evaluate(trajectory).double().mean(dim=0)
         chi2[target.name] = float((target.deviation(values) ** 2).mean())
         rmse[target.name] = float(target.rmse(values))
@@ -205,8 +254,8 @@ def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np
         r = rdf.grid().double().numpy()
     peak = float(parabolic_peak(torch.as_tensor(r), torch.as_tensor(partials["g_CN"]), 1.2, 1.55))
     diff = {k: float(np.sqrt(np.mean((partials[k] - np.interp(r, truth_r, truth[k])) ** 2))) for k in partials}
-    d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
-    return ModelRun(name, chi2, rmse, peak, diff, trajectory.n_frames, d, d_se, rho, rho_se), curves, (r, partials)
+    return (ModelRun(name, chi2, rmse, peak, diff, trajectory.n_frames, d, d_se, rho, rho_se, n_thin), curves,
+            (r, partials))
 
 
 def dft_errors(cfg, base, refined):
@@ -365,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([name, f"{b:.3g}", f"{r:.3g}", f"{b / r:.2f}×" if r > 0 else "–",
                      f"{results['base'].rmse[name]:.4g}", f"{results['refined'].rmse[name]:.4g}"])
     lines += table(rows) + [""]
+    for name in ("base", "refined"):
+        m = results[name]
+        if m.n_thin_frames:
+            lines += [f"**{name}: {m.n_thin_frames} of {m.n_thin_frames + m.n_frames} frames** had a cell thinner than "
+                      "2·r_max and are left out of S(Q), G(r) and the partials (spacing and density use every frame).", ""]
     rows = [["model", "interlayer spacing d (Å)", "density (g/cm³)"]]
     for name in ("base", "refined"):
         m = results[name]
