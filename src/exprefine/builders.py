@@ -19,6 +19,7 @@ from .config import (
     LatticeConfig,
     LennardJonesConfig,
     MaceConfig,
+    PairDispersionConfig,
     PairSplineConfig,
     PdfConfig,
     PeakPositionConfig,
@@ -46,6 +47,7 @@ from .observables import (
 )
 from .potentials import LennardJones, Potential, SumPotential
 from .potentials.repulsive import RepulsivePrior
+from .potentials.dispersion import PairDispersion
 from .potentials.spline import PairSpline
 from .potentials.three_body import StillingerWeberThreeBody
 from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, Target
@@ -113,6 +115,10 @@ def build_potential(cfg: Config) -> Potential:
             spline = PairSpline(term.species, cutoff_A=term.cutoff_A, r_min_A=term.r_min_A, n_knots=term.n_knots,
                                 trainable=term.trainable)
             terms.append(spline)
+        elif isinstance(term, PairDispersionConfig):
+            terms.append(PairDispersion(term.species, term.cutoff_A, c6_eV_A6=term.c6_eV_A6, c8_eV_A8=term.c8_eV_A8,
+                                        damping_radius_A=term.damping_radius_A, switch_on_A=term.switch_on_A,
+                                        trainable=term.trainable))
         elif isinstance(term, MaceConfig):
             from .potentials.mace import MacePotential
 

@@ -89,6 +89,33 @@ class PairSplineConfig(_Strict):
         return self
 
 
+class PairDispersionConfig(_Strict):
+    """Learnable damped dispersion −(C6/(r⁶ + R⁶) + C8/(r⁸ + R⁸))·s(r) per species pair
+    (:class:`~exprefine.potentials.dispersion.PairDispersion`).
+
+    Values: one for all species pairs or one per unordered pair (upper triangle, row-major:
+    for ``species: [C, N]``: CC, CN, NN). ``trainable``: true, false or a list of ``c6``,
+    ``c8``, ``damping_radius``. The term switches off smoothly between ``switch_on_A``
+    (default cutoff − 2 Å) and ``cutoff_A``.
+    """
+
+    kind: Literal["pair_dispersion"]
+    species: list[str]
+    cutoff_A: float = Field(gt=0)
+    switch_on_A: float | None = Field(default=None, gt=0)
+    c6_eV_A6: float | list[float] = 0.0
+    c8_eV_A8: float | list[float] = 0.0
+    damping_radius_A: float | list[float] = 3.5
+    trainable: bool | list[Literal["c6", "c8", "damping_radius"]] = True
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in C6, C8 and ln R (default: refine's)
+
+    @model_validator(mode="after")
+    def _switch(self) -> "PairDispersionConfig":
+        if self.switch_on_A is not None and self.switch_on_A >= self.cutoff_A:
+            raise ValueError("switch_on_A must be smaller than cutoff_A")
+        return self
+
+
 class MaceConfig(_Strict):
     """A MACE model file (mace-torch; extra ``exprefine[mace]``).
 
@@ -171,7 +198,7 @@ class DeepmdConfig(_Strict):
     freeze_file: Path | None = None
 
 
-PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig,
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDispersionConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig,
                                 DeepmdConfig],
                           Field(discriminator="kind")]
 

@@ -3,7 +3,9 @@
 Definitions (all in float64):
 
 * energy: e_i = (E_pred,i − E_ref,i) / N_i per frame i with N_i atoms;
-  RMSE = sqrt(mean_i e_i²), MAE = mean_i |e_i|, in meV/atom.
+  RMSE = sqrt(mean_i e_i²), MAE = mean_i |e_i|, in meV/atom; also the mean ē and the
+  standard deviation sqrt(mean_i (e_i − ē)²) after removing it (a constant offset per atom is
+  invisible to dynamics: the SD is the part of the energy error that MD feels).
 * forces: every Cartesian component of every atom, d = F_pred − F_ref;
   RMSE = sqrt(mean d²), MAE = mean |d| over the 3·N_atoms components, in meV/Å
   (the convention of MACE and NequIP test reports); per element over that element's atoms.
@@ -32,6 +34,8 @@ class DFTErrors:
         n_frames: frames evaluated.
         n_atoms: atoms over all frames.
         energy_rmse_meV_per_atom, energy_mae_meV_per_atom: per-atom energy errors.
+        energy_mean_meV_per_atom, energy_sd_meV_per_atom: their mean and their standard
+            deviation about it (the mean-removed energy error).
         force_rmse_meV_per_A, force_mae_meV_per_A: force component errors.
         force_rmse_by_element_meV_per_A, force_mae_by_element_meV_per_A: the same per element symbol.
         n_atoms_by_element: atoms of each element.
@@ -51,6 +55,8 @@ class DFTErrors:
     stress_rmse_meV_per_A3: float | None = None
     stress_mae_meV_per_A3: float | None = None
     n_stress_frames: int = 0
+    energy_mean_meV_per_atom: float = float("nan")
+    energy_sd_meV_per_atom: float = float("nan")
 
     def format_table(self, title: str = "DFT errors") -> str:
         """A plain-text table of the errors."""
@@ -134,6 +140,8 @@ def dft_errors(dataset: DFTDataset, predictions: Predictions) -> DFTErrors:
         stress_rmse_meV_per_A3=stress_rmse,
         stress_mae_meV_per_A3=stress_mae,
         n_stress_frames=int(stress_frames.sum()),
+        energy_mean_meV_per_atom=float(de.mean()) * MEV_PER_EV,
+        energy_sd_meV_per_atom=_rmse(de - de.mean()),
     )
 
 
