@@ -233,3 +233,30 @@ def test_lammps_overlay_lines_add_the_table_to_the_model():
     assert mace[1] == "pair_coeff * * mace m-lammps.pt C N"
     with pytest.raises(ValueError, match="model_style"):
         lammps_overlay_lines("nequip", "x", ["C"], "c.table", tables)
+
+
+def test_a_refinement_writes_its_learned_pair_terms_as_a_lammps_table(tmp_path):
+    from exprefine.builders import build_potential, save_native_models
+
+    text = f"""
+run_dir: {tmp_path / 'run'}
+system: {{lattice: {{element: C, kind: fcc, number_density_per_A3: 0.04, repeat: [2, 2, 2]}}}}
+potential:
+  terms:
+    - {{kind: lennard_jones, species: [C, N], sigma_A: 2.0, epsilon_eV: 0.01, cutoff_A: 6.0, trainable: false}}
+    - {{kind: pair_spline, species: [C, N], r_min_A: 3.0, cutoff_A: 8.0, n_knots: 11}}
+    - {{kind: pair_dispersion, species: [C, N], cutoff_A: 7.0, switch_on_A: 5.0, c6_eV_A6: [18, 15, 12.5]}}
+sampling: {{temperature_K: 300, timestep_fs: 1, equilibration_ps: 1, production_ps: 1, frame_interval_fs: 50}}
+"""
+    potential = build_potential(parse_config(yaml.safe_load(text)))
+    with torch.no_grad():
+        potential.terms[1].values_eV.copy_(torch.linspace(-4e-3, 2e-3, 30).reshape(3, 10))
+    written = save_native_models(parse_config(yaml.safe_load(text)), potential)
+    assert [p.name for p in written] == ["refined_pairs.table", "refined_pairs.lammps"]
+    lines = written[1].read_text().splitlines()
+    assert lines[0].startswith("# LAMMPS atom types: 1=C 2=N")
+    assert lines[1] == "pair_style table spline 10000"  # no model term: the table alone
+    atoms = _cn_crystal(2)
+    atoms.calc = TabulatedPairCalculator(written[0])
+    correction = SumPotential([potential.terms[1], potential.terms[2]])
+    assert abs(atoms.get_potential_energy() - float(correction.energy(from_atoms(atoms))[0].detach())) < 1e-6

@@ -45,6 +45,7 @@ from .observables import (
     StructureFactor,
     TotalRDF,
 )
+from .io.lammps_table import lammps_overlay_lines, tabulate_pairs, write_pair_table
 from .potentials import LennardJones, Potential, SumPotential
 from .potentials.repulsive import RepulsivePrior
 from .potentials.dispersion import PairDispersion
@@ -164,7 +165,45 @@ def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
         stem = Path(cfg.run_dir) / ("refined_deepmd" if len(deepmd) == 1 else f"refined_deepmd_{k}")
         checkpoint = term.save_checkpoint(term_cfg.save_checkpoint_file or stem.with_suffix(".pt"))
         written += [checkpoint, term.freeze(term_cfg.freeze_file or stem.with_suffix(".pth"), checkpoint=checkpoint)]
+    written += save_pair_correction(cfg, potential)
     return written
+
+
+#: the learnable pair terms a refinement adds to a model, written as LAMMPS pair tables
+_PAIR_CORRECTIONS = (PairSplineConfig, PairDispersionConfig)
+
+
+def save_pair_correction(cfg: Config, potential: Potential) -> list[Path]:
+    """The learnable pair terms (splines, dispersion) of the potential as one LAMMPS table file.
+
+    Writes ``run_dir/refined_pairs.table`` (their sum per species pair, from 0.5 Å to the longest
+    cutoff) and ``run_dir/refined_pairs.lammps``: the ``pair_style hybrid/overlay`` lines that add
+    the table to the model's own pair style (DeePMD or MACE), or the table alone. Nothing without
+    such terms.
+    """
+    terms = potential.terms if isinstance(potential, SumPotential) else [potential]
+    pairs = [t for c, t in zip(cfg.potential.terms, terms) if isinstance(c, _PAIR_CORRECTIONS)]
+    if not pairs:
+        return []
+    species = list(dict.fromkeys(s for c in cfg.potential.terms if isinstance(c, _PAIR_CORRECTIONS) for s in c.species))
+    run_dir = Path(cfg.run_dir)
+    tables = tabulate_pairs(pairs, species)
+    table_file = write_pair_table(run_dir / "refined_pairs.table", tables,
+                                  comment=f"learned pair correction of {run_dir.name} (exprefine)")
+    models = [c for c in cfg.potential.terms if isinstance(c, (DeepmdConfig, MaceConfig))]
+    if len(models) == 1 and isinstance(models[0], DeepmdConfig):
+        lines = lammps_overlay_lines("deepmd", "refined_deepmd.pth", species, table_file.name, tables)
+    elif len(models) == 1:
+        lines = lammps_overlay_lines("mace", "refined.model-lammps.pt", species, table_file.name, tables)
+    else:
+        lines = f"pair_style table spline {len(tables[0].r_A)}\n" + "".join(
+            f"pair_coeff {species.index(t.species[0]) + 1} {species.index(t.species[1]) + 1} table "
+            f"{table_file.name} {t.keyword} {t.cutoff_A:.10g}\n" for t in tables)
+    note = (f"# LAMMPS atom types: {' '.join(f'{k + 1}={s}' for k, s in enumerate(species))}; "
+            "the table must be read in metal units\n")
+    lines_file = run_dir / "refined_pairs.lammps"
+    lines_file.write_text(note + lines)
+    return [table_file, lines_file]
 
 
 def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:
