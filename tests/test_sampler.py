@@ -170,3 +170,29 @@ def test_replicas_must_match():
 def test_settings_validation(overrides, match):
     with pytest.raises(ValueError, match=match):
         settings(**overrides)
+
+
+def test_sample_or_load_reuses_a_run_and_refuses_one_made_otherwise(tmp_path):
+    from exprefine.sampling import sample_or_load, settings_from_times
+
+    from conftest import argon_lattice, argon_lj
+
+    settings = settings_from_times(temperature_K=85.0, timestep_fs=10.0, equilibration_ps=0.2, production_ps=0.25,
+                                   frame_interval_fs=100.0, seed=3)
+    assert (settings.n_equilibration_steps, settings.n_production_steps, settings.stride_steps) == (20, 30, 10)
+    npt = settings_from_times(temperature_K=85.0, timestep_fs=10.0, equilibration_ps=0.2, production_ps=0.25,
+                              frame_interval_fs=100.0, pressure_bar=1.0, barostat_coupling="uniaxial_z")
+    assert npt.barostat is not None and npt.barostat.coupling == "uniaxial_z"
+    state = from_atoms(argon_lattice(2))
+    path = tmp_path / "md" / "run.pt"
+    first = sample_or_load(argon_lj(), state, settings, path)
+    again = sample_or_load(argon_lj(), state, settings, path)
+    assert not first.reused and again.reused
+    assert torch.equal(first.trajectory.positions_A, again.trajectory.positions_A)
+    assert again.steps_per_s == pytest.approx(first.steps_per_s)
+    other = settings_from_times(temperature_K=90.0, timestep_fs=10.0, equilibration_ps=0.2, production_ps=0.25,
+                                frame_interval_fs=100.0, seed=3)
+    with pytest.raises(ValueError, match="run.pt: made with another settings"):
+        sample_or_load(argon_lj(), state, other, path)
+    with pytest.raises(ValueError, match="potential fingerprint"):
+        sample_or_load(argon_lj(sigma_A=3.3), state, settings, path)

@@ -16,9 +16,11 @@ from .integrators import (
     velocity_verlet_step,
 )
 from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
+from .cache import CachedRun, sample_or_load, settings_from_times
 
 __all__ = [
     "BarostatSettings",
+    "CachedRun",
     "c_rescale_step",
     "MDState",
     "NoseHooverChainState",
@@ -35,6 +37,8 @@ __all__ = [
     "kinetic_energy_eV",
     "nose_hoover_chain_step",
     "sample",
+    "sample_or_load",
+    "settings_from_times",
     "temperature_K",
     "velocity_verlet_step",
 ]

@@ -1,0 +1,103 @@
+"""MD settings from physical times, and trajectories run once and reused from disk.
+
+Studies that compare several models (closed-loop metrics, cell-size scans) run many short MD
+runs; :func:`sample_or_load` keeps each one as a trajectory file with a JSON record beside it
+(the settings, the potential's parameter fingerprint, the wall time), so that a study that is
+interrupted continues where it stopped, and a file made with other settings or another
+potential is refused by name instead of being reused silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..potentials.base import Potential
+from ..state import State
+from ..trajectory import Trajectory, parameter_fingerprint
+from ..units import PS_IN_FS
+from .barostat import BarostatSettings
+from .sampler import SamplerSettings, sample
+
+
+def settings_from_times(
+    *,
+    temperature_K: float,
+    timestep_fs: float,
+    equilibration_ps: float,
+    production_ps: float,
+    frame_interval_fs: float,
+    friction_per_ps: float = 5.0,
+    seed: int = 0,
+    pressure_bar: float | None = None,
+    barostat_time_fs: float = 500.0,
+    barostat_coupling: str = "isotropic",
+) -> SamplerSettings:
+    """BAOAB Langevin settings in steps from times in ps and fs (NPT when ``pressure_bar`` is given).
+
+    The production length is rounded up to whole frame intervals.
+    """
+    stride = max(1, int(round(frame_interval_fs / timestep_fs)))
+    n_production = int(math.ceil(production_ps * PS_IN_FS / timestep_fs / stride - 1e-9)) * stride
+    barostat = None
+    if pressure_bar is not None:
+        barostat = BarostatSettings(pressure_bar=pressure_bar, time_fs=barostat_time_fs, coupling=barostat_coupling)
+    return SamplerSettings(
+        integrator="baoab", temperature_K=temperature_K, timestep_fs=timestep_fs, friction_per_ps=friction_per_ps,
+        n_equilibration_steps=int(round(equilibration_ps * PS_IN_FS / timestep_fs)), n_production_steps=n_production,
+        stride_steps=stride, seed=seed, barostat=barostat,
+    )
+
+
+@dataclass
+class CachedRun:
+    """A trajectory and how it was made.
+
+    Attributes:
+        trajectory: the stored frames.
+        wall_time_s: seconds the MD took when it ran.
+        steps_per_s: its speed.
+        reused: True when it was read from disk.
+    """
+
+    trajectory: Trajectory
+    wall_time_s: float
+    steps_per_s: float
+    reused: bool
+
+
+def sample_or_load(
+    potential: Potential,
+    state: State,
+    settings: SamplerSettings,
+    path: str | Path,
+    progress: bool = False,
+) -> CachedRun:
+    """The trajectory at ``path`` if it was made with these settings and this potential, else a new run saved there.
+
+    A file made with other settings or parameters raises a ValueError that names the file and
+    the difference (delete the file, or choose another path, to run again).
+    """
+    path = Path(path)
+    record_path = path.with_suffix(".json")
+    wanted = {"settings": _plain(settings), "potential_fingerprint": parameter_fingerprint(potential),
+              "n_atoms": state.n_atoms}
+    if path.exists() and record_path.exists():
+        record = json.loads(record_path.read_text())
+        for key, value in wanted.items():
+            if record.get(key) != value:
+                raise ValueError(f"{path}: made with another {key.replace('_', ' ')} ({record.get(key)!r}, now "
+                                 f"{value!r}); delete it or choose another path")
+        return CachedRun(Trajectory.load(path), float(record["wall_time_s"]), float(record["steps_per_s"]), True)
+    result = sample(potential, state, settings, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.trajectory.save(path)
+    speed = result.n_steps / max(result.wall_time_s, 1e-9)
+    record_path.write_text(json.dumps({**wanted, "wall_time_s": result.wall_time_s, "steps_per_s": speed}, indent=1))
+    return CachedRun(result.trajectory, result.wall_time_s, speed, False)
+
+
+def _plain(settings: SamplerSettings) -> dict:
+    return json.loads(json.dumps(asdict(settings)))
