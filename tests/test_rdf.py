@@ -247,3 +247,14 @@ def test_reduce_uniform_and_concentrated_weights():
     one_hot[2] = 1.0
     torch.testing.assert_close(obs.reduce(values, one_hot), values[2])
     assert not torch.allclose(values[2], values.mean(0))
+
+
+def test_thick_enough_is_the_cell_check_frame_by_frame():
+    from exprefine.observables import CellTooSmall, thick_enough
+    from exprefine.observables.base import check_cell_heights
+
+    cells = torch.stack([torch.eye(3, dtype=torch.float64) * h for h in (12.0, 11.95, 11.8)])
+    np.testing.assert_array_equal(thick_enough(6.0, cells).numpy(), [True, True, False])  # 11.95·1.01 ≥ 12
+    check_cell_heights("g", 6.0, cells[:2])
+    with pytest.raises(CellTooSmall, match="height 11.8"):
+        check_cell_heights("g", 6.0, cells)

@@ -10,7 +10,7 @@ import torch
 
 from exprefine.observables import RadialDistribution
 from exprefine.refine import Refiner, RefinerSettings, Target
-from exprefine.refine.checkpoint import load_checkpoint
+from exprefine.io.checkpoint import load_checkpoint
 from exprefine.sampling import SamplerSettings
 
 from conftest import argon_lj

@@ -145,3 +145,22 @@ def test_bad_conversions_raise(tmp_path):
     garbage.write_text("this is not\na structure file\n")
     with pytest.raises(ValueError, match="garbage.extxyz"):
         read_state(garbage)
+
+
+def test_trajectory_select_and_concatenate_keep_every_per_frame_field():
+    from conftest import make_trajectory
+
+    rng = np.random.default_rng(0)
+    traj = make_trajectory(rng.normal(size=(5, 4, 3)), np.stack([np.eye(3) * (10 + k) for k in range(5)]),
+                           np.array([18, 18, 18, 18]))
+    traj.energies_eV = torch.arange(5, dtype=torch.float64)
+    picked = traj.select(torch.tensor([True, False, True, False, True]))
+    assert picked.n_frames == 3 and picked.energies_eV.tolist() == [0.0, 2.0, 4.0]
+    assert torch.equal(picked.cells_A[1], traj.cells_A[2]) and picked.fingerprint == traj.fingerprint
+    assert traj.select(slice(1, 3)).energies_eV.tolist() == [1.0, 2.0]
+    joined = type(traj).concatenate([traj.select([3, 4]), traj.select([0])])
+    assert joined.energies_eV.tolist() == [3.0, 4.0, 0.0]
+    assert torch.equal(joined.positions_A[2], traj.positions_A[0])
+    other = make_trajectory(rng.normal(size=(1, 4, 3)), np.eye(3)[None] * 10, np.array([10, 10, 10, 10]))
+    with pytest.raises(ValueError, match="trajectory 1 holds other atoms"):
+        type(traj).concatenate([traj, other])

@@ -21,7 +21,12 @@ Reads the run's ``config.yaml`` (its potential, truth cell, targets and label da
    ``MACECalculator`` on ``refined.model``) and ASE's Langevin, ``--native-ps`` long, in the mean
    cell of exprefine's refined run (NVT at ⟨V⟩ of an NPT run has the same structure to O(1/N)):
    its S(Q) and G(r) against the data and against exprefine's own refined trajectory.
-6. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
+6. **Closed loop** (``--closed-loop-sizes``): both models against the reference potential that made
+   the synthetic data (base + GFN1's D3, :mod:`exprefine.closed_loop`) on the held-out label frames
+   and on MD frames of the reference and of each model per cell size (no tblite needed), and the
+   rigid-layer binding curves of base, refined and reference (strategies.py does the same for
+   every strategy).
+7. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
 
 Every MD run is saved in ``<run>/report/`` and reused when the report is written again.
 """
@@ -111,8 +116,9 @@ def native_tool_file(run: Path) -> Path:
     raise FileNotFoundError(f"no refined model file (refined_deepmd.pth or refined.model) in {run}")
 
 
-def native_calculator(model_file: Path, dtype: str = "float64"):
-    """The ASE calculator of ``model_file``'s own package (DeePMD-kit's DP or MACECalculator).
+def native_calculator(model_file: Path, dtype: str = "float64", pair_table: Path | None = None):
+    """The ASE calculator of ``model_file``'s own package (DeePMD-kit's DP or MACECalculator), summed with
+    the refined pair correction read from its LAMMPS table file when ``pair_table`` is given.
 
     ``dtype``: MACECalculator's ``default_dtype``, the precision the run's own MD used
     (``system.dtype``); DeePMD-kit's frozen model keeps its own.
@@ -120,10 +126,18 @@ def native_calculator(model_file: Path, dtype: str = "float64"):
     if model_file.suffix == ".pth":
         from deepmd.calculator import DP
 
-        return DP(model=str(model_file))
-    from mace.calculators import MACECalculator
+        calc = DP(model=str(model_file))
+    else:
+        from mace.calculators import MACECalculator
 
-    return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype=dtype)
+        calc = MACECalculator(model_paths=str(model_file), device="cpu", default_dtype=dtype)
+    if pair_table is None:
+        return calc
+    from ase.calculators.mixing import SumCalculator
+
+    from exprefine.io.lammps_table import TabulatedPairCalculator
+
+    return SumCalculator([calc, TabulatedPairCalculator(pair_table)])
 
 
 def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.ndarray):
@@ -148,7 +162,8 @@ def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.
     model_file = native_tool_file(run)
     atoms = build_state(cfg).to_atoms()[0]
     atoms.set_cell(cell_A, scale_atoms=True)
-    atoms.calc = native_calculator(model_file, cfg.system.dtype)
+    table = run / "refined_pairs.table"
+    atoms.calc = native_calculator(model_file, cfg.system.dtype, table if table.exists() else None)
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
     dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=s.temperature_K,
@@ -184,34 +199,23 @@ def thick_frames(trajectory, r_max_A: float):
     """The frames of ``trajectory`` whose cells are thick enough for ``r_max_A`` (Å), and how many were not.
 
     A model that packs the layers below the truth's spacing can take an NPT cell below 2·r_max
-    in some frames (observables.base.HEIGHT_TOLERANCE); S(Q), G(r) and the partials are then
-    averaged over the other frames and the report says how many were left out.
+    in some frames (the library's :func:`~exprefine.observables.thick_enough`); S(Q), G(r) and the
+    partials are then averaged over the other frames and the report says how many were left out.
     """
-    from dataclasses import replace as dc_replace
+    from exprefine.observables import thick_enough
 
-    import torch
-
-    from exprefine.neighbors import cell_heights_A
-    from exprefine.observables.base import HEIGHT_TOLERANCE
-
-    heights = np.array([float(np.min(cell_heights_A(c))) for c in trajectory.cells_A.double().numpy()])
-    keep = np.flatnonzero(r_max_A <= 0.5 * heights * (1.0 + HEIGHT_TOLERANCE))
-    n_thin = trajectory.n_frames - len(keep)
+    keep = thick_enough(r_max_A, trajectory.cells_A)
+    n_thin = trajectory.n_frames - int(keep.sum())
     if n_thin == 0:
         return trajectory, 0
-    if len(keep) == 0:
-        raise SystemExit(f"report.py: every frame's cell is thinner than 2·r_max = {2 * r_max_A:g} Å "
-                         f"(smallest height {heights.min():.3f} Å)")
-    idx = torch.as_tensor(keep, dtype=torch.long)
-    sub = dc_replace(trajectory, positions_A=trajectory.positions_A[idx], cells_A=trajectory.cells_A[idx],
-                     energies_eV=trajectory.energies_eV[idx], time_fs=trajectory.time_fs[idx],
-                     replica=trajectory.replica[idx])
-    return sub, n_thin
+    if n_thin == trajectory.n_frames:
+        raise SystemExit(f"report.py: every frame's cell is thinner than 2·r_max = {2 * r_max_A:g} Å")
+    return trajectory.select(keep), n_thin
 
 
 def observable_r_max_A(observable) -> float:
     """The r_max (Å) an r-based observable needs (S(Q) and G(r) keep theirs in their r binning); 0 if none."""
-    for holder in (observable, getattr(observable, "_binning", None)):
+    for holder in (observable, getattr(observable, "binning", None)):
         if holder is not None and getattr(holder, "r_max_A", None) is not None:
             return float(holder.r_max_A)
     return 0.0
@@ -296,6 +300,43 @@ def transferability(model: Path, tag: str, sizes: list[str], frames: int) -> dic
     return json.loads((out / tag / "transferability.json").read_text())
 
 
+def closed_loop(cfg, base, refined, md_dir: Path, sizes: list[str]) -> dict:
+    """Base and refined model vs the reference (base + D3): held-out frames, cell sizes, binding curves."""
+    import strategies as st
+
+    _, reference, _ = st.base_and_reference(cfg)
+    tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
+    protocol = st.Protocol(sizes=tuple(sizes))
+    out = {"held_out": {}, "sizes": {}, "binding": {}}
+    for name, potential in (("base", base), ("refined", refined)):
+        out["held_out"][name] = st.held_out_errors(cfg, potential, reference, protocol)["vs_reference"]
+        out["sizes"][name] = st.size_errors(potential, reference, tag, protocol, md_dir, name, smoke=False)
+    for name, potential in (("base", base), ("refined", refined), ("reference", reference)):
+        out["binding"][name] = st.binding(potential, protocol, smoke=False)
+    return out
+
+
+def closed_loop_lines(loop: dict, sizes: list[str]) -> list[str]:
+    lines = ["## Closed loop: against the reference that made the data (base + GFN1 D3(BJ))", ""]
+    rows = [["model", "frames", "F RMSE (meV/Å)", "E SD (meV/atom)", "stress RMSE (meV/Å³)"]]
+    for name, e in loop["held_out"].items():
+        rows.append([name, "held-out label frames", f"{e['force_rmse_meV_per_A']:.1f}",
+                     f"{e['energy_sd_meV_per_atom']:.2f}", f"{e['stress_rmse_meV_per_A3']:.3f}"])
+    for size in sizes:
+        for name, by_size in loop["sizes"].items():
+            row = by_size[size]
+            for key in ("reference_frames", "own_frames"):
+                e = row[key]
+                rows.append([name, f"{size} ({row['n_atoms']} atoms), MD of the {key.split('_')[0]} "
+                             f"({e['n_frames']} frames)", f"{e['force_rmse_meV_per_A']:.1f}",
+                             f"{e['energy_sd_meV_per_atom']:.2f}", f"{e['stress_rmse_meV_per_A3']:.3f}"])
+    lines += table(rows) + ["", "Rigid-layer binding curve (2×2 AB bilayer, E(d) − E(15 Å)):", ""]
+    rows = [["model", "binding energy (meV/atom)", "d_min (Å)"]]
+    for name, b in loop["binding"].items():
+        rows.append([name, f"{b['binding_energy_meV_per_atom']:.1f}", f"{b['d_min_A']:.3f}"])
+    return lines + table(rows) + [""]
+
+
 def plot_curves(path: Path, curves: dict[str, dict]) -> None:
     """Each target's curve of every model (``curves[model][target]``) against the data and its σ band."""
     import matplotlib
@@ -356,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="NVT production of the refined model file through its own ASE calculator (0: skip)")
     p.add_argument("--n-layers", type=int, default=None,
                    help="layers in the truth cell (default: the synthetic experiment's settings, else 2)")
+    p.add_argument("--closed-loop-sizes", nargs="*", default=["2x2", "4x2", "4x4", "8x4"],
+                   help="cells of the closed-loop comparison with the reference (none: skip it)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -397,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     base_file = base_model_file(cfg)
     sizes_base = transferability(base_file, base_file.stem, args.sizes, args.frames)
     sizes_refined = transferability(native_model_file(run), f"{run.name}_refined", args.sizes, args.frames)
+    loop = closed_loop(cfg, base, refined, out / "closed_loop_md", args.closed_loop_sizes) \
+        if args.closed_loop_sizes else None
     for src in ("history.png",):
         if (run / src).exists():
             shutil.copyfile(run / src, out / src)
@@ -470,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += table(rows) + [
         "", f"Figures: `results/transferability/{base_file.stem}/transferability.png`, "
         f"`results/transferability/{run.name}_refined/transferability.png`.", "",
+        *(closed_loop_lines(loop, args.closed_loop_sizes) if loop else []),
         "## Refinement history", "", "![history](history.png)", "",
         f"{summary.get('n_updates')} updates, {summary.get('n_samplings')} trajectories, "
         f"{summary.get('wall_time_s', 0):.0f} s. Hardware: {platform.processor() or platform.machine()}, "
@@ -480,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {k: asdict(v) for k, v in results.items()}, "dft_test": dft,
         "native_tool": None if native is None else {"run": asdict(native), "chi2_vs_exprefine": native_vs_exprefine}, "n_test_frames": n_test,
         "sizes_base": sizes_base["sizes"], "sizes_refined": sizes_refined["sizes"], "truth_cell": truth_cell,
+        "closed_loop": loop,
         "refinement": {k: summary.get(k) for k in ("n_updates", "n_samplings", "wall_time_s")}}, indent=1))
     print(f"→ {out / 'report.md'}")
     return 0

@@ -185,20 +185,6 @@ def stage_nvt(args, model, start) -> list:
     return segments
 
 
-def concatenate_trajectories(parts: list):
-    import torch
-
-    from exprefine.trajectory import Trajectory
-
-    first = parts[0]
-    return Trajectory(
-        positions_A=torch.cat([p.positions_A for p in parts]), cells_A=torch.cat([p.cells_A for p in parts]),
-        pbc=first.pbc, atomic_numbers=first.atomic_numbers, masses_amu=first.masses_amu,
-        energies_eV=torch.cat([p.energies_eV for p in parts]), kT_eV=first.kT_eV, fingerprint=first.fingerprint,
-        pressure_eV_per_A3=first.pressure_eV_per_A3,
-    )
-
-
 # ---------------------------------------------------------------------------- observables
 @dataclass
 class Curves:
@@ -342,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from exprefine.state import from_atoms
     from exprefine.structures import gcn_stack
+    from exprefine.trajectory import Trajectory
 
     torch.set_num_threads(args.threads)
     if args.layers < 2 or args.layers % 2:
@@ -379,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     start_atoms.info.update(source="synthetic_experiment.py: last NPT frame of the truth-quality model on its mean cell",
                             interlayer_spacing_A=stats.spacing_A, n_layers=args.layers)
     ase_write(cell_file, start_atoms)
-    trajectory = concatenate_trajectories(stage_nvt(args, model, start))
+    trajectory = Trajectory.concatenate(stage_nvt(args, model, start))
     curves = observables(args, trajectory)
     s_noisy, sigma_s, g_noisy, sigma_g = noisy_data(args, curves)
 

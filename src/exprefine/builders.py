@@ -45,15 +45,20 @@ from .observables import (
     StructureFactor,
     TotalRDF,
 )
+from .data import (concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split,
+                   split_by_key)
+from .experiment import interpolate, load_table
 from .io.lammps_table import lammps_overlay_lines, tabulate_pairs, write_pair_table
 from .potentials import LennardJones, Potential, SumPotential
+from .potentials.deepmd import DeepmdPotential
+from .potentials.mace import MacePotential
 from .potentials.repulsive import RepulsivePrior
 from .potentials.dispersion import PairDispersion
 from .potentials.spline import PairSpline
 from .potentials.three_body import StillingerWeberThreeBody
 from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, Target
 from .training import TrainSettings
-from .refine.checkpoint import load_checkpoint
+from .io.checkpoint import load_checkpoint
 from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
 from .units import PS_IN_FS, kelvin_to_eV
@@ -121,13 +126,9 @@ def build_potential(cfg: Config) -> Potential:
                                         damping_radius_A=term.damping_radius_A, switch_on_A=term.switch_on_A,
                                         trainable=term.trainable))
         elif isinstance(term, MaceConfig):
-            from .potentials.mace import MacePotential
-
             terms.append(MacePotential.from_file(term.model_file, dtype=_DTYPES[cfg.system.dtype],
                                                  trainable=term.trainable, head=term.head, skin_A=term.skin_A))
         elif isinstance(term, DeepmdConfig):
-            from .potentials.deepmd import DeepmdPotential
-
             terms.append(DeepmdPotential.from_file(term.checkpoint_file, dtype=_DTYPES[cfg.system.dtype],
                                                    trainable=term.trainable, head=term.head))
         elif isinstance(term, ThreeBodyConfig):
@@ -296,8 +297,6 @@ def build_observable(obs_cfg, temperature_K: float) -> Observable:
 
 def build_target(t: TargetConfig, temperature_K: float) -> Target:
     """A Target: the observable plus the measured data interpolated onto its grid."""
-    from .experiment import interpolate, load_table
-
     observable = build_observable(t.observable, temperature_K)
     scalar = t.scalar_value
     if scalar is not None:
@@ -409,9 +408,6 @@ def build_dft_split(cfg: Config):
     (``split_key``) is recomputed from the frame names, so frames added to the data set later fall
     into their own subsets and the old frames keep theirs.
     """
-    from .data import (concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split,
-                       split_by_key)
-
     d = cfg.dft
     if d is None:
         raise ValueError("the config has no dft section")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from .units import AMU_A2_PER_FS2_IN_eV
+
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
@@ -151,8 +153,6 @@ class State:
         """One ASE Atoms per system (velocities become ASE momenta)."""
         from ase import Atoms
 
-        from .units import AMU_A2_PER_FS2_IN_eV
-
         atoms_list = []
         for one in self.split():
             atoms = Atoms(
@@ -206,8 +206,6 @@ def from_atoms(
     any atom has a non-zero momentum.
     """
     from ase import Atoms
-
-    from .units import AMU_A2_PER_FS2_IN_eV
 
     if isinstance(atoms, Atoms):
         atoms = [atoms]

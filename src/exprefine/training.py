@@ -1,14 +1,7 @@
 """Fitting a potential to labelled reference data (energies, forces, stress): the DFT loss and a trainer.
 
-The loss of a batch B of frames (each frame i with N_i atoms):
-
-    L_DFT = w_E · mean_{i∈B} ((E_pred,i − E_ref,i)/N_i)²          [(eV/atom)²]
-          + w_F · mean over the atoms and x, y, z of (F_pred − F_ref)²  [(eV/Å)²]
-          + w_S · mean over the stress frames and 9 components of (σ_pred − σ_ref)²  [(eV/Å³)²]
-
-Forces and stress come from :meth:`Potential.compute` with ``create_graph=True``, so the
-gradient of L_DFT reaches the parameters through them. The same function serves a pure fit
-(:func:`train`) and, added to the experimental loss, fused training.
+The loss is :func:`exprefine.data.loss.dft_loss_terms` (re-exported here), the one the fused
+refinement adds to the experimental loss.
 
 :func:`train` runs Adam over shuffled batches, evaluates the validation set after every
 epoch, keeps the parameters with the lowest validation loss, writes a checkpoint every
@@ -28,76 +21,16 @@ from typing import Any
 
 import torch
 
-from .data.dft import DFTBatch, DFTDataset
+from .data.dft import DFTDataset
+from .data.loss import DFTLossTerms, dft_loss, dft_loss_terms
 from .data.metrics import DFTErrors, evaluate_dft_errors
-from .data.predict import predict_batch, potential_device
+from .io.checkpoint import load_checkpoint, save_checkpoint
+from .data.predict import potential_device
 from .potentials.base import Potential
 
 CHECKPOINT_NAME = "train_latest.pt"
-
-
-# ------------------------------------------------------------------- loss
-@dataclass
-class DFTLossTerms:
-    """The DFT loss of a batch and its unweighted parts.
-
-    Attributes:
-        total: weighted sum, a differentiable scalar.
-        energy_mse: mean over frames of ((E_pred − E_ref)/N)², (eV/atom)².
-        force_mse: mean over atoms and components of (F_pred − F_ref)², (eV/Å)².
-        stress_mse: mean over stress-labelled frames and components of (σ_pred − σ_ref)², (eV/Å³)²
-            (zero when the stress weight is zero or no frame has a stress label).
-        n_frames: frames in the batch.
-        n_atoms: atoms in the batch.
-        n_stress_frames: frames that entered the stress term.
-    """
-
-    total: torch.Tensor
-    energy_mse: torch.Tensor
-    force_mse: torch.Tensor
-    stress_mse: torch.Tensor
-    n_frames: int
-    n_atoms: int
-    n_stress_frames: int
-
-
-def dft_loss_terms(
-    potential: Potential,
-    batch: DFTBatch,
-    energy_weight: float = 1.0,
-    force_weight: float = 1.0,
-    stress_weight: float = 0.0,
-) -> DFTLossTerms:
-    """The DFT loss of ``batch`` (see the module docstring) with its graph to the parameters."""
-    stress_mask = batch.has_stress if stress_weight > 0 else torch.zeros_like(batch.has_stress)
-    pred = predict_batch(potential, batch.state, stress_mask, create_graph=True)
-    f64 = torch.float64
-    n_atoms = batch.n_atoms_per_frame.to(f64)
-    de = (pred.energies_eV.to(f64) - batch.energies_eV) / n_atoms
-    energy_mse = de.pow(2).mean()
-    force_mse = (pred.forces_eV_per_A.to(f64) - batch.forces_eV_per_A).pow(2).mean()
-    n_stress = int(stress_mask.sum())
-    if n_stress:
-        ds = pred.stress_eV_per_A3.to(f64)[stress_mask] - batch.stress_eV_per_A3[stress_mask]
-        stress_mse = ds.pow(2).mean()
-    else:
-        stress_mse = torch.zeros((), dtype=f64, device=energy_mse.device)
-    total = energy_weight * energy_mse + force_weight * force_mse
-    if n_stress:
-        total = total + stress_weight * stress_mse
-    return DFTLossTerms(total=total, energy_mse=energy_mse, force_mse=force_mse, stress_mse=stress_mse,
-                        n_frames=batch.n_frames, n_atoms=batch.state.n_atoms, n_stress_frames=n_stress)
-
-
-def dft_loss(
-    potential: Potential,
-    batch: DFTBatch,
-    energy_weight: float = 1.0,
-    force_weight: float = 1.0,
-    stress_weight: float = 0.0,
-) -> torch.Tensor:
-    """The weighted DFT loss of ``batch``: a differentiable scalar (see :func:`dft_loss_terms`)."""
-    return dft_loss_terms(potential, batch, energy_weight, force_weight, stress_weight).total
+__all__ = ["CHECKPOINT_NAME", "LR_SCHEDULES", "DFTLossTerms", "EpochRecord", "TrainResult", "TrainSettings", "dft_loss",
+           "dft_loss_terms", "plot_learning_curves", "train", "write_train_log"]
 
 
 # --------------------------------------------------------------- settings
@@ -321,8 +254,6 @@ def _evaluate(potential: Potential, dataset: DFTDataset, settings: TrainSettings
 def _save_train_checkpoint(path: Path, potential: Potential, optimizer: torch.optim.Optimizer, scheduler: Any,
                            generator: torch.Generator, run: _RunState, settings: TrainSettings,
                            wall_time_s: float) -> None:
-    from .refine.checkpoint import save_checkpoint  # here: exprefine.refine imports this module
-
     save_checkpoint(path, {
         "kind": "train",
         "potential_state": potential.state_dict(),
@@ -343,8 +274,6 @@ def _save_train_checkpoint(path: Path, potential: Potential, optimizer: torch.op
 
 def _load_train_checkpoint(path: Path, potential: Potential, optimizer: torch.optim.Optimizer, scheduler: Any,
                            generator: torch.Generator, settings: TrainSettings) -> _RunState:
-    from .refine.checkpoint import load_checkpoint  # here: exprefine.refine imports this module
-
     ck = load_checkpoint(path)
     if ck.get("kind") != "train":
         raise ValueError(f"{path} is not a training checkpoint")
@@ -517,8 +446,6 @@ def train(
 def _write_outputs(result: TrainResult, potential: Potential, settings: TrainSettings, run_dir: Path) -> None:
     write_train_log(result.history, run_dir / "train_log.csv")
     plot_learning_curves(result.history, run_dir / "learning_curves.png")
-    from .refine.checkpoint import save_checkpoint  # here: exprefine.refine imports this module
-
     save_checkpoint(run_dir / "train_model.pt", {
         "kind": "train_model",
         "potential_state": potential.state_dict(),

@@ -8,7 +8,7 @@ enters Boltzmann weights.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -90,6 +90,29 @@ class Trajectory:
             masses=self.masses_amu.repeat(nf),
             system_idx=torch.arange(nf, device=pos.device).repeat_interleave(n),
         )
+
+    def select(self, frames: Sequence[int] | slice | torch.Tensor) -> "Trajectory":
+        """A trajectory of the selected frames (indices, a slice or a boolean mask), same provenance."""
+        index = torch.arange(self.n_frames)[frames] if isinstance(frames, slice) else torch.as_tensor(frames)
+        if index.dtype == torch.bool:
+            index = index.nonzero().reshape(-1)
+        return replace(self, positions_A=self.positions_A[index], cells_A=self.cells_A[index],
+                       energies_eV=self.energies_eV[index], time_fs=self.time_fs[index], replica=self.replica[index])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Trajectory"]) -> "Trajectory":
+        """The frames of ``parts`` one after the other (same atoms, temperature and ensemble; the
+        provenance of the first)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        for k, p in enumerate(parts[1:], start=1):
+            if not torch.equal(p.atomic_numbers, first.atomic_numbers) or p.kT_eV != first.kT_eV:
+                raise ValueError(f"trajectory {k} holds other atoms or another temperature than trajectory 0")
+        return replace(first, positions_A=torch.cat([p.positions_A for p in parts]),
+                       cells_A=torch.cat([p.cells_A for p in parts]),
+                       energies_eV=torch.cat([p.energies_eV for p in parts]),
+                       time_fs=torch.cat([p.time_fs for p in parts]), replica=torch.cat([p.replica for p in parts]))
 
     def chunks(self, chunk_size: int) -> list[slice]:
         """Consecutive frame slices of at most ``chunk_size`` frames."""

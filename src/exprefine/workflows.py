@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from .builders import (
+    build_dft_split,
     build_potential,
     build_refiner,
     build_state,
@@ -17,15 +18,19 @@ from .builders import (
     load_potential_state,
     sampler_settings,
     save_native_models,
+    train_settings,
 )
-from .config import Config, save_resolved
+from .config import Config, config_to_plain, save_resolved
+from .data import evaluate_dft_errors
+from .io import read_frames, read_lammps_dump
+from .io.checkpoint import save_checkpoint
 from .refine import Evaluation, RefinementResult, evaluate_targets
 from .refine.plots import plot_targets
 from .sampling import SampleResult, sample
+from .training import TrainResult, train
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import DFTErrors
-    from .training import TrainResult
 
 
 class RunDirectoryInUse(RuntimeError):
@@ -89,14 +94,6 @@ def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, pro
     of a later refinement can point at it), native model files (MACE ``.model``),
     ``dft_errors_test.json`` and the trainer's log, curves and checkpoints.
     """
-    from dataclasses import asdict
-
-    from .builders import build_dft_split, train_settings
-    from .config import config_to_plain
-    from .data import evaluate_dft_errors
-    from .refine.checkpoint import save_checkpoint
-    from .training import train
-
     _threads(cfg)
     run_dir = Path(cfg.run_dir)
     latest = run_dir / "checkpoints" / "train_latest.pt"
@@ -175,8 +172,6 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     The configured potential (with ``checkpoint``'s parameters if given) serves the
     observables that need one (pressure).
     """
-    from .io import read_frames, read_lammps_dump
-
     _threads(cfg)
     path = Path(frames_file)
     if not path.exists():

@@ -6,6 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
+from .. import __version__, workflows
+from ..config import ConfigError, config_to_plain, load_config
+from ..sampling import SimulationBlowUp
+from ..workflows import RunDirectoryInUse
+
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", type=Path, help="YAML configuration file")
@@ -19,8 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exprefine",
         description="Refine interatomic potentials against experimental data (DiffTRe).",
     )
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"exprefine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -69,19 +74,11 @@ def _print_evaluation(title: str, evaluation) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..config import load_config
-
     cfg = load_config(args.config, args.overrides)
     if args.command == "config":
-        import yaml
-
-        from ..config import config_to_plain
-
         print(yaml.safe_dump(config_to_plain(cfg), sort_keys=False), end="")
         print(f"{args.config}: valid")
         return 0
-
-    from .. import workflows
 
     progress = not args.no_progress
     if args.command == "refine":
@@ -126,10 +123,6 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors for bad input, exit codes 2 (input) and 3 (simulation)."""
-    from ..config import ConfigError
-    from ..sampling import SimulationBlowUp
-    from ..workflows import RunDirectoryInUse
-
     try:
         code = run(argv)
     except (ConfigError, ValueError, FileNotFoundError, RunDirectoryInUse) as exc:

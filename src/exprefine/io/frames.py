@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..potentials.base import Potential
+from ..reweighting import frame_energies
 from ..trajectory import Trajectory, parameter_fingerprint
 from ..units import kT_eV
 
@@ -85,8 +86,6 @@ def with_reference_energies(
     Valid only if the frames are a Boltzmann sample of ``potential`` (the same model, e.g. run
     in LAMMPS) at the trajectory's temperature (or ``temperature_K``).
     """
-    from ..reweighting import frame_energies
-
     kT = kT_eV(temperature_K) if temperature_K is not None else trajectory.kT_eV
     if not kT > 0:
         raise ValueError("reweighting needs the temperature the frames were sampled at: pass temperature_K")

@@ -1,7 +1,8 @@
 """Observables: per-frame values of structural and thermodynamic quantities and their ensemble averages."""
 
 from .adf import AngularDistribution
-from .base import CellTooSmall, Observable
+from .base import CellTooSmall, Observable, thick_enough
+from .binning import RadialBinning
 from .density import Density
 from .peaks import InterlayerSpacing, PeakPosition
 from .pressure import Pressure
@@ -10,6 +11,8 @@ from .scattering import PairDistributionFunction, StructureFactor, TotalRDF
 
 __all__ = [
     "CellTooSmall",
+    "RadialBinning",
+    "thick_enough",
     "Observable",
     "Density",
     "InterlayerSpacing",

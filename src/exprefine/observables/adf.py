@@ -24,9 +24,7 @@ from ..potentials.base import Potential, atomic_number, element_symbols
 from ..state import State
 from ..trajectory import Trajectory
 from .base import Observable, check_cell_heights
-
-#: Gaussian kernels are cut at this many σ (the mass beyond is < 6e-7).
-KERNEL_HALF_WIDTH_SIGMAS = 5.0
+from .binning import KERNEL_HALF_WIDTH_SIGMAS, check_species_present
 
 #: Angle units of the output: the factor from radians and the suffix of the name.
 ANGLE_UNITS: dict[str, tuple[float, str]] = {"degree": (180.0 / math.pi, "deg"), "radian": (1.0, "rad")}
@@ -101,7 +99,7 @@ class AngularDistribution(Observable):
     def check(self, trajectory: Trajectory) -> None:
         """Refuse non-periodic frames, r_max beyond half a cell height, absent species."""
         self._check_cells(trajectory.cells_A, trajectory.pbc)
-        self._check_species(trajectory.atomic_numbers)
+        check_species_present(self.name, self._z, trajectory.atomic_numbers)
 
     def _check_cells(self, cells: torch.Tensor, pbc: torch.Tensor) -> None:
         if not bool(torch.as_tensor(pbc).all()):
@@ -110,21 +108,12 @@ class AngularDistribution(Observable):
             )
         check_cell_heights(self.name, self.r_max_A, cells)
 
-    def _check_species(self, atomic_numbers: torch.Tensor) -> None:
-        present = set(int(z) for z in torch.unique(atomic_numbers).tolist())
-        for z, sym in zip(self._z, self.species):
-            if z not in present:
-                raise ValueError(
-                    f"{self.name}: species {sym} is absent from the frames "
-                    f"(elements present: {', '.join(element_symbols(sorted(present)))})"
-                )
-
     # ------------------------------------------------------------ values
     def per_frame(self, frames: State, potential: Potential | None = None) -> torch.Tensor:
         """[n_frames, n_bins] p(θ) of each frame in 1/degree or 1/radian (float64)."""
         frames = frames.to(torch.float64)
         self._check_cells(frames.cell, frames.pbc)
-        self._check_species(frames.atomic_numbers)
+        check_species_present(self.name, self._z, frames.atomic_numbers)
         angles, system = triplet_angles(frames, self._z, self.r_min_A, self.r_max_A)
         n_frames = frames.n_systems
         n_triplets = torch.bincount(system, minlength=n_frames).to(torch.float64)

@@ -32,11 +32,20 @@ class CellTooSmall(ValueError):
 HEIGHT_TOLERANCE = 0.01
 
 
+def thick_enough(r_max_A: float, cells: torch.Tensor) -> torch.Tensor:
+    """[n] True for each of ``cells`` ([n, 3, 3], Å) whose smallest height is at least 2·``r_max_A``
+    within :data:`HEIGHT_TOLERANCE` (the one definition of "too thin" for pair observables)."""
+    heights = torch.tensor([float(np.min(cell_heights_A(c)))
+                            for c in cells.detach().cpu().double().reshape(-1, 3, 3).numpy()], dtype=torch.float64)
+    return r_max_A <= 0.5 * heights * (1.0 + HEIGHT_TOLERANCE) + 1e-9
+
+
 def check_cell_heights(name: str, r_max_A: float, cells: torch.Tensor) -> None:
     """Raise :class:`CellTooSmall` if ``r_max_A`` exceeds half the smallest height of any of ``cells`` ([n, 3, 3], Å)
     by more than :data:`HEIGHT_TOLERANCE` (1 %)."""
-    smallest = min(float(np.min(cell_heights_A(c))) for c in cells.detach().cpu().double().reshape(-1, 3, 3).numpy())
-    if r_max_A > 0.5 * smallest * (1.0 + HEIGHT_TOLERANCE) + 1e-9:
+    ok = thick_enough(r_max_A, cells)
+    if not bool(ok.all()):
+        smallest = min(float(np.min(cell_heights_A(c))) for c in cells.detach().cpu().double().reshape(-1, 3, 3).numpy())
         raise CellTooSmall(
             f"{name}: r_max_A = {r_max_A:g} Å exceeds half the smallest cell height "
             f"{0.5 * smallest:g} Å (height {smallest:g} Å) by more than {100 * HEIGHT_TOLERANCE:g} %; "

@@ -44,6 +44,7 @@ from ..potentials.base import Potential, atomic_number, element_symbols
 from ..state import State
 from ..trajectory import Trajectory
 from .base import Observable
+from .binning import RadialBinning
 from .rdf import RadialDistribution
 
 #: Radiations with tabulated scattering amplitudes.
@@ -495,14 +496,17 @@ class PartialRDFs:
     composition: Composition
 
 
-def partial_rdfs(frames: State, binning: RadialDistribution) -> PartialRDFs:
+def partial_rdfs(frames: State, binning: RadialBinning | RadialDistribution) -> PartialRDFs:
     """Every partial g_ab(r) on the bins (and smoothing) of ``binning``, frames in float64.
 
     ``binning`` supplies the r grid, the Gaussian kernel and the cell check (r_max ≤ half
-    the smallest cell height); its ``species`` is ignored.
+    the smallest cell height); a :class:`RadialDistribution` lends its binning (its species
+    are ignored).
     """
+    if isinstance(binning, RadialDistribution):
+        binning = binning.binning
     frames = frames.to(torch.float64)
-    binning._check_cells(frames.cell, frames.pbc)
+    binning.check_cells(frames.cell, frames.pbc)
     comp = composition_of(frames)
     n_s = len(comp.symbols)
     n_frames = frames.n_systems
@@ -513,12 +517,12 @@ def partial_rdfs(frames: State, binning: RadialDistribution) -> PartialRDFs:
     lo, hi = torch.minimum(ta, tb), torch.maximum(ta, tb)
     dist = pairs.vectors(frames.positions, frames.cell).norm(dim=-1)
     group = (pairs.system * n_s + lo) * n_s + hi
-    counts = binning._smoothed_counts(dist, group, n_frames * n_s * n_s).view(n_frames, n_s, n_s, -1)
+    counts = binning.smoothed_counts(dist, group, n_frames * n_s * n_s).view(n_frames, n_s, n_s, -1)
     # A half list holds each unordered pair once: Σ_{i∈a, j∈b, j≠i} counts it twice when a = b.
     counts = counts + counts.transpose(1, 2)  # a < b filled both ways; a = b doubled
     n = torch.tensor(comp.counts, dtype=torch.float64, device=frames.device)
     volume = frames.volume_A3()
-    ideal = binning._ideal_shell_A3.to(device=frames.device)
+    ideal = binning.ideal_shell_volumes_A3.to(device=frames.device)
     g = counts * volume[:, None, None, None] / (n[:, None] * n[None, :])[None, :, :, None] / ideal
     g_inf = 1.0 - torch.diag(1.0 / n)
     return PartialRDFs(binning.grid().to(frames.device), g, g_inf, comp.n_atoms / volume, comp)
@@ -684,12 +688,11 @@ class TotalRDF(Observable):
         _check_radiation(radiation)
         self.radiation = radiation
         self.name = f"total_rdf_{radiation}"
-        self._binning = RadialDistribution(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A)
-        self._binning.name = self.name
+        self._binning = RadialBinning(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A, name=self.name)
         self._weights = _WeightCache(radiation, None)
 
     @property
-    def binning(self) -> RadialDistribution:
+    def binning(self) -> RadialBinning:
         return self._binning
 
     def grid(self) -> torch.Tensor:
@@ -699,7 +702,7 @@ class TotalRDF(Observable):
         return "r (Å)"
 
     def check(self, trajectory: Trajectory) -> None:
-        self._binning.check(trajectory)
+        self._binning.check_cells(trajectory.cells_A, trajectory.pbc)
         _check_scatterers(trajectory.atomic_numbers, self.radiation)
 
     def per_frame(self, frames: State, potential: Potential | None = None) -> torch.Tensor:
@@ -745,8 +748,7 @@ class PairDistributionFunction(Observable):
         _check_radiation(radiation)
         self.radiation = radiation
         self.name = f"pdf_{radiation}"
-        self._binning = RadialDistribution(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A)
-        self._binning.name = self.name
+        self._binning = RadialBinning(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A, name=self.name)
         if q_max_inv_A is None:
             if lorch or q_damping_A:
                 raise ValueError(f"{self.name}: lorch and q_damping_A need q_max_inv_A")
@@ -765,7 +767,7 @@ class PairDistributionFunction(Observable):
         self._weights = _WeightCache(radiation, self._q)
 
     @property
-    def binning(self) -> RadialDistribution:
+    def binning(self) -> RadialBinning:
         return self._binning
 
     def grid(self) -> torch.Tensor:
@@ -775,7 +777,7 @@ class PairDistributionFunction(Observable):
         return "r (Å)"
 
     def check(self, trajectory: Trajectory) -> None:
-        self._binning.check(trajectory)
+        self._binning.check_cells(trajectory.cells_A, trajectory.pbc)
         _check_scatterers(trajectory.atomic_numbers, self.radiation)
 
     def per_frame(self, frames: State, potential: Potential | None = None) -> torch.Tensor:
@@ -855,10 +857,14 @@ class StructureFactor(Observable):
         else:
             if r_max_A is None:
                 raise ValueError(f"{self.name}: the Fourier route needs r_max_A (≤ half the smallest cell height)")
-            self._binning = RadialDistribution(r_max_A, n_bins, bin_width_A, 0.0, smoothing_A)
-            self._binning.name = self.name
+            self._binning = RadialBinning(r_max_A, n_bins, bin_width_A, 0.0, smoothing_A, name=self.name)
             self._edges = None
         self.r_window = r_window
+
+    @property
+    def binning(self) -> RadialBinning | None:
+        """The r bins of the partials (Fourier route); None for the direct route."""
+        return self._binning
 
     def grid(self) -> torch.Tensor:
         return self._q.clone()
@@ -872,7 +878,7 @@ class StructureFactor(Observable):
 
     def check(self, trajectory: Trajectory) -> None:
         if self._binning is not None:
-            self._binning.check(trajectory)
+            self._binning.check_cells(trajectory.cells_A, trajectory.pbc)
         elif not bool(torch.as_tensor(trajectory.pbc).all()):
             raise ValueError(f"{self.name}: S(Q) needs cells periodic in all three directions")
         _check_scatterers(trajectory.atomic_numbers, self.radiation)

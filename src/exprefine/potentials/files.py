@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import Potential
+from .deepmd import DeepmdPotential
+from .mace import MacePotential
 
 #: File suffixes understood by :func:`load_model_file` and the adapter each one selects.
 MODEL_SUFFIXES = {".model": "MACE (mace-torch)", ".pt": "DeePMD-kit checkpoint", ".pth": "DeePMD-kit frozen model"}
@@ -28,12 +30,8 @@ def load_model_file(path: str | Path, *, trainable: Any = "none", **kwargs: Any)
         raise FileNotFoundError(f"no model file {path}")
     suffix = path.suffix.lower()
     if suffix == ".model":
-        from .mace import MacePotential
-
         return MacePotential.from_file(path, trainable=trainable, **kwargs)
     if suffix in (".pt", ".pth"):
-        from .deepmd import DeepmdPotential
-
         return DeepmdPotential.from_file(path, trainable=trainable, **kwargs)
     known = ", ".join(f"{s} ({kind})" for s, kind in MODEL_SUFFIXES.items())
     raise ValueError(f"{path}: unknown model file kind {suffix or '(no suffix)'}; exprefine reads {known}")

@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from ase import Atoms
 
+from ..potentials.dftd3 import D3Parameters
+
 #: Method names understood by :func:`make_calculator` and :func:`label_frames`.
 METHODS = ("label", "truth")
 
@@ -77,8 +79,6 @@ def gfn1_d3():
     """GFN1-xTB's D3(BJ) term as a :class:`~exprefine.potentials.dftd3.D3Parameters` (tblite's
     damping parameters and real-space cutoffs): the Potential that turns a "label"-level model
     into a "truth"-level one."""
-    from ..potentials.dftd3 import D3Parameters
-
     cut = TBLITE_D3_CUTOFFS_BOHR
     return D3Parameters(**gfn1_d3_parameters(), cutoff_two_body_bohr=cut["disp2"],
                         cutoff_three_body_bohr=cut["disp3"], cutoff_coordination_bohr=cut["cn"])

@@ -2,10 +2,16 @@
 
 from .fused import FusedDFT
 from .gauss_newton import GaussNewtonSettings, LinearModel, linearize
-from .refiner import Evaluation, RefinementResult, Refiner, RefinerSettings, UpdateRecord, evaluate_targets
+from .records import Evaluation, RefinementResult, UpdateRecord, evaluate_targets
+from .refiner import Refiner
+from .settings import RefinerSettings
+from .update_rules import AdamRule, GaussNewtonRule, UpdateRule
 from .targets import Target, total_loss
 
 __all__ = [
+    "AdamRule",
+    "GaussNewtonRule",
+    "UpdateRule",
     "Evaluation",
     "FusedDFT",
     "GaussNewtonSettings",

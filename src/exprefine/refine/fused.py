@@ -18,7 +18,7 @@ import torch
 from ..data.dft import DFTDataset
 from ..data.metrics import DFTErrors, evaluate_dft_errors
 from ..potentials.base import Potential
-from ..training import dft_loss_terms
+from ..data.loss import dft_loss_terms
 
 
 @dataclass

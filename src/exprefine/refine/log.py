@@ -6,10 +6,8 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .refiner import UpdateRecord
+from .records import UpdateRecord
 
 
 class RunLog:
@@ -32,13 +30,11 @@ class RunLog:
         rows = [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if r["update"] < n_updates]
         self.reset()
-        from .refiner import UpdateRecord
-
         for r in rows:
             self.append(UpdateRecord(**r))
 
     @staticmethod
-    def _flat(record: "UpdateRecord") -> dict[str, object]:
+    def _flat(record: UpdateRecord) -> dict[str, object]:
         row: dict[str, object] = {
             "update": record.update,
             "loss": record.loss,
@@ -57,7 +53,7 @@ class RunLog:
         row.update(record.parameters)
         return row
 
-    def append(self, record: "UpdateRecord") -> None:
+    def append(self, record: UpdateRecord) -> None:
         row = self._flat(record)
         new = not self.csv_path.exists()
         with self.csv_path.open("a", newline="") as fh:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .refiner import Evaluation, UpdateRecord
+    from .records import Evaluation, UpdateRecord
     from .targets import Target
 
 

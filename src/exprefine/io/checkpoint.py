@@ -6,11 +6,13 @@ leaves the previous checkpoint intact. They load with ``torch.load(weights_only=
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
 CHECKPOINT_FORMAT = "exprefine.checkpoint/1"
@@ -18,12 +20,8 @@ CHECKPOINT_FORMAT = "exprefine.checkpoint/1"
 
 def versions() -> dict[str, str]:
     """Versions of the packages that produced a checkpoint."""
-    import numpy
-
-    from .. import __version__
-
     out = {
-        "exprefine": __version__,
+        "exprefine": _exprefine_version(),
         "torch": str(torch.__version__),
         "numpy": str(numpy.__version__),
         "python": platform.python_version(),
@@ -63,3 +61,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an exprefine checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return data
+
+
+def state_to_plain(md: Any) -> dict[str, Any]:
+    """The tensors of a State (or of an MDState's state) for a checkpoint; ``State(**plain)`` rebuilds it."""
+    state = md.state if hasattr(md, "state") else md
+    return {
+        "positions": state.positions.detach().clone(),
+        "cell": state.cell.detach().clone(),
+        "pbc": state.pbc.clone(),
+        "atomic_numbers": state.atomic_numbers.clone(),
+        "masses": state.masses.detach().clone(),
+        "system_idx": state.system_idx.clone(),
+        "velocities": None if state.velocities is None else state.velocities.detach().clone(),
+    }
+
+
+def _exprefine_version() -> str:
+    try:
+        return importlib.metadata.version("exprefine")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"

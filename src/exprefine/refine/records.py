@@ -1,0 +1,126 @@
+"""What a refinement records: one row per update, target evaluations, and the final result.
+
+Plain dataclasses shared by the refiner, its log, its plots and its checkpoints (which store
+them as plain data: :func:`evaluation_to_plain` / :func:`evaluation_from_plain`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..blocking import block_standard_error
+from ..data.metrics import DFTErrors
+from ..potentials.base import Potential
+from ..trajectory import Trajectory
+from .targets import Target, total_loss
+
+
+@dataclass
+class UpdateRecord:
+    """One row of the run log: the state at update ``update`` before its Adam step."""
+
+    update: int
+    loss: float
+    ess_fraction: float
+    resampled: bool
+    learning_rate: float
+    wall_time_s: float
+    n_frames: int
+    target_loss: dict[str, float] = field(default_factory=dict)
+    target_rmse: dict[str, float] = field(default_factory=dict)
+    parameters: dict[str, float] = field(default_factory=dict)
+    accepted: bool = True
+    damping: float = 0.0
+    step_spread_kT: float = 0.0
+    dft_loss: float = 0.0
+
+
+@dataclass
+class Evaluation:
+    """Ensemble averages of every target at one set of parameters, from one trajectory."""
+
+    predictions: list[torch.Tensor]
+    rmse: dict[str, float]
+    loss: float
+    n_frames: int
+    fingerprint: str
+    #: block-average standard errors of every target's prediction (10 blocks; same shape as the prediction)
+    standard_errors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def scalars(self) -> dict[str, dict[str, float]]:
+        """Value and standard error of every scalar target (pressure in bar, density, a peak position)."""
+        out = {}
+        for name, p in zip(self.rmse, self.predictions):
+            if p.numel() == 1:
+                se = self.standard_errors.get(name)
+                out[name] = {"value": float(p), "standard_error": float("nan") if se is None else float(se)}
+        return out
+
+
+@dataclass
+class RefinementResult:
+    """What a finished refinement returns (the potential itself holds the final parameters)."""
+
+    history: list[UpdateRecord]
+    before: Evaluation
+    after: Evaluation | None
+    wall_time_s: float
+    n_samplings: int
+    run_dir: Path | None
+    dft_before: DFTErrors | None = None
+    dft_after: DFTErrors | None = None
+    #: set when the final check fell back from the last step's parameters (and why)
+    final_check_note: str | None = None
+
+    def summary(self, parameters: dict[str, float]) -> dict[str, Any]:
+        """The run's ``summary.json``: losses and RMSEs before/after, scalar targets, ``parameters``,
+        held-out DFT errors. ``wall_time_s`` adds up every segment of a resumed run."""
+        return {
+            "n_updates": len(self.history),
+            "n_samplings": self.n_samplings,
+            "wall_time_s": self.wall_time_s,
+            "rmse_before": self.before.rmse,
+            "rmse_after": self.after.rmse if self.after else None,
+            "loss_before": self.before.loss,
+            "loss_after": self.after.loss if self.after else None,
+            "scalar_targets_before": self.before.scalars(),
+            "scalar_targets_after": self.after.scalars() if self.after else None,
+            "parameters": parameters,
+            "dft_test_errors_before": None if self.dft_before is None else asdict(self.dft_before),
+            "dft_test_errors_after": None if self.dft_after is None else asdict(self.dft_after),
+            "final_check_note": self.final_check_note,
+        }
+
+
+def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
+    """Plain (unweighted) averages of every target's observable over a trajectory."""
+    predictions = []
+    standard_errors = {}
+    with torch.no_grad():
+        for t in targets:
+            values = t.observable.evaluate(trajectory, potential, chunk_size).to(torch.float64)
+            weights = torch.full((trajectory.n_frames,), 1.0 / trajectory.n_frames, dtype=torch.float64)
+            predictions.append(t.observable.reduce(values, weights))
+            standard_errors[t.name] = block_standard_error(values, reduce=t.observable.reduce)
+        loss = float(total_loss(list(targets), predictions))
+    return Evaluation(
+        predictions=predictions,
+        rmse={t.name: t.rmse(p) for t, p in zip(targets, predictions)},
+        loss=loss,
+        n_frames=trajectory.n_frames,
+        fingerprint=trajectory.fingerprint,
+        standard_errors=standard_errors,
+    )
+
+
+def evaluation_to_plain(ev: Evaluation) -> dict[str, Any]:
+    return {"predictions": ev.predictions, "rmse": ev.rmse, "loss": ev.loss,
+            "n_frames": ev.n_frames, "fingerprint": ev.fingerprint, "standard_errors": ev.standard_errors}
+
+
+def evaluation_from_plain(data: dict[str, Any]) -> Evaluation:
+    return Evaluation(**data)
