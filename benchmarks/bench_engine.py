@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from ase.build import bulk
+from memory import in_fresh_process, reset_peak_rss, status_MB
 
 from exprefine.observables import RadialDistribution
 from exprefine.potentials import LennardJones
@@ -32,8 +33,6 @@ from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
 from exprefine.units import kelvin_to_eV
-
-from memory import in_fresh_process, reset_peak_rss, status_MB
 
 
 def argon(n_cells: int):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from memory import in_fresh_process, reset_peak_rss, status_MB
 
 from exprefine.neighbors import cell_heights_A
 from exprefine.observables import RadialDistribution
@@ -43,8 +44,6 @@ from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import from_atoms, replicate
 from exprefine.structures import gcn_stack
 from exprefine.trajectory import Trajectory
-
-from memory import in_fresh_process, reset_peak_rss, status_MB
 
 TIMESTEP_FS = 0.5
 TEMPERATURE_K = 300.0

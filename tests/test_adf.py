@@ -10,15 +10,11 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from conftest import TRICLINIC, make_trajectory
 from exprefine.observables import AngularDistribution
 from exprefine.observables.adf import reflected_gaussian_histogram, triplet_angles
 from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
-
-from conftest import TRICLINIC, make_trajectory
-
-
-
 
 
 def from_crystal(atoms: Atoms) -> Trajectory:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import argon_lattice, argon_lj, one_thread
 from exprefine.observables import Density, Pressure
 from exprefine.refine.targets import Target, total_loss
 from exprefine.reweighting import frame_energies, log_weights, reweighted_loss_and_gradient
@@ -12,8 +13,6 @@ from exprefine.sampling import BarostatSettings, SamplerSettings, sample
 from exprefine.sampling.barostat import log_strain_increments, rescale
 from exprefine.state import from_atoms
 from exprefine.units import BOLTZMANN_eV_per_K, eV_PER_A3_IN_bar
-
-from conftest import argon_lattice, argon_lj, one_thread
 
 # supercritical LJ argon (T* ≈ 1.7, ρ* ≈ 0.59): fast decorrelation, large pressure signal
 TEMPERATURE_K = 200.0

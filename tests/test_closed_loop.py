@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 from ase import Atoms
 from ase.build import bulk
 
 from exprefine.binding_curve import binding_curve, parabolic_minimum, separate_layers
 from exprefine.closed_loop import compare_to_reference, recovered_fraction, reference_labels
-import yaml
-
 from exprefine.config import ConfigError, parse_config
 from exprefine.io.lammps_table import (
     TabulatedPairCalculator,

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import REPO
 from exprefine.builders import build_potential, build_state, build_targets, sampler_settings
 from exprefine.cli.main import main
 from exprefine.config import ConfigError, load_config
 from exprefine.refine import RefinerSettings
-
-from conftest import REPO
 
 ARGON_DATA = REPO / "examples" / "argon" / "data" / "g_r.csv"
 
@@ -156,7 +155,7 @@ def test_per_parameter_step_sizes_reach_the_optimizer(tmp_path):
     raw = tiny_config(tmp_path / "run")
     raw["potential"]["terms"][0].update({"sigma_learning_rate": 0.004, "epsilon_learning_rate": 0.04})
     raw["potential"]["terms"].append({"kind": "pair_spline", "species": ["Ar"], "r_min_A": 3.0, "cutoff_A": 8.0,
-                                      "n_knots": 8, "learning_rate_eV": 0.0003})
+                                      "n_knots": 8, "learning_rate": 0.0003})
     from exprefine.builders import build_refiner
 
     refiner = build_refiner(load_config(write(tmp_path / "c.yaml", raw)), progress=False)
@@ -166,16 +165,41 @@ def test_per_parameter_step_sizes_reach_the_optimizer(tmp_path):
     assert lr_of[id(lj.log_epsilon)] == 0.04
     assert all(lr_of[id(p)] == 0.0003 for p in spline.parameters())
     assert sum(len(g["params"]) for g in refiner.optimizer.param_groups) == 3
+    raw["potential"]["terms"][1]["learning_rate_eV"] = raw["potential"]["terms"][1].pop("learning_rate")
+    with pytest.raises(ConfigError, match=r"terms.1.pair_spline: 'learning_rate_eV' was renamed 'learning_rate'$"):
+        load_config(write(tmp_path / "d.yaml", raw))
+
+
+def test_every_energy_parameter_takes_eV_K_or_kJ_per_mol(tmp_path):
+    from exprefine.builders import build_potential
+    from exprefine.units import BOLTZMANN_eV_per_K, kJ_PER_MOL_IN_eV
+
+    values = {}
+    for key, value, factor in (("epsilon_eV", 0.01, 1.0), ("epsilon_K", 116.0, BOLTZMANN_eV_per_K),
+                               ("epsilon_kJ_per_mol", 0.96, kJ_PER_MOL_IN_eV)):
+        raw = tiny_config(tmp_path / "run")
+        term = raw["potential"]["terms"][0]
+        for k in ("epsilon_eV", "epsilon_K", "epsilon_kJ_per_mol"):
+            term.pop(k, None)
+        term[key] = value
+        raw["potential"]["terms"].append({"kind": "repulsive_r12", "species": ["Ar"], "sigma_A": 3.0, key: value,
+                                          "cutoff_A": 6.0})
+        lj, prior = build_potential(load_config(write(tmp_path / f"{key}.yaml", raw))).terms
+        values[key] = (float(lj.epsilon_eV[0].detach()), float(prior.epsilon_eV[0]))
+        assert values[key][0] == pytest.approx(value * factor, rel=1e-12)
+        assert values[key][1] == pytest.approx(value * factor, rel=1e-12)
 
 
 def test_adam_betas_reach_the_optimizer_and_bad_ones_are_refused(tmp_path):
     from exprefine.builders import build_refiner
 
     path = write(tmp_path / "c.yaml", tiny_config(tmp_path / "run"))
-    refiner = build_refiner(load_config(path, ["refine.adam_beta1=0.5"]), progress=False)
+    refiner = build_refiner(load_config(path, ["refine.adam_betas=[0.5, 0.999]"]), progress=False)
     assert all(g["betas"] == (0.5, 0.999) for g in refiner.optimizer.param_groups)
-    with pytest.raises(ConfigError, match="adam_beta1"):
-        load_config(path, ["refine.adam_beta1=1.0"])
+    with pytest.raises(ConfigError, match="adam_beta"):
+        load_config(path, ["refine.adam_betas=[1.0, 0.999]"])
+    with pytest.raises(ConfigError, match="refine: 'adam_beta1' was renamed 'adam_betas'"):
+        load_config(path, ["refine.adam_beta1=0.5"])
     with pytest.raises(ValueError, match="adam_betas"):
         RefinerSettings(adam_betas=(0.9, 1.0))
 

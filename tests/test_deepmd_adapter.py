@@ -33,11 +33,10 @@ pytestmark = [
 
 from ase import Atoms  # noqa: E402
 
+from conftest import one_thread, refine_lj_with_correction  # noqa: E402
 from exprefine.potentials.deepmd import DeepmdPotential, import_deepmd  # noqa: E402
 from exprefine.state import concatenate, from_atoms  # noqa: E402
 from exprefine.testing.checks import check_gradient_wrt_parameters, check_potential  # noqa: E402
-
-from conftest import one_thread, refine_lj_with_correction  # noqa: E402
 
 import_deepmd()  # before any other deepmd.pt module: it imports e3nn 0.4.4 in a way torch 2.13 accepts
 

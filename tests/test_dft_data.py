@@ -15,6 +15,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
+from conftest import argon_lattice, argon_lj
 from exprefine.data import (
     DFTDataset,
     concatenate_datasets,
@@ -29,8 +30,6 @@ from exprefine.data import (
 from exprefine.potentials import ExprefineCalculator, LennardJones, Potential, SumPotential
 from exprefine.state import State
 from exprefine.units import kelvin_to_eV
-
-from conftest import argon_lattice, argon_lj
 
 SPECIES = ["Ar", "Kr"]
 

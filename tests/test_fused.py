@@ -10,12 +10,11 @@ import pytest
 import torch
 import yaml
 
+from conftest import SIGMA_TRUE_A, argon_lj
 from exprefine.data import label_with_potential, split, write_extxyz
 from exprefine.observables import RadialDistribution
 from exprefine.refine import FusedDFT, Refiner, RefinerSettings, Target
 from exprefine.sampling import SamplerSettings
-
-from conftest import SIGMA_TRUE_A, argon_lj
 
 
 def _labels(argon_108_trajectory):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from exprefine.observables import Pressure, RadialDistribution
-from exprefine.refine import GaussNewtonSettings, Refiner, RefinerSettings, Target, linearize
-from exprefine.refine.gauss_newton import gauss_newton_step, residuals_and_jacobian
-from exprefine.reweighting import frame_energies, log_weights, reweighted_loss_and_gradient
-from exprefine.refine.targets import total_loss
-
 from conftest import SIGMA_TRUE_A, argon_lj
+from exprefine.observables import Pressure, RadialDistribution
+from exprefine.refine import GaussNewtonSettings, RefinerSettings, Target, linearize
+from exprefine.refine.gauss_newton import gauss_newton_step, residuals_and_jacobian
+from exprefine.refine.targets import total_loss
+from exprefine.reweighting import frame_energies, log_weights, reweighted_loss_and_gradient
 from test_refiner import _refiner
 
 

@@ -14,11 +14,10 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.neighborlist import neighbor_list
 
+from conftest import REPO, argon_lattice
 from exprefine.data import dataset_from_atoms, fit_atomic_energies, load_split, split_by_key
 from exprefine.potentials import LennardJones
 from exprefine.units import kelvin_to_eV
-
-from conftest import REPO, argon_lattice
 
 GCN_DIR = REPO / "examples" / "gcn"
 

@@ -11,12 +11,11 @@ import pytest
 import torch
 from ase.io import read, write
 
+from conftest import argon_lattice, argon_lj
 from exprefine.io import has_reference_energies, read_frames, read_lammps_dump, read_lammps_dump_frames
 from exprefine.io.frames import with_reference_energies
 from exprefine.reweighting import frame_energies
 from exprefine.trajectory import parameter_fingerprint
-
-from conftest import argon_lattice, argon_lj
 
 CELL = np.array([[10.0, 0.0, 0.0], [2.5, 9.0, 0.0], [-1.5, 1.2, 8.0]])  # rows a, b, c: xy=2.5, xz=-1.5, yz=1.2
 ORIGIN = np.array([0.5, -1.0, 2.0])

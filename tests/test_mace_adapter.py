@@ -25,12 +25,11 @@ pytestmark = [
 from ase import Atoms  # noqa: E402
 from ase.build import molecule  # noqa: E402
 
+from conftest import refine_lj_with_correction  # noqa: E402
 from exprefine.potentials.mace import MacePotential, import_mace  # noqa: E402
 from exprefine.sampling import SamplerSettings, sample  # noqa: E402
-from exprefine.state import State, concatenate, from_atoms  # noqa: E402
+from exprefine.state import concatenate, from_atoms  # noqa: E402
 from exprefine.testing.checks import check_gradient_wrt_parameters, check_potential  # noqa: E402
-
-from conftest import refine_lj_with_correction  # noqa: E402
 
 ELEMENTS = [1, 6, 7, 8]
 R_MAX_A = 4.5

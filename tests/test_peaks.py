@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import argon_lj
 from exprefine.observables import InterlayerSpacing, PeakPosition, RadialDistribution
 from exprefine.observables.peaks import parabolic_peak
 from exprefine.refine import Target, linearize
@@ -12,8 +13,6 @@ from exprefine.refine.targets import total_loss
 from exprefine.reweighting import frame_energies, log_weights, reweighted_loss_and_gradient
 from exprefine.state import from_atoms
 from exprefine.structures.gcn import gcn_stack
-
-from conftest import argon_lj
 
 
 def test_parabolic_peak_is_exact_for_a_parabola():

@@ -9,15 +9,11 @@ import pytest
 import torch
 from ase.build import bulk
 
+from conftest import TRICLINIC, make_trajectory
 from exprefine.observables import RadialDistribution
 from exprefine.observables.rdf import smoothed_shell_volumes_A3
 from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
-
-from conftest import TRICLINIC, make_trajectory
-
-
-
 
 
 def ideal_gas(n_atoms: int, n_frames: int, numbers: np.ndarray, seed: int = 0) -> Trajectory:

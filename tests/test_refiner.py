@@ -8,12 +8,11 @@ import warnings
 import pytest
 import torch
 
+from conftest import argon_lj
+from exprefine.io.checkpoint import load_checkpoint
 from exprefine.observables import RadialDistribution
 from exprefine.refine import Refiner, RefinerSettings, Target
-from exprefine.io.checkpoint import load_checkpoint
 from exprefine.sampling import SamplerSettings
-
-from conftest import argon_lj
 
 
 def _target(argon_108_trajectory) -> Target:
@@ -101,7 +100,8 @@ def test_final_check_that_blows_up_falls_back_to_the_last_good_parameters(argon_
     assert result.final_check_note is not None and "failed" in result.final_check_note
     assert any("were kept" in str(w.message) for w in caught)
     assert float(refiner.potential.sigma_A[0].detach()) == pytest.approx(3.0, rel=1e-12)
-    assert result.after is not None and result.n_samplings == 2  # the first trajectory and the fallback check (a blown-up one is not counted)
+    # the first trajectory and the fallback check (a blown-up one is not counted)
+    assert result.after is not None and result.n_samplings == 2
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["final_check_note"] == result.final_check_note
 

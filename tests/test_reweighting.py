@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from conftest import argon_lj
 from exprefine.observables import Pressure, RadialDistribution
 from exprefine.reweighting import (
     effective_sample_size,
@@ -14,8 +15,6 @@ from exprefine.reweighting import (
     log_weights,
     reweighted_loss_and_gradient,
 )
-
-from conftest import argon_lj
 
 
 def test_uniform_weights_and_full_ess_at_reference():

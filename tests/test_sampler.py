@@ -173,9 +173,8 @@ def test_settings_validation(overrides, match):
 
 
 def test_sample_or_load_reuses_a_run_and_refuses_one_made_otherwise(tmp_path):
-    from exprefine.sampling import sample_or_load, settings_from_times
-
     from conftest import argon_lattice, argon_lj
+    from exprefine.sampling import sample_or_load, settings_from_times
 
     settings = settings_from_times(temperature_K=85.0, timestep_fs=10.0, equilibration_ps=0.2, production_ps=0.25,
                                    frame_interval_fs=100.0, seed=3)

@@ -10,6 +10,7 @@ import torch
 from ase.build import bulk
 from scipy.special import wofz
 
+from conftest import TRICLINIC, make_trajectory
 from exprefine.observables import (
     PairDistributionFunction,
     RadialDistribution,
@@ -35,11 +36,6 @@ from exprefine.observables.scattering import (
 )
 from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
-
-from conftest import TRICLINIC, make_trajectory
-
-
-
 
 
 def ideal_gas(n_atoms: int, n_frames: int, numbers: np.ndarray, seed: int) -> Trajectory:

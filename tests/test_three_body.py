@@ -13,8 +13,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from exprefine.config import parse_config
 from exprefine.builders import build_potential
+from exprefine.config import parse_config
 from exprefine.observables import AngularDistribution
 from exprefine.potentials import RepulsivePrior, StillingerWeberThreeBody, SumPotential
 from exprefine.sampling import SamplerSettings, sample

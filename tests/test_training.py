@@ -13,12 +13,11 @@ import pytest
 import torch
 from ase import Atoms
 
+from conftest import EPSILON_TRUE_K, SIGMA_TRUE_A, argon_lattice, argon_lj
 from exprefine.data import DFTDataset, evaluate_dft_errors, label_with_potential, split
 from exprefine.potentials import LennardJones
 from exprefine.training import TrainSettings, dft_loss, dft_loss_terms, train
 from exprefine.units import kelvin_to_eV
-
-from conftest import EPSILON_TRUE_K, SIGMA_TRUE_A, argon_lattice, argon_lj
 
 
 def argon_frames(n: int, seed: int) -> list[Atoms]:
@@ -154,9 +153,8 @@ def cn_frames_with_lj_labels(n: int, seed: int) -> DFTDataset:
 @pytest.mark.filterwarnings("ignore:Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD:UserWarning")
 def test_small_mace_learns_lennard_jones_forces():
     pytest.importorskip("mace")
-    from test_mace_adapter import build_small_mace
-
     from exprefine.potentials import MacePotential
+    from test_mace_adapter import build_small_mace
 
     train_set, valid_set = cn_frames_with_lj_labels(8, seed=0), cn_frames_with_lj_labels(4, seed=1)
     model = MacePotential(build_small_mace(0))

@@ -844,7 +844,8 @@ def write_readme(pipeline: Pipeline, layout: Layout, manifest: dict[str, Any]) -
         "w_E·mean((ΔE/N)²) + w_F·mean(ΔF²) + w_S·mean(Δσ²); the epoch with the lowest validation loss is kept.",
         "",
         f"Split (`split.json`): key-hash — frame k is in train / valid / test when u_k = SHA-256(\"{pipeline.split_seed}:"
-        f"frame_key\") / 2⁶⁴ falls below {pipeline.split_fractions[0]}, {pipeline.split_fractions[0] + pipeline.split_fractions[1]:.2f}, "
+        f"frame_key\") / 2⁶⁴ falls below {pipeline.split_fractions[0]}, "
+        f"{pipeline.split_fractions[0] + pipeline.split_fractions[1]:.2f}, "
         "or above; a frame's subset never changes when frames are added, and train0 used the same rule on the seed "
         "frames. `exprefine.data.load_split(dataset, 'split.json')` applies it to the frames in the order "
         "seed shards, explore shards in run order, then wide shards.",
@@ -925,7 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart-training", action="store_true",
                    help="discard a training checkpoint made on other frames or settings")
     p.add_argument("--threads", type=int, default=1, help="torch threads (tblite: OMP_NUM_THREADS)")
-    p.add_argument("--device", default="cpu", help="torch device of the MACE training (e.g. cuda; not yet run on a GPU); MD and labels "
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the MACE training (e.g. cuda; not yet run on a GPU); MD and labels "
                    "stay on the CPU")
     p.add_argument("--no-progress", action="store_true")
     return p

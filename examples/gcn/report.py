@@ -227,13 +227,12 @@ def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np
     Spacing and density use every frame; the r-based quantities only the frames thick enough
     for the largest r_max (:func:`thick_frames`).
     """
-    from transferability import spacing_and_density
-
     import torch
 
     from exprefine.builders import build_targets
     from exprefine.observables import RadialDistribution
     from exprefine.observables.peaks import parabolic_peak
+    from transferability import spacing_and_density
 
     d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
     targets = build_targets(cfg)
@@ -467,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [["model", "interlayer spacing d (Å)", "density (g/cm³)"]]
     for name in ("base", "refined"):
         m = results[name]
-        rows.append([name, f"{m.spacing_A:.3f} ± {m.spacing_se_A:.3f}", f"{m.density_g_per_cm3:.3f} ± {m.density_se_g_per_cm3:.3f}"])
+        rows.append([name, f"{m.spacing_A:.3f} ± {m.spacing_se_A:.3f}",
+                     f"{m.density_g_per_cm3:.3f} ± {m.density_se_g_per_cm3:.3f}"])
     if truth_cell:
         rows.append(["truth (base + D3, NPT)", f"{truth_cell['spacing_A']:.3f} ± {truth_cell['spacing_se_A']:.3f}",
                      f"{truth_cell['density_g_per_cm3']:.3f} ± {truth_cell['density_se_g_per_cm3']:.3f}"])
@@ -524,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "report.md").write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps({
         "targets": {k: asdict(v) for k, v in results.items()}, "dft_test": dft,
-        "native_tool": None if native is None else {"run": asdict(native), "chi2_vs_exprefine": native_vs_exprefine}, "n_test_frames": n_test,
+        "native_tool": None if native is None else {"run": asdict(native), "chi2_vs_exprefine": native_vs_exprefine},
+        "n_test_frames": n_test,
         "sizes_base": sizes_base["sizes"], "sizes_refined": sizes_refined["sizes"], "truth_cell": truth_cell,
         "closed_loop": loop,
         "refinement": {k: summary.get(k) for k in ("n_updates", "n_samplings", "wall_time_s")}}, indent=1))

@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     s_noisy, sigma_s, g_noisy, sigma_g = noisy_data(args, curves)
 
     composition = {"C": int((npt.atomic_numbers == 6).sum()), "N": int((npt.atomic_numbers == 7).sum())}
-    meta = [f"synthetic neutron data of g-C3N4 (AB, pristine) at {args.temperature_K} K from examples/gcn/synthetic_experiment.py",
+    meta = [f"synthetic neutron data of g-C3N4 (AB, pristine) at {args.temperature_K} K "
+            "from examples/gcn/synthetic_experiment.py",
             f"model: {args.model.name} + GFN1 D3(BJ); cell {args.supercell[0]}x{args.supercell[1]}x{args.layers} layers, "
             f"{len(cell)} atoms, number density {stats.number_density_per_A3:.6f} / A^3",
             f"processing: partials to r_max {args.r_max_A} A (bins {args.bin_width_A} A), Lorch window; "

@@ -14,8 +14,9 @@ Every step is kept on disk under ``--out/<tag>/`` (default tag: the model file's
 killed run continues where it stopped. The trajectories are not committed (they are large); a
 size whose trajectory is gone but whose MD settings (``md_<size>.json``), labelled frames and
 row in the previous ``transferability.json`` of a model file of the same name are there is not run again:
-its spacing and density are taken from that row and its errors recomputed on the labelled frames. Label cost grows like N³ (≈ 4 s for 112 atoms, 18 s for
-224, ≈ 2 min for 448, ≈ 15 min for 896 atoms on one core).
+its spacing and density are taken from that row and its errors recomputed on the labelled frames.
+Label cost grows like N³ (≈ 4 s for 112 atoms, 18 s for 224, ≈ 2 min for 448, ≈ 15 min for 896
+atoms on one core).
 
     export OMP_NUM_THREADS=1
     python examples/gcn/transferability.py --model examples/gcn/models/base_deepmd.pt
@@ -212,7 +213,8 @@ def plot(results: list[SizeResult], model_name: str, path: Path) -> None:
         ax.set_xticks(n, [str(x) for x in n])
         ax.set_xlabel("atoms per cell (training cell: 112)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{model_name}: errors on MD frames of larger cells ({results[0].n_labelled} labelled frames per size)", fontsize=9)
+    fig.suptitle(f"{model_name}: errors on MD frames of larger cells ({results[0].n_labelled} labelled frames per size)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,58 +11,30 @@ from pathlib import Path
 import torch
 
 from .config import (
-    AdfConfig,
     Config,
     DeepmdConfig,
-    DensityConfig,
-    InterlayerSpacingConfig,
     LatticeConfig,
-    LennardJonesConfig,
     MaceConfig,
+    ObservableConfig,
     PairDispersionConfig,
     PairSplineConfig,
-    PdfConfig,
-    PeakPositionConfig,
-    PressureConfig,
-    RdfConfig,
-    RepulsiveConfig,
     SamplingConfig,
-    StructureFactorConfig,
     TargetConfig,
-    ThreeBodyConfig,
-    TotalRdfConfig,
     config_to_plain,
 )
-from .observables import (
-    AngularDistribution,
-    Density,
-    InterlayerSpacing,
-    Observable,
-    PairDistributionFunction,
-    PeakPosition,
-    Pressure,
-    RadialDistribution,
-    StructureFactor,
-    TotalRDF,
-)
-from .data import (concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split,
-                   split_by_key)
+from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split, split_by_key
 from .experiment import interpolate, load_table
-from .io.lammps_table import lammps_overlay_lines, tabulate_pairs, write_pair_table
-from .potentials import LennardJones, Potential, SumPotential
-from .potentials.deepmd import DeepmdPotential
-from .potentials.mace import MacePotential
-from .potentials.repulsive import RepulsivePrior
-from .potentials.dispersion import PairDispersion
-from .potentials.spline import PairSpline
-from .potentials.three_body import StillingerWeberThreeBody
-from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, Target
-from .training import TrainSettings
 from .io.checkpoint import load_checkpoint
+from .io.lammps_table import lammps_overlay_lines, tabulate_pairs, write_pair_table
+from .observables import (
+    Observable,
+)
+from .potentials import PairPotential, Potential, SumPotential
+from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, Target
 from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
-from .units import PS_IN_FS, kelvin_to_eV
-from .units import kJ_PER_MOL_IN_eV
+from .training import TrainSettings
+from .units import PS_IN_FS
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -95,58 +67,17 @@ def build_state(cfg: Config) -> State:
     return replicate(state, cfg.system.n_replicas) if cfg.system.n_replicas > 1 else state
 
 
-def _lj_epsilon_eV(term: LennardJonesConfig) -> float | list[float]:
-    if term.epsilon_eV is not None:
-        return term.epsilon_eV
-    eps_K = term.epsilon_K
-    if isinstance(eps_K, list):
-        return [kelvin_to_eV(e) for e in eps_K]
-    return kelvin_to_eV(eps_K)  # type: ignore[arg-type]
-
-
-def _kJ_per_mol_to_eV(value: float | list[float]) -> float | list[float]:
-    if isinstance(value, list):
-        return [v * kJ_PER_MOL_IN_eV for v in value]
-    return value * kJ_PER_MOL_IN_eV
-
-
 def build_potential(cfg: Config) -> Potential:
     """The potential of ``cfg.potential`` (parameters from ``initial_checkpoint`` if given)."""
-    terms: list[Potential] = []
-    for term in cfg.potential.terms:
-        if isinstance(term, LennardJonesConfig):
-            terms.append(LennardJones(term.species, term.sigma_A, _lj_epsilon_eV(term), term.cutoff_A,
-                                      trainable=term.trainable))
-        elif isinstance(term, PairSplineConfig):
-            spline = PairSpline(term.species, cutoff_A=term.cutoff_A, r_min_A=term.r_min_A, n_knots=term.n_knots,
-                                trainable=term.trainable)
-            terms.append(spline)
-        elif isinstance(term, PairDispersionConfig):
-            terms.append(PairDispersion(term.species, term.cutoff_A, c6_eV_A6=term.c6_eV_A6, c8_eV_A8=term.c8_eV_A8,
-                                        damping_radius_A=term.damping_radius_A, switch_on_A=term.switch_on_A,
-                                        trainable=term.trainable))
-        elif isinstance(term, MaceConfig):
-            terms.append(MacePotential.from_file(term.model_file, dtype=_DTYPES[cfg.system.dtype],
-                                                 trainable=term.trainable, head=term.head, skin_A=term.skin_A))
-        elif isinstance(term, DeepmdConfig):
-            terms.append(DeepmdPotential.from_file(term.checkpoint_file, dtype=_DTYPES[cfg.system.dtype],
-                                                   trainable=term.trainable, head=term.head))
-        elif isinstance(term, ThreeBodyConfig):
-            cos_theta0 = (term.cos_theta0 if term.cos_theta0 is not None
-                          else math.cos(math.radians(term.theta0_deg)))  # type: ignore[arg-type]
-            epsilon_eV = term.epsilon_eV if term.epsilon_eV is not None else _kJ_per_mol_to_eV(term.epsilon_kJ_per_mol)
-            terms.append(StillingerWeberThreeBody(term.species, term.lambda_ * epsilon_eV, cos_theta0, term.gamma,
-                                                  term.sigma_A, term.a, trainable=term.trainable))
-        elif isinstance(term, RepulsiveConfig):
-            epsilon_eV = term.epsilon_eV if term.epsilon_eV is not None else _kJ_per_mol_to_eV(term.epsilon_kJ_per_mol)
-            terms.append(RepulsivePrior(term.species, term.sigma_A, epsilon_eV, term.cutoff_A))
-        else:  # pragma: no cover - the schema admits nothing else
-            raise ValueError(f"unknown potential term {term!r}")
-    potential = SumPotential(terms)
-    potential = potential.to(_DTYPES[cfg.system.dtype])
+    dtype = _DTYPES[cfg.system.dtype]
+    potential = SumPotential([term.build(dtype) for term in cfg.potential.terms]).to(dtype)
     if cfg.potential.initial_checkpoint is not None:
         load_potential_state(potential, cfg.potential.initial_checkpoint)
     return potential
+
+
+def _terms(potential: Potential) -> list[Potential]:
+    return potential.term_list() if isinstance(potential, SumPotential) else [potential]
 
 
 def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
@@ -154,18 +85,14 @@ def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
 
     MACE terms: a ``.model`` file. DeePMD terms: a ``dp --pt train``-style checkpoint (``.pt``)
     and the frozen model made from it (``.pth``, for LAMMPS ``pair_style deepmd``), in that order.
+    Learnable pair terms: one LAMMPS table file and the lines that add it (:func:`save_pair_correction`).
     """
-    terms = potential.terms if isinstance(potential, SumPotential) else [potential]
-    native = [(c, t) for c, t in zip(cfg.potential.terms, terms) if isinstance(c, MaceConfig)]
-    written = []
-    for k, (term_cfg, term) in enumerate(native):
-        default = Path(cfg.run_dir) / ("refined.model" if len(native) == 1 else f"refined_{k}.model")
-        written.append(term.save_model(term_cfg.save_model_file or default))
-    deepmd = [(c, t) for c, t in zip(cfg.potential.terms, terms) if isinstance(c, DeepmdConfig)]
-    for k, (term_cfg, term) in enumerate(deepmd):
-        stem = Path(cfg.run_dir) / ("refined_deepmd" if len(deepmd) == 1 else f"refined_deepmd_{k}")
-        checkpoint = term.save_checkpoint(term_cfg.save_checkpoint_file or stem.with_suffix(".pt"))
-        written += [checkpoint, term.freeze(term_cfg.freeze_file or stem.with_suffix(".pth"), checkpoint=checkpoint)]
+    written: list[Path] = []
+    pairs = list(zip(cfg.potential.terms, _terms(potential)))
+    for kind in dict.fromkeys(c.kind for c in cfg.potential.terms):
+        same = [(c, t) for c, t in pairs if c.kind == kind]
+        for index, (term_cfg, term) in enumerate(same):
+            written += term_cfg.save_native(term, Path(cfg.run_dir), index, len(same))
     written += save_pair_correction(cfg, potential)
     return written
 
@@ -182,8 +109,8 @@ def save_pair_correction(cfg: Config, potential: Potential) -> list[Path]:
     the table to the model's own pair style (DeePMD or MACE), or the table alone. Nothing without
     such terms.
     """
-    terms = potential.terms if isinstance(potential, SumPotential) else [potential]
-    pairs = [t for c, t in zip(cfg.potential.terms, terms) if isinstance(c, _PAIR_CORRECTIONS)]
+    pairs = [t for c, t in zip(cfg.potential.terms, _terms(potential))
+             if isinstance(c, _PAIR_CORRECTIONS) and isinstance(t, PairPotential)]
     if not pairs:
         return []
     species = list(dict.fromkeys(s for c in cfg.potential.terms if isinstance(c, _PAIR_CORRECTIONS) for s in c.species))
@@ -210,18 +137,8 @@ def save_pair_correction(cfg: Config, potential: Potential) -> list[Path]:
 def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:
     """Step sizes of the terms that set their own (by parameter identity), for the Refiner."""
     rates: dict[int, float] = {}
-    terms = potential.terms if isinstance(potential, SumPotential) else [potential]
-    for term_cfg, term in zip(cfg.potential.terms, terms):
-        lr = getattr(term_cfg, "learning_rate", None) or getattr(term_cfg, "learning_rate_eV", None)
-        if lr is not None:
-            for p in term.parameters():
-                rates[id(p)] = float(lr)
-        if isinstance(term_cfg, LennardJonesConfig):
-            # g(r) fixes σ far more tightly than ε: each may take its own step
-            if term_cfg.sigma_learning_rate is not None:
-                rates[id(term.log_sigma)] = term_cfg.sigma_learning_rate
-            if term_cfg.epsilon_learning_rate is not None:
-                rates[id(term.log_epsilon)] = term_cfg.epsilon_learning_rate
+    for term_cfg, term in zip(cfg.potential.terms, _terms(potential)):
+        rates.update(term_cfg.learning_rates(term))
     return rates
 
 
@@ -257,42 +174,9 @@ def sampler_settings(s: SamplingConfig) -> SamplerSettings:
     )
 
 
-def build_observable(obs_cfg, temperature_K: float) -> Observable:
-    if isinstance(obs_cfg, RdfConfig):
-        return RadialDistribution(
-            r_max_A=obs_cfg.r_max_A,
-            r_min_A=obs_cfg.r_min_A,
-            bin_width_A=obs_cfg.bin_width_A,
-            smoothing_A=obs_cfg.smoothing_A,
-            species=obs_cfg.species,
-        )
-    if isinstance(obs_cfg, PressureConfig):
-        return Pressure(temperature_K=temperature_K)
-    if isinstance(obs_cfg, DensityConfig):
-        return Density("mass")
-    if isinstance(obs_cfg, TotalRdfConfig):
-        return TotalRDF(r_max_A=obs_cfg.r_max_A, bin_width_A=obs_cfg.bin_width_A, r_min_A=obs_cfg.r_min_A,
-                        smoothing_A=obs_cfg.smoothing_A, radiation=obs_cfg.radiation)
-    if isinstance(obs_cfg, PdfConfig):
-        return PairDistributionFunction(r_max_A=obs_cfg.r_max_A, bin_width_A=obs_cfg.bin_width_A,
-                                        smoothing_A=obs_cfg.smoothing_A, radiation=obs_cfg.radiation,
-                                        q_max_inv_A=obs_cfg.q_max_inv_A, lorch=obs_cfg.lorch,
-                                        q_damping_A=obs_cfg.q_damping_A)
-    if isinstance(obs_cfg, StructureFactorConfig):
-        n = int(math.floor((obs_cfg.q_max_inv_A - obs_cfg.q_min_inv_A) / obs_cfg.q_step_inv_A + 1e-9)) + 1
-        q = obs_cfg.q_min_inv_A + obs_cfg.q_step_inv_A * torch.arange(n, dtype=torch.float64)
-        return StructureFactor(q, radiation=obs_cfg.radiation, quantity=obs_cfg.quantity, direct=obs_cfg.direct,
-                               r_max_A=obs_cfg.r_max_A, bin_width_A=None if obs_cfg.direct else obs_cfg.bin_width_A,
-                               smoothing_A=obs_cfg.smoothing_A, r_window=obs_cfg.r_window)
-    if isinstance(obs_cfg, PeakPositionConfig):
-        return PeakPosition(build_observable(obs_cfg.of, temperature_K), obs_cfg.window)
-    if isinstance(obs_cfg, InterlayerSpacingConfig):
-        return InterlayerSpacing(obs_cfg.n_layers, obs_cfg.axis)
-    if isinstance(obs_cfg, AdfConfig):
-        return AngularDistribution(species=obs_cfg.species, r_max_A=obs_cfg.r_max_A, r_min_A=obs_cfg.r_min_A,
-                                   n_bins=obs_cfg.n_bins, smoothing_deg=obs_cfg.smoothing_deg,
-                                   angle_unit=obs_cfg.angle_unit)
-    raise ValueError(f"unknown observable {obs_cfg!r}")  # pragma: no cover
+def build_observable(obs_cfg: ObservableConfig, temperature_K: float) -> Observable:
+    """The Observable of a target's ``observable`` section."""
+    return obs_cfg.build(temperature_K)
 
 
 def build_target(t: TargetConfig, temperature_K: float) -> Target:
@@ -376,7 +260,7 @@ def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
         final_check=r.final_check,
         progress=progress,
         optimizer=r.optimizer,
-        adam_betas=(r.adam_beta1, r.adam_beta2),
+        adam_betas=r.adam_betas,
         gauss_newton=GaussNewtonSettings(initial_damping=r.initial_damping, max_step_kT=r.max_step_kT),
     )
 

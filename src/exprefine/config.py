@@ -6,11 +6,37 @@ resolved configuration (defaults filled in, paths absolute) is saved with every 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
+import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+
+from .observables import (
+    AngularDistribution,
+    Density,
+    InterlayerSpacing,
+    Observable,
+    PairDistributionFunction,
+    PeakPosition,
+    Pressure,
+    RadialDistribution,
+    StructureFactor,
+    TotalRDF,
+)
+from .potentials import (
+    DeepmdPotential,
+    LennardJones,
+    MacePotential,
+    PairDispersion,
+    PairSpline,
+    Potential,
+    RepulsivePrior,
+    StillingerWeberThreeBody,
+)
+from .units import BOLTZMANN_eV_per_K, kJ_PER_MOL_IN_eV
 
 
 class ConfigError(ValueError):
@@ -18,7 +44,19 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
+    """Unknown keys are refused; ``_renamed`` maps keys of earlier versions to their new names."""
+
     model_config = ConfigDict(extra="forbid", frozen=False)
+    _renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in cls._renamed.items():
+                if old in data:
+                    raise ValueError(f"{old!r} was renamed {new!r}")
+        return data
 
 
 # --------------------------------------------------------------------- system
@@ -54,12 +92,48 @@ class SystemConfig(_Strict):
 
 
 # ------------------------------------------------------------------ potential
-class LennardJonesConfig(_Strict):
+#: an energy parameter in eV, K (ε/k_B) or kJ/mol: exactly one of the three keys
+ENERGY_UNITS = {"eV": 1.0, "K": BOLTZMANN_eV_per_K, "kJ_per_mol": kJ_PER_MOL_IN_eV}
+
+
+def _energy_eV(cfg: BaseModel, name: str) -> float | list[float]:
+    """The energy parameter ``name`` (e.g. ``epsilon``) in eV from whichever of ``name_eV``,
+    ``name_K``, ``name_kJ_per_mol`` the config gives."""
+    given = [(unit, getattr(cfg, f"{name}_{unit}")) for unit in ENERGY_UNITS if getattr(cfg, f"{name}_{unit}") is not None]
+    unit, value = given[0]
+    factor = ENERGY_UNITS[unit]
+    return [v * factor for v in value] if isinstance(value, list) else value * factor
+
+
+def _one_energy(cfg: BaseModel, name: str) -> None:
+    keys = [f"{name}_{unit}" for unit in ENERGY_UNITS]
+    if sum(getattr(cfg, k) is not None for k in keys) != 1:
+        raise ValueError(f"give exactly one of {keys[0]} and {keys[1]} (or {keys[2]})")
+
+
+class _Term(_Strict):
+    """A potential term: builds its Potential, its step sizes and (if it has one) its native model file."""
+
+    def build(self, dtype: torch.dtype) -> Potential:
+        raise NotImplementedError
+
+    def learning_rates(self, term: Potential) -> dict[int, float]:
+        """Adam step sizes of the term's parameters (by identity) that differ from ``refine.learning_rate``."""
+        lr = getattr(self, "learning_rate", None)
+        return {id(p): float(lr) for p in term.parameters()} if lr is not None else {}
+
+    def save_native(self, term: Potential, run_dir: Path, index: int, count: int) -> list[Path]:
+        """Write the term in its own package's format; ``index`` of ``count`` terms of its kind. Nothing by default."""
+        return []
+
+
+class LennardJonesConfig(_Term):
     kind: Literal["lennard_jones"]
     species: list[str]
     sigma_A: float | list[float]
     epsilon_eV: float | list[float] | None = None
     epsilon_K: float | list[float] | None = None
+    epsilon_kJ_per_mol: float | list[float] | None = None
     cutoff_A: float = Field(gt=0)
     trainable: bool = True
     learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln σ, ln ε (default: refine's)
@@ -68,19 +142,33 @@ class LennardJonesConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_epsilon(self) -> "LennardJonesConfig":
-        if (self.epsilon_eV is None) == (self.epsilon_K is None):
-            raise ValueError("give exactly one of epsilon_eV and epsilon_K")
+        _one_energy(self, "epsilon")
         return self
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        return LennardJones(self.species, self.sigma_A, _energy_eV(self, "epsilon"), self.cutoff_A,
+                            trainable=self.trainable)
 
-class PairSplineConfig(_Strict):
+    def learning_rates(self, term: Potential) -> dict[int, float]:
+        rates = super().learning_rates(term)
+        # g(r) fixes σ far more tightly than ε: each may take its own step
+        if self.sigma_learning_rate is not None:
+            rates[id(getattr(term, "log_sigma"))] = self.sigma_learning_rate
+        if self.epsilon_learning_rate is not None:
+            rates[id(getattr(term, "log_epsilon"))] = self.epsilon_learning_rate
+        return rates
+
+
+class PairSplineConfig(_Term):
     kind: Literal["pair_spline"]
     species: list[str]
     r_min_A: float = Field(ge=0)
     cutoff_A: float = Field(gt=0)
     n_knots: int = Field(ge=4)
     trainable: bool = True
-    learning_rate_eV: float | None = Field(default=None, gt=0)  # Adam step of the knot values (default: refine's)
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step of the knot values in eV (default: refine's)
+
+    _renamed: ClassVar[dict[str, str]] = {"learning_rate_eV": "learning_rate"}
 
     @model_validator(mode="after")
     def _range(self) -> "PairSplineConfig":
@@ -88,8 +176,12 @@ class PairSplineConfig(_Strict):
             raise ValueError("cutoff_A must be larger than r_min_A")
         return self
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        return PairSpline(self.species, cutoff_A=self.cutoff_A, r_min_A=self.r_min_A, n_knots=self.n_knots,
+                          trainable=self.trainable)
 
-class PairDispersionConfig(_Strict):
+
+class PairDispersionConfig(_Term):
     """Learnable damped dispersion −(C6/(r⁶ + R⁶) + C8/(r⁸ + R⁸))·s(r) per species pair
     (:class:`~exprefine.potentials.dispersion.PairDispersion`).
 
@@ -115,8 +207,13 @@ class PairDispersionConfig(_Strict):
             raise ValueError("switch_on_A must be smaller than cutoff_A")
         return self
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        return PairDispersion(self.species, self.cutoff_A, c6_eV_A6=self.c6_eV_A6, c8_eV_A8=self.c8_eV_A8,
+                              damping_radius_A=self.damping_radius_A, switch_on_A=self.switch_on_A,
+                              trainable=self.trainable)
 
-class MaceConfig(_Strict):
+
+class MaceConfig(_Term):
     """A MACE model file (mace-torch; extra ``exprefine[mace]``).
 
     ``trainable``: presets (all, none, readouts, last_interaction, embedding, radial),
@@ -132,8 +229,17 @@ class MaceConfig(_Strict):
     learning_rate: float | None = Field(default=None, gt=0)
     save_model_file: Path | None = None
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        return MacePotential.from_file(self.model_file, dtype=dtype, trainable=self.trainable, head=self.head,
+                                       skin_A=self.skin_A)
 
-class ThreeBodyConfig(_Strict):
+    def save_native(self, term: Potential, run_dir: Path, index: int, count: int) -> list[Path]:
+        assert isinstance(term, MacePotential)
+        default = run_dir / ("refined.model" if count == 1 else f"refined_{index}.model")
+        return [term.save_model(self.save_model_file or default)]
+
+
+class ThreeBodyConfig(_Term):
     """Stillinger–Weber three-body term λε (cos θ − cos θ₀)² exp(γσ/(r_ij − aσ)) exp(γσ/(r_ik − aσ)), r < aσ.
 
     Trained: ln(λε), cos θ₀, ln γ (``trainable``: true, false or a list of
@@ -143,6 +249,7 @@ class ThreeBodyConfig(_Strict):
     kind: Literal["stillinger_weber_3b"]
     species: list[str]
     epsilon_eV: float | None = Field(default=None, gt=0)
+    epsilon_K: float | None = Field(default=None, gt=0)
     epsilon_kJ_per_mol: float | None = Field(default=None, gt=0)
     lambda_: float = Field(gt=0)
     cos_theta0: float | None = None
@@ -155,31 +262,44 @@ class ThreeBodyConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_each(self) -> "ThreeBodyConfig":
-        if (self.epsilon_eV is None) == (self.epsilon_kJ_per_mol is None):
-            raise ValueError("give exactly one of epsilon_eV and epsilon_kJ_per_mol")
+        _one_energy(self, "epsilon")
         if (self.cos_theta0 is None) == (self.theta0_deg is None):
             raise ValueError("give exactly one of cos_theta0 and theta0_deg")
         return self
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        if self.cos_theta0 is not None:
+            cos_theta0 = self.cos_theta0
+        else:
+            assert self.theta0_deg is not None
+            cos_theta0 = math.cos(math.radians(self.theta0_deg))
+        epsilon = _energy_eV(self, "epsilon")
+        assert isinstance(epsilon, float)
+        return StillingerWeberThreeBody(self.species, self.lambda_ * epsilon, cos_theta0, self.gamma, self.sigma_A,
+                                        self.a, trainable=self.trainable)
 
-class RepulsiveConfig(_Strict):
+
+class RepulsiveConfig(_Term):
     """Fixed prior 4ε(σ/r)¹², shifted to zero at ``cutoff_A``; not trainable."""
 
     kind: Literal["repulsive_r12"]
     species: list[str]
     sigma_A: float | list[float]
     epsilon_eV: float | list[float] | None = None
+    epsilon_K: float | list[float] | None = None
     epsilon_kJ_per_mol: float | list[float] | None = None
     cutoff_A: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _one_epsilon(self) -> "RepulsiveConfig":
-        if (self.epsilon_eV is None) == (self.epsilon_kJ_per_mol is None):
-            raise ValueError("give exactly one of epsilon_eV and epsilon_kJ_per_mol")
+        _one_energy(self, "epsilon")
         return self
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        return RepulsivePrior(self.species, self.sigma_A, _energy_eV(self, "epsilon"), self.cutoff_A)
 
-class DeepmdConfig(_Strict):
+
+class DeepmdConfig(_Term):
     """A DeePMD-kit model (PyTorch backend; ``bash scripts/install_deepmd.sh``).
 
     ``checkpoint_file``: a ``dp --pt train`` checkpoint (``.pt``) or a frozen model (``.pth``).
@@ -197,9 +317,19 @@ class DeepmdConfig(_Strict):
     save_checkpoint_file: Path | None = None
     freeze_file: Path | None = None
 
+    def build(self, dtype: torch.dtype) -> Potential:
+        return DeepmdPotential.from_file(self.checkpoint_file, dtype=dtype, trainable=self.trainable, head=self.head)
 
-PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDispersionConfig, MaceConfig, ThreeBodyConfig, RepulsiveConfig,
-                                DeepmdConfig],
+    def save_native(self, term: Potential, run_dir: Path, index: int, count: int) -> list[Path]:
+        assert isinstance(term, DeepmdPotential)
+        stem = run_dir / ("refined_deepmd" if count == 1 else f"refined_deepmd_{index}")
+        checkpoint = term.save_checkpoint(self.save_checkpoint_file or stem.with_suffix(".pt"))
+        return [checkpoint, term.freeze(self.freeze_file or stem.with_suffix(".pth"), checkpoint=checkpoint)]
+
+
+#: every kind of potential term a config may name (the registry: a new kind is a _Term subclass added here)
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDispersionConfig, MaceConfig, ThreeBodyConfig,
+                                RepulsiveConfig, DeepmdConfig],
                           Field(discriminator="kind")]
 
 
@@ -242,7 +372,19 @@ class SamplingConfig(_Strict):
 
 
 # ------------------------------------------------------------------- targets
-class RdfConfig(_Strict):
+class _ObservableConfig(_Strict):
+    """An observable: builds itself; a curve names the unit of its grid, a scalar the unit of its value."""
+
+    #: unit suffix of a curve's grid (A, inv_A, deg, rad), None for a scalar
+    grid_unit: ClassVar[str | None] = "A"
+    #: unit suffix of a scalar's value_*/sigma_* keys, None for a curve
+    scalar_unit: ClassVar[str | None] = None
+
+    def build(self, temperature_K: float) -> Observable:
+        raise NotImplementedError
+
+
+class RdfConfig(_ObservableConfig):
     kind: Literal["rdf"]
     species: tuple[str, str] | None = None
     r_max_A: float = Field(gt=0)
@@ -250,18 +392,32 @@ class RdfConfig(_Strict):
     bin_width_A: float = Field(default=0.05, gt=0)
     smoothing_A: float | None = Field(default=None, ge=0)
 
+    def build(self, temperature_K: float) -> Observable:
+        return RadialDistribution(r_max_A=self.r_max_A, r_min_A=self.r_min_A, bin_width_A=self.bin_width_A,
+                                  smoothing_A=self.smoothing_A, species=self.species)
 
-class PressureConfig(_Strict):
+
+class PressureConfig(_ObservableConfig):
     kind: Literal["pressure"]
+    grid_unit: ClassVar[str | None] = None
+    scalar_unit: ClassVar[str | None] = "bar"
+
+    def build(self, temperature_K: float) -> Observable:
+        return Pressure(temperature_K=temperature_K)
 
 
-class DensityConfig(_Strict):
+class DensityConfig(_ObservableConfig):
     """Mass density in g/cm³ (varies only in NPT sampling)."""
 
     kind: Literal["density"]
+    grid_unit: ClassVar[str | None] = None
+    scalar_unit: ClassVar[str | None] = "g_per_cm3"
+
+    def build(self, temperature_K: float) -> Observable:
+        return Density("mass")
 
 
-class TotalRdfConfig(_Strict):
+class TotalRdfConfig(_ObservableConfig):
     """Faber–Ziman-weighted total g(r) (neutron: coherent lengths; X-ray: f0 at Q = 0)."""
 
     kind: Literal["total_rdf"]
@@ -271,8 +427,12 @@ class TotalRdfConfig(_Strict):
     bin_width_A: float = Field(default=0.05, gt=0)
     smoothing_A: float | None = Field(default=None, ge=0)
 
+    def build(self, temperature_K: float) -> Observable:
+        return TotalRDF(r_max_A=self.r_max_A, bin_width_A=self.bin_width_A, r_min_A=self.r_min_A,
+                        smoothing_A=self.smoothing_A, radiation=self.radiation)
 
-class PdfConfig(_Strict):
+
+class PdfConfig(_ObservableConfig):
     """Reduced pair distribution function G(r) = 4πρ₀r[g(r) − 1] in Å⁻², optionally through the data's Q range."""
 
     kind: Literal["pdf"]
@@ -284,8 +444,13 @@ class PdfConfig(_Strict):
     lorch: bool = False
     q_damping_A: float = Field(default=0.0, ge=0)
 
+    def build(self, temperature_K: float) -> Observable:
+        return PairDistributionFunction(r_max_A=self.r_max_A, bin_width_A=self.bin_width_A,
+                                        smoothing_A=self.smoothing_A, radiation=self.radiation,
+                                        q_max_inv_A=self.q_max_inv_A, lorch=self.lorch, q_damping_A=self.q_damping_A)
 
-class StructureFactorConfig(_Strict):
+
+class StructureFactorConfig(_ObservableConfig):
     """S(Q) (or F(Q) = Q[S − 1]) on the grid q_min…q_max in steps of q_step (Å⁻¹).
 
     ``direct``: from the cell's commensurate q vectors (exact at low Q; bins must hold a
@@ -293,6 +458,7 @@ class StructureFactorConfig(_Strict):
     """
 
     kind: Literal["structure_factor"]
+    grid_unit: ClassVar[str | None] = "inv_A"
     radiation: Literal["neutron", "xray"] = "neutron"
     quantity: Literal["S", "F"] = "S"
     direct: bool = False
@@ -312,8 +478,15 @@ class StructureFactorConfig(_Strict):
             raise ValueError("the Fourier route (direct: false) needs r_max_A")
         return self
 
+    def build(self, temperature_K: float) -> Observable:
+        n = int(math.floor((self.q_max_inv_A - self.q_min_inv_A) / self.q_step_inv_A + 1e-9)) + 1
+        q = self.q_min_inv_A + self.q_step_inv_A * torch.arange(n, dtype=torch.float64)
+        return StructureFactor(q, radiation=self.radiation, quantity=self.quantity, direct=self.direct,
+                               r_max_A=self.r_max_A, bin_width_A=None if self.direct else self.bin_width_A,
+                               smoothing_A=self.smoothing_A, r_window=self.r_window)
 
-class AdfConfig(_Strict):
+
+class AdfConfig(_ObservableConfig):
     """Bond-angle distribution of triplets species[0]–species[1]–species[2] (centre in the middle)."""
 
     kind: Literal["adf"]
@@ -324,16 +497,25 @@ class AdfConfig(_Strict):
     smoothing_deg: float | None = Field(default=None, ge=0)
     angle_unit: Literal["degree", "radian"] = "degree"
 
+    @property
+    def unit_of_grid(self) -> str:
+        return "deg" if self.angle_unit == "degree" else "rad"
+
+    def build(self, temperature_K: float) -> Observable:
+        return AngularDistribution(species=self.species, r_max_A=self.r_max_A, r_min_A=self.r_min_A,
+                                   n_bins=self.n_bins, smoothing_deg=self.smoothing_deg, angle_unit=self.angle_unit)
+
 
 CurveConfig = Annotated[
     Union[RdfConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig], Field(discriminator="kind")
 ]
 
 
-class PeakPositionConfig(_Strict):
+class PeakPositionConfig(_ObservableConfig):
     """Position of the peak of a curve observable inside ``window`` (in that curve's grid unit)."""
 
     kind: Literal["peak_position"]
+    grid_unit: ClassVar[str | None] = None
     of: CurveConfig
     window: tuple[float, float]
 
@@ -343,15 +525,24 @@ class PeakPositionConfig(_Strict):
             raise ValueError("window must be [low, high] with low < high")
         return self
 
+    def build(self, temperature_K: float) -> Observable:
+        return PeakPosition(self.of.build(temperature_K), self.window)
 
-class InterlayerSpacingConfig(_Strict):
+
+class InterlayerSpacingConfig(_ObservableConfig):
     """Cell height along ``axis`` (0, 1, 2 = a, b, c) over the number of layers, Å (NPT)."""
 
     kind: Literal["interlayer_spacing"]
+    grid_unit: ClassVar[str | None] = None
+    scalar_unit: ClassVar[str | None] = "A"
     n_layers: int = Field(ge=1)
     axis: int = Field(default=2, ge=0, le=2)
 
+    def build(self, temperature_K: float) -> Observable:
+        return InterlayerSpacing(self.n_layers, self.axis)
 
+
+#: every kind of observable a target may name (the registry: a new kind is an _ObservableConfig added here)
 ObservableConfig = Annotated[
     Union[RdfConfig, PressureConfig, DensityConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig,
           PeakPositionConfig, InterlayerSpacingConfig],
@@ -359,26 +550,19 @@ ObservableConfig = Annotated[
 ]
 
 
-def _grid_unit(obs: Any) -> str:
+def _grid_unit(obs: _ObservableConfig) -> str:
     """The unit suffix of a curve observable's grid: A, inv_A, deg or rad."""
-    if isinstance(obs, StructureFactorConfig):
-        return "inv_A"
     if isinstance(obs, AdfConfig):
-        return "deg" if obs.angle_unit == "degree" else "rad"
-    return "A"
+        return obs.unit_of_grid
+    assert obs.grid_unit is not None, f"{type(obs).__name__} is not a curve"
+    return obs.grid_unit
 
 
-def _scalar_unit(obs: Any) -> str | None:
+def _scalar_unit(obs: _ObservableConfig) -> str | None:
     """The unit suffix of a scalar target's value_*/sigma_* keys, or None for a curve."""
-    if isinstance(obs, PressureConfig):
-        return "bar"
-    if isinstance(obs, DensityConfig):
-        return "g_per_cm3"
-    if isinstance(obs, InterlayerSpacingConfig):
-        return "A"
     if isinstance(obs, PeakPositionConfig):
         return _grid_unit(obs.of)
-    return None
+    return obs.scalar_unit
 
 
 _X_UNITS = {"A": ("angstrom", "nm"), "inv_A": ("inverse_angstrom", "inverse_nm"), "deg": ("degree",),
@@ -404,6 +588,10 @@ class DataConfig(_Strict):
     number_density_per_A3: float | None = Field(default=None, gt=0)
 
 
+#: the keys of a target that carry a unit suffix, and the suffixes they take
+_UNIT_KEYS = {"fit_range": ("A", "inv_A", "deg", "rad"), "value": _SCALAR_UNITS, "sigma": _SCALAR_UNITS}
+
+
 class TargetConfig(_Strict):
     """One target.
 
@@ -412,74 +600,88 @@ class TargetConfig(_Strict):
     Scalars take a value and optionally its σ with the observable's unit: ``value_bar``
     (pressure), ``value_g_per_cm3`` (density), ``value_A`` (interlayer spacing, a peak in
     r), ``value_inv_A`` (a peak in Q), ``value_deg``/``value_rad`` (a peak in angle).
+
+    The unit-suffixed keys are read into ``fit_range``, ``value`` and ``sigma`` (in the unit of
+    the observable, which must be the unit of the key) and written back with their suffix.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     observable: ObservableConfig
     data: DataConfig | None = None
-    fit_range_A: tuple[float, float] | None = None
-    fit_range_inv_A: tuple[float, float] | None = None
-    fit_range_deg: tuple[float, float] | None = None
-    fit_range_rad: tuple[float, float] | None = None
-    value_bar: float | None = None
-    sigma_bar: float | None = Field(default=None, gt=0)
-    value_g_per_cm3: float | None = Field(default=None, gt=0)
-    sigma_g_per_cm3: float | None = Field(default=None, gt=0)
-    value_A: float | None = None
-    sigma_A: float | None = Field(default=None, gt=0)
-    value_inv_A: float | None = None
-    sigma_inv_A: float | None = Field(default=None, gt=0)
-    value_deg: float | None = None
-    sigma_deg: float | None = Field(default=None, gt=0)
-    value_rad: float | None = None
-    sigma_rad: float | None = Field(default=None, gt=0)
+    fit_range: tuple[float, float] | None = None
+    value: float | None = None
+    sigma: float | None = Field(default=None, gt=0)
     weight: float = Field(default=1.0, ge=0)
+    #: the key each of fit_range, value, sigma was given with (e.g. {"value": "value_bar"})
+    given_as: dict[str, str] = Field(default_factory=dict, exclude=True)
 
-    @property
-    def fit_range(self) -> tuple[float, float] | None:
-        """The fit range given, in the unit of the observable's grid."""
-        for r in (self.fit_range_A, self.fit_range_inv_A, self.fit_range_deg, self.fit_range_rad):
-            if r is not None:
-                return r
-        return None
+    @model_validator(mode="before")
+    @classmethod
+    def _from_unit_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for base, units in _UNIT_KEYS.items():
+            if base in data:
+                raise ValueError(f"give {base} with its unit: one of {', '.join(f'{base}_{u}' for u in units)}")
+            given = [f"{base}_{u}" for u in units if f"{base}_{u}" in data]
+            if len(given) > 1:
+                raise ValueError(f"give one of {', '.join(given)}, not several")
+            if given:
+                data[base] = data.pop(given[0])
+                data.setdefault("given_as", {})[base] = given[0]
+        return data
+
+    @model_serializer(mode="wrap")
+    def _to_unit_keys(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        for base in _UNIT_KEYS:
+            value = out.pop(base, None)
+            if value is not None:
+                out[self.given_as.get(base) or f"{base}_{self._unit_for(base)}"] = value
+        return out
+
+    def _unit_for(self, base: str) -> str:
+        unit = _scalar_unit(self.observable)
+        return unit if unit is not None and base != "fit_range" else _grid_unit(self.observable)
 
     @property
     def scalar_value(self) -> tuple[float, float | None] | None:
         """(value, sigma) of a scalar target in the observable's unit, or None for a curve."""
-        unit = _scalar_unit(self.observable)
-        if unit is None:
+        if _scalar_unit(self.observable) is None:
             return None
-        return getattr(self, f"value_{unit}"), getattr(self, f"sigma_{unit}")
+        assert self.value is not None
+        return self.value, self.sigma
 
     @model_validator(mode="after")
     def _consistent(self) -> "TargetConfig":
         obs = self.observable
-        ranges = {f"fit_range_{u}" for u in ("A", "inv_A", "deg", "rad") if getattr(self, f"fit_range_{u}") is not None}
-        scalars = {f"{kind}_{u}" for u in _SCALAR_UNITS for kind in ("value", "sigma")
-                   if getattr(self, f"{kind}_{u}") is not None}
+        kind = getattr(obs, "kind")
         unit = _scalar_unit(obs)
+        given = self.given_as
         if unit is not None:
             key = f"value_{unit}"
-            if getattr(self, key) is None:
-                raise ValueError(f"a {obs.kind} target needs {key}")
-            extra = scalars - {key, f"sigma_{unit}"}
-            if extra or self.data is not None or ranges:
-                named = sorted(extra) + (["data"] if self.data is not None else []) + sorted(ranges)
-                raise ValueError(f"a {obs.kind} target takes {key} (and sigma_{unit}) only, not {', '.join(named)}")
+            if self.value is None:
+                raise ValueError(f"a {kind} target needs {key}")
+            wrong = [k for b, k in given.items() if b != "fit_range" and k != f"{b}_{unit}"]
+            if wrong or self.data is not None or self.fit_range is not None:
+                named = wrong + (["data"] if self.data is not None else []) + \
+                    ([given["fit_range"]] if self.fit_range is not None else [])
+                raise ValueError(f"a {kind} target takes {key} (and sigma_{unit}) only, not {', '.join(sorted(named))}")
             return self
         if self.data is None:
-            raise ValueError(f"a {obs.kind} target needs data")
+            raise ValueError(f"a {kind} target needs data")
+        scalars = sorted(k for b, k in given.items() if b != "fit_range")
         if scalars:
-            raise ValueError(f"{', '.join(sorted(scalars))}: value_*/sigma_* keys are for scalar targets")
+            raise ValueError(f"{', '.join(scalars)}: value_*/sigma_* keys are for scalar targets")
         grid = _grid_unit(obs)
         range_key = f"fit_range_{grid}"
-        if ranges - {range_key}:
-            raise ValueError(f"a {obs.kind} target takes {range_key}, not {', '.join(sorted(ranges - {range_key}))}")
+        if self.fit_range is not None and given.get("fit_range") != range_key:
+            raise ValueError(f"a {kind} target takes {range_key}, not {given.get('fit_range')}")
         if self.data.x_unit not in _X_UNITS[grid]:
-            raise ValueError(f"data.x_unit {self.data.x_unit!r} does not fit a {obs.kind} target; "
+            raise ValueError(f"data.x_unit {self.data.x_unit!r} does not fit a {kind} target; "
                              f"use one of {_X_UNITS[grid]}")
-        r = getattr(self, range_key)
-        if r is not None and r[1] <= r[0]:
+        if self.fit_range is not None and self.fit_range[1] <= self.fit_range[0]:
             raise ValueError(f"{range_key} must be [low, high] with low < high")
         return self
 
@@ -494,11 +696,19 @@ class RefineConfig(_Strict):
     max_rollbacks: int = Field(default=5, ge=0)
     final_check: bool = True
     optimizer: Literal["adam", "gauss_newton"] = "adam"
-    #: Adam's decay rates of the first and second moments; a smaller adam_beta1 (e.g. 0.5) stops
-    #: the momentum from carrying a target that one step can reach (a spacing) past its value
+    #: Adam's (β₁, β₂), the decay rates of the first and second moments; a smaller β₁ (e.g. 0.5)
+    #: stops the momentum from carrying a target that one step can reach (a spacing) past its value
     #: (a resumed run keeps the betas of its checkpoint, as it keeps the optimizer's state)
-    adam_beta1: float = Field(default=0.9, ge=0, lt=1)
-    adam_beta2: float = Field(default=0.999, ge=0, lt=1)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+
+    _renamed: ClassVar[dict[str, str]] = {"adam_beta1": "adam_betas", "adam_beta2": "adam_betas"}
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"adam_betas must lie in [0, 1), got {list(v)}")
+        return v
     max_step_kT: float = Field(default=2.0, gt=0)
     initial_damping: float = Field(default=1e-2, ge=0)
 
@@ -619,32 +829,26 @@ def _index(node: list, part: str, where: str) -> int:
     return index
 
 
-def _resolve_paths(cfg: Config, base: Path) -> Config:
-    def res(p: Path | None) -> Path | None:
-        if p is None:
-            return None
-        p = Path(p).expanduser()
-        return p if p.is_absolute() else (base / p).resolve()
+def _resolve_paths(model: BaseModel, base: Path) -> Any:
+    """Every path in ``model`` (fields holding a Path or a list of them, in any sub-section) made
+    absolute against ``base``; the model is changed in place and returned."""
 
-    cfg.run_dir = res(cfg.run_dir)  # type: ignore[assignment]
-    cfg.system.structure_file = res(cfg.system.structure_file)
-    cfg.potential.initial_checkpoint = res(cfg.potential.initial_checkpoint)
-    if cfg.dft is not None:
-        files = cfg.dft.file if isinstance(cfg.dft.file, list) else [cfg.dft.file]
-        resolved = [res(f) for f in files]
-        cfg.dft.file = resolved if isinstance(cfg.dft.file, list) else resolved[0]  # type: ignore[assignment]
-    for term in cfg.potential.terms:
-        if isinstance(term, MaceConfig):
-            term.model_file = res(term.model_file)  # type: ignore[assignment]
-            term.save_model_file = res(term.save_model_file)
-        elif isinstance(term, DeepmdConfig):
-            term.checkpoint_file = res(term.checkpoint_file)  # type: ignore[assignment]
-            term.save_checkpoint_file = res(term.save_checkpoint_file)
-            term.freeze_file = res(term.freeze_file)
-    for t in cfg.targets:
-        if t.data is not None:
-            t.data.file = res(t.data.file)  # type: ignore[assignment]
-    return cfg
+    def res(value: Any) -> Any:
+        if isinstance(value, Path):
+            p = value.expanduser()
+            return p if p.is_absolute() else (base / p).resolve()
+        if isinstance(value, BaseModel):
+            return _resolve_paths(value, base)
+        if isinstance(value, list):
+            return [res(v) for v in value]
+        return value
+
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        resolved = res(value)
+        if resolved is not value:
+            setattr(model, name, resolved)
+    return model
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -652,7 +856,7 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":

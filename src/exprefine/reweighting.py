@@ -130,7 +130,8 @@ def reweighted_loss_and_gradient(
     ess = effective_sample_size(lw)
     if compute_gradient:
         dL_dU = u_leaf.grad
-        dL_dO = {k: leaf.grad for k, leaf in o_leaves.items()}
+        dL_dO = {k: leaf.grad for k, leaf in o_leaves.items() if leaf.grad is not None}
+        assert dL_dU is not None, "the loss does not depend on the frame energies"
         _backpropagate_in_chunks(potential, trajectory, observables, dL_dU, dL_dO, chunk_size)
     return ReweightedStep(
         loss=float(loss.detach()),

@@ -93,9 +93,7 @@ class State:
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "State":
         """Copy with floating tensors in ``dtype`` and everything on ``device``."""
 
-        def conv(t: torch.Tensor | None, floating: bool) -> torch.Tensor | None:
-            if t is None:
-                return None
+        def conv(t: torch.Tensor, floating: bool) -> torch.Tensor:
             return t.to(device=device, dtype=dtype if floating and dtype is not None else t.dtype)
 
         return State(
@@ -105,7 +103,7 @@ class State:
             atomic_numbers=conv(self.atomic_numbers, False),
             masses=conv(self.masses, True),
             system_idx=conv(self.system_idx, False),
-            velocities=conv(self.velocities, True),
+            velocities=None if self.velocities is None else conv(self.velocities, True),
         )
 
     def clone(self) -> "State":

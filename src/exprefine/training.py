@@ -24,8 +24,8 @@ import torch
 from .data.dft import DFTDataset
 from .data.loss import DFTLossTerms, dft_loss, dft_loss_terms
 from .data.metrics import DFTErrors, evaluate_dft_errors
-from .io.checkpoint import load_checkpoint, save_checkpoint
 from .data.predict import potential_device
+from .io.checkpoint import load_checkpoint, save_checkpoint
 from .potentials.base import Potential
 
 CHECKPOINT_NAME = "train_latest.pt"

@@ -109,15 +109,15 @@ def run(argv: list[str] | None = None) -> int:
         _print_evaluation("targets:", frames.evaluation)
         return 0
     if args.command == "sample":
-        report = workflows.run_sampling(cfg, progress=progress)
+        sampled = workflows.run_sampling(cfg, progress=progress)
     else:
         if args.checkpoint is None:
             raise ValueError("evaluate needs --checkpoint (sample with its parameters) or --frames (existing frames)")
-        report = workflows.run_evaluation(cfg, args.checkpoint, progress=progress)
-    print(f"{report.result.trajectory.n_frames} frames in {report.result.wall_time_s:.1f} s "
-          f"-> {report.out_dir / 'trajectory.pt'}")
-    if report.evaluation is not None:
-        _print_evaluation("targets:", report.evaluation)
+        sampled = workflows.run_evaluation(cfg, args.checkpoint, progress=progress)
+    print(f"{sampled.result.trajectory.n_frames} frames in {sampled.result.wall_time_s:.1f} s "
+          f"-> {sampled.out_dir / 'trajectory.pt'}")
+    if sampled.evaluation is not None:
+        _print_evaluation("targets:", sampled.evaluation)
     return 0
 
 

@@ -397,10 +397,12 @@ def dataset_from_atoms(
             raise ValueError(f"{source}: frame {k} has no atoms")
         energy = _label(atoms, energy_key, per_atom=False)
         if energy is None:
-            raise ValueError(f"{source}: frame {k} has no energy {energy_key!r} (neither in atoms.info nor in calculator results)")
+            raise ValueError(f"{source}: frame {k} has no energy {energy_key!r} "
+                             "(neither in atoms.info nor in calculator results)")
         force = _label(atoms, forces_key, per_atom=True)
         if force is None:
-            raise ValueError(f"{source}: frame {k} has no forces {forces_key!r} (neither in atoms.arrays nor in calculator results)")
+            raise ValueError(f"{source}: frame {k} has no forces {forces_key!r} "
+                             "(neither in atoms.arrays nor in calculator results)")
         if force.shape != (n, 3):
             raise ValueError(f"{source}: frame {k}: forces {forces_key!r} have shape {list(force.shape)}, expected [{n}, 3]")
         stress = None

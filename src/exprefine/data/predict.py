@@ -59,13 +59,14 @@ def predict_batch(
         stress_mask = torch.zeros(n_sys, dtype=torch.bool, device=state.device)
     stress_mask = stress_mask.to(state.device)
     if not bool(stress_mask.any()):
-        out = potential.compute(state, forces=True, stress=False, create_graph=create_graph)
-        zeros = torch.zeros(n_sys, 3, 3, dtype=out.energy_eV.dtype, device=state.device)
-        return BatchPrediction(out.energy_eV, out.forces_eV_per_A, zeros, stress_mask)
+        energy, forces_all, _ = _computed(potential, state, False, create_graph)
+        zeros = torch.zeros(n_sys, 3, 3, dtype=energy.dtype, device=state.device)
+        return BatchPrediction(energy, forces_all, zeros, stress_mask)
     if bool(state.pbc.all()):
-        out = potential.compute(state, forces=True, stress=True, create_graph=create_graph)
-        stress = out.stress_eV_per_A3 * stress_mask[:, None, None].to(out.stress_eV_per_A3.dtype)
-        return BatchPrediction(out.energy_eV, out.forces_eV_per_A, stress, stress_mask)
+        energy, forces_all, stress_all = _computed(potential, state, True, create_graph)
+        assert stress_all is not None
+        masked = stress_all * stress_mask[:, None, None].to(stress_all.dtype)
+        return BatchPrediction(energy, forces_all, masked, stress_mask)
     periodic = state.pbc.all(dim=1)
     if bool((stress_mask & ~periodic).any()):
         raise ValueError("stress was asked for a system that is not periodic in all three directions")
@@ -73,22 +74,29 @@ def predict_batch(
     systems = state.split()
     with_s = [k for k in range(n_sys) if bool(stress_mask[k])]
     without = [k for k in range(n_sys) if not bool(stress_mask[k])]
-    out_s = potential.compute(concatenate([systems[k] for k in with_s]), forces=True, stress=True,
-                              create_graph=create_graph)
-    out_n = potential.compute(concatenate([systems[k] for k in without]), forces=True, stress=False,
-                              create_graph=create_graph)
+    e_s, f_s, s_s = _computed(potential, concatenate([systems[k] for k in with_s]), True, create_graph)
+    e_n, f_n, _ = _computed(potential, concatenate([systems[k] for k in without]), False, create_graph)
+    assert s_s is not None
     counts = state.n_atoms_per_system.tolist()
-    forces_s = torch.split(out_s.forces_eV_per_A, [counts[k] for k in with_s])
-    forces_n = torch.split(out_n.forces_eV_per_A, [counts[k] for k in without])
+    forces_s = torch.split(f_s, [counts[k] for k in with_s])
+    forces_n = torch.split(f_n, [counts[k] for k in without])
     energies: list[torch.Tensor] = [torch.empty(0)] * n_sys
     forces: list[torch.Tensor] = [torch.empty(0)] * n_sys
     stress: list[torch.Tensor] = [torch.empty(0)] * n_sys
     for j, k in enumerate(with_s):
-        energies[k], forces[k], stress[k] = out_s.energy_eV[j], forces_s[j], out_s.stress_eV_per_A3[j]
+        energies[k], forces[k], stress[k] = e_s[j], forces_s[j], s_s[j]
     for j, k in enumerate(without):
-        energies[k], forces[k] = out_n.energy_eV[j], forces_n[j]
-        stress[k] = torch.zeros(3, 3, dtype=out_n.energy_eV.dtype, device=state.device)
+        energies[k], forces[k] = e_n[j], forces_n[j]
+        stress[k] = torch.zeros(3, 3, dtype=e_n.dtype, device=state.device)
     return BatchPrediction(torch.stack(energies), torch.cat(forces), torch.stack(stress), stress_mask)
+
+
+def _computed(potential: Potential, state: State, stress: bool,
+              create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(energies, forces, stress or None) of ``state``."""
+    out = potential.compute(state, forces=True, stress=stress, create_graph=create_graph)
+    assert out.forces_eV_per_A is not None
+    return out.energy_eV, out.forces_eV_per_A, out.stress_eV_per_A3
 
 
 @dataclass
@@ -142,10 +150,10 @@ def predict(
 
 def potential_device(potential: Potential) -> torch.device:
     """The device of the first parameter (or buffer) of ``potential``; CPU if it has none."""
-    for tensor in potential.parameters():
-        return tensor.device
-    for tensor in potential.buffers():
-        return tensor.device
+    for parameter in potential.parameters():
+        return parameter.device
+    for buffer in potential.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

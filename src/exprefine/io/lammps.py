@@ -143,7 +143,7 @@ def _raw_frames(path: Path) -> Iterator[_RawFrame]:
                 except ValueError as exc:
                     raise ValueError(f"{path}: timestep {timestep}: {exc}") from None
             elif item.startswith("ATOMS"):
-                if timestep is None or n_atoms is None or cell is None:
+                if timestep is None or n_atoms is None or cell is None or origin is None or pbc is None:
                     missing = "TIMESTEP" if timestep is None else "NUMBER OF ATOMS" if n_atoms is None else "BOX BOUNDS"
                     raise ValueError(f"{path}: timestep {timestep}: ATOMS section before ITEM: {missing}")
                 rows = [_next(lines, path, timestep) for _ in range(n_atoms)]
@@ -255,19 +255,25 @@ def read_lammps_dump_frames(
         raise ValueError(f"coordinates must be 'auto' or one of {sorted(POSITION_COLUMNS)}, got {coordinates!r}")
     if every < 1:
         raise ValueError(f"every must be ≥ 1, got {every}")
-    timesteps, positions, cells, origins, forces = [], [], [], [], []
-    ids0 = numbers0 = pbc0 = None
+    timesteps: list[int] = []
+    positions: list[np.ndarray] = []
+    cells: list[np.ndarray] = []
+    origins: list[np.ndarray] = []
+    forces: list[np.ndarray] = []
+    ids0: np.ndarray | None = None
+    numbers0: np.ndarray | None = None
+    pbc0: np.ndarray | None = None
     chosen = coordinates
     for k, frame in enumerate(_raw_frames(path)):
         if k % every:
             continue
         ids, numbers, xyz, f, chosen = _parse_frame(frame, path, type_to_element, chosen)
-        if ids0 is None:
+        if ids0 is None or numbers0 is None:
             ids0, numbers0, pbc0 = ids, numbers, frame.pbc
         elif not (np.array_equal(ids, ids0) and np.array_equal(numbers, numbers0)):
             raise ValueError(f"{path}: timestep {frame.timestep}: other atoms than in the first frame "
                              "(a Trajectory holds one system)")
-        elif not np.array_equal(frame.pbc, pbc0):
+        elif pbc0 is None or not np.array_equal(frame.pbc, pbc0):
             raise ValueError(f"{path}: timestep {frame.timestep}: boundary flags differ from the first frame")
         if forces and f is None:
             raise ValueError(f"{path}: timestep {frame.timestep}: missing columns 'fx fy fz'")
@@ -277,7 +283,7 @@ def read_lammps_dump_frames(
         origins.append(frame.origin)
         if f is not None:
             forces.append(f * FORCE_UNIT_eV_PER_A[units])
-    if not timesteps:
+    if not timesteps or ids0 is None or numbers0 is None:
         raise ValueError(f"{path}: no frames (no 'ITEM: TIMESTEP' ... 'ITEM: ATOMS' sections)")
     return LammpsDumpFrames(
         timesteps=np.array(timesteps, dtype=np.int64),

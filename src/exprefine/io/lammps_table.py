@@ -146,7 +146,7 @@ def read_pair_table(path: str | Path) -> dict[str, PairTable]:
         if "RSQ" in header or "BITMAP" in header:
             raise ValueError(f"{path}: section {keyword!r}: only tables on an r grid (R or none) are read")
         n = int(header[1])
-        rows = []
+        rows: list[list[float]] = []
         j = k + 2
         while len(rows) < n and j < len(lines):
             if lines[j]:

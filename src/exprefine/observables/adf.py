@@ -57,7 +57,7 @@ class AngularDistribution(Observable):
     ) -> None:
         if len(species) != 3:
             raise ValueError(f"species must be three element symbols (neighbour, centre, neighbour), got {species!r}")
-        z = tuple(atomic_number(s) for s in species)
+        z = (atomic_number(species[0]), atomic_number(species[1]), atomic_number(species[2]))
         self._z = z
         self.species = tuple(element_symbols(list(z)))
         r_max_A, r_min_A = float(r_max_A), float(r_min_A)

@@ -77,7 +77,9 @@ class PeakPosition(Observable):
     def reduce(self, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Scalar peak position of Σ_i w_i O_i(x)."""
         mean = torch.tensordot(weights.to(values.dtype), values, dims=([0], [0]))
-        grid = self.curve.grid().to(mean.dtype)
+        grid = self.curve.grid()
+        assert grid is not None, f"{self.curve.name} has no grid"
+        grid = grid.to(mean.dtype)
         return parabolic_peak(grid, mean, *self.window)
 
 

@@ -845,6 +845,8 @@ class StructureFactor(Observable):
         self.name = f"{quantity}_Q_{radiation}{'_direct' if direct else ''}"
         self._q = q
         self._weights = _WeightCache(radiation, q)
+        self._edges: torch.Tensor | None
+        self._binning: RadialBinning | None
         if self.direct:
             if q.numel() < 2:
                 raise ValueError(f"{self.name}: the direct route needs at least two Q points to form bins")

@@ -65,11 +65,13 @@ class ExprefineCalculator(Calculator):
         state = from_atoms(self.atoms, dtype=self.dtype, device=self.device)
         out = self.potential.compute(state, forces=True, stress=want_stress)
         energy = float(out.energy_eV[0])
+        assert out.forces_eV_per_A is not None
         self.results = {
             "energy": energy,
             "free_energy": energy,
             "forces": out.forces_eV_per_A.detach().cpu().double().numpy(),
         }
         if want_stress:
+            assert out.stress_eV_per_A3 is not None
             stress = out.stress_eV_per_A3[0].detach().cpu().double().numpy()
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)

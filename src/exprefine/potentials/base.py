@@ -146,6 +146,8 @@ class PairPotential(Potential):
         cutoff_A: pairs beyond this distance do not interact.
     """
 
+    _species_of_z: torch.Tensor
+
     def __init__(self, species: Sequence[str | int], cutoff_A: float) -> None:
         super().__init__()
         numbers = [atomic_number(s) for s in species]

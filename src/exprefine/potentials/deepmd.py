@@ -139,7 +139,7 @@ def _single_head(params: dict, state: Mapping[str, torch.Tensor], head: str | No
     return copy.deepcopy(params), sub
 
 
-def _check_supported(model: nn.Module) -> None:
+def _check_supported(model: Any) -> None:
     out_def = model.atomic_output_def()
     keys = list(out_def.keys())
     if "energy" not in keys:
@@ -212,6 +212,10 @@ class DeepmdPotential(Potential):
     ``.to(dtype)`` changes nothing in the model (deepmd layers cast to their own precision);
     ``.to(device)`` moves it.
     """
+
+    _type_of_z: torch.Tensor
+    #: the deepmd-kit model (its own, dynamically typed module)
+    model: Any
 
     def __init__(
         self,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..state import State
 from ..neighbors import VerletPairCache
+from ..state import State
 from .base import Potential, element_symbols, species_index_table, species_indices
 from .edges import edges_within_cutoff
 from .selection import mace_presets, select_trainable
@@ -233,9 +233,13 @@ class MacePotential(Potential):
     and stresses equal ``MACECalculator``'s on the same structure.
     """
 
+    _species_of_z: torch.Tensor
+    #: the mace-torch model (its own, dynamically typed module)
+    model: Any
+
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,
         *,
         dtype: torch.dtype = torch.float64,
         trainable: TrainableSpec = "all",

@@ -29,6 +29,9 @@ class RepulsivePrior(PairPotential):
             it jumps by 48ε σ¹²/r_c¹³, negligible for r_c ≳ 1.5σ).
     """
 
+    sigma_A: torch.Tensor
+    epsilon_eV: torch.Tensor
+
     def __init__(
         self,
         species: Sequence[str | int],

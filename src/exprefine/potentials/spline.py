@@ -55,6 +55,8 @@ class PairSpline(PairPotential):
             (φ''(r_c) = 0).
     """
 
+    _second_derivative_map: torch.Tensor
+
     def __init__(
         self,
         species: Sequence[str | int],

@@ -21,15 +21,21 @@ class SumPotential(Potential):
         self.terms = nn.ModuleList(terms)
         self.cutoff_A = max(float(t.cutoff_A) for t in terms)
 
+    def term_list(self) -> list[Potential]:
+        """The terms, in order."""
+        return [t for t in self.terms if isinstance(t, Potential)]
+
     def energy(self, state: State) -> torch.Tensor:
-        total = self.terms[0].energy(state)
-        for term in self.terms[1:]:
+        terms = self.term_list()
+        total = terms[0].energy(state)
+        for term in terms[1:]:
             total = total + term.energy(state)
         return total
 
     def summary(self) -> dict[str, float]:
         """Summaries of the terms that offer one (keys prefixed by the term index if several do)."""
-        parts = [(k, t.summary()) for k, t in enumerate(self.terms) if callable(getattr(t, "summary", None))]
+        parts = [(k, getattr(t, "summary")()) for k, t in enumerate(self.term_list())
+                 if callable(getattr(t, "summary", None))]
         if len(parts) == 1:
             return dict(parts[0][1])
         return {f"term{k}.{name}": v for k, s in parts for name, v in s.items()}

@@ -69,6 +69,8 @@ class StillingerWeberThreeBody(Potential):
             out of ``("lambda_epsilon", "cos_theta0", "gamma")``.
     """
 
+    _species_of_z: torch.Tensor
+
     def __init__(
         self,
         species: Sequence[str | int],

@@ -5,8 +5,8 @@ from .gauss_newton import GaussNewtonSettings, LinearModel, linearize
 from .records import Evaluation, RefinementResult, UpdateRecord, evaluate_targets
 from .refiner import Refiner
 from .settings import RefinerSettings
-from .update_rules import AdamRule, GaussNewtonRule, UpdateRule
 from .targets import Target, total_loss
+from .update_rules import AdamRule, GaussNewtonRule, UpdateRule
 
 __all__ = [
     "AdamRule",

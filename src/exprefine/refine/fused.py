@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from ..data.dft import DFTDataset
+from ..data.loss import dft_loss_terms
 from ..data.metrics import DFTErrors, evaluate_dft_errors
 from ..potentials.base import Potential
-from ..data.loss import dft_loss_terms
 
 
 @dataclass

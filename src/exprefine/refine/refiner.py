@@ -21,12 +21,12 @@ from typing import Any, Sequence
 import torch
 
 from ..data.metrics import DFTErrors
+from ..io.checkpoint import load_checkpoint, save_checkpoint, state_to_plain
 from ..observables.base import CellTooSmall
 from ..potentials.base import Potential
 from ..sampling import MDState, SampleResult, SamplerSettings, SimulationBlowUp, sample
 from ..state import State
 from ..trajectory import Trajectory
-from ..io.checkpoint import load_checkpoint, save_checkpoint, state_to_plain
 from .fused import FusedDFT, held_out_errors
 from .log import RunLog
 from .plots import plot_history, plot_targets
@@ -146,6 +146,7 @@ class Refiner:
         if isinstance(start, MDState):
             # the forces of the last MD step belong to the previous parameters: recompute them
             out = self.potential.compute(start.state)
+            assert out.forces_eV_per_A is not None
             start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV)
         return sample(self.potential, start, settings, generator=self.generator, progress=self.settings.progress)
 
@@ -165,7 +166,9 @@ class Refiner:
         return Ensemble(trajectory, static, file)
 
     def _load_ensemble(self, file: str) -> Ensemble:
-        return self._ensemble(Trajectory.load(self._path("trajectories", file)), file=file)
+        path = self._path("trajectories", file)
+        assert path is not None, "a run without a run directory has no trajectory files"
+        return self._ensemble(Trajectory.load(path), file=file)
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False) -> RefinementResult:

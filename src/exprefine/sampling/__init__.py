@@ -1,6 +1,7 @@
 """Sampling: batched MD integrators and the sampler that produces reweighting trajectories."""
 
 from .barostat import BarostatSettings, c_rescale_step
+from .cache import CachedRun, sample_or_load, settings_from_times
 from .integrators import (
     MDState,
     NoseHooverChainState,
@@ -16,7 +17,6 @@ from .integrators import (
     velocity_verlet_step,
 )
 from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
-from .cache import CachedRun, sample_or_load, settings_from_times
 
 __all__ = [
     "BarostatSettings",

@@ -37,7 +37,7 @@ import torch
 from ..potentials.base import Potential
 from ..state import State
 from ..units import AMU_A2_PER_FS2_IN_eV, eV_PER_A3_IN_bar
-from .integrators import MDState
+from .integrators import MDState, velocities_of
 
 COUPLINGS = ("isotropic", "semi_isotropic", "anisotropic", "uniaxial_z")
 
@@ -83,7 +83,7 @@ class BarostatSettings:
 
 def pressure_tensor_eV_per_A3(state: State, stress_eV_per_A3: torch.Tensor) -> torch.Tensor:
     """[n_systems, 3, 3] instantaneous pressure tensor: Σ m v v / V − σ (kinetic + virial)."""
-    v = state.velocities
+    v = velocities_of(state)
     m = state.masses.to(v.dtype) * AMU_A2_PER_FS2_IN_eV
     per_atom = m[:, None, None] * v[:, :, None] * v[:, None, :]
     kinetic = torch.zeros(state.n_systems, 3, 3, dtype=v.dtype, device=v.device)
@@ -164,9 +164,11 @@ def c_rescale_step(
     if not bool(state.pbc.all()):
         raise ValueError("constant pressure needs cells periodic in all three directions")
     stress = potential.compute(state, forces=False, stress=True).stress_eV_per_A3
+    assert stress is not None
     tensor = pressure_tensor_eV_per_A3(state, stress)
     volume = state.volume_A3().to(tensor.dtype)
     d = log_strain_increments(tensor, volume, kT_eV=kT_eV, settings=settings, dt_fs=dt_fs, generator=generator)
     scaled = rescale(state, d)
     out = potential.compute(scaled, forces=True)
+    assert out.forces_eV_per_A is not None
     return MDState(scaled, out.forces_eV_per_A, out.energy_eV, md.step, md.thermostat)

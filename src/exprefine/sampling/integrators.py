@@ -244,8 +244,8 @@ def initialize(
     """
     if state.velocities is None:
         state = initialize_velocities(state, temperature_K, generator, remove_com_momentum)
-    out = potential.compute(state, forces=True)
-    return MDState(state=state, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV, step=0)
+    forces, energy = _forces(state, potential)
+    return MDState(state=state, forces_eV_per_A=forces, energy_eV=energy, step=0)
 
 
 # ---------------------------------------------------------------------- integrator pieces
@@ -254,18 +254,26 @@ def _acceleration(state: State, forces_eV_per_A: torch.Tensor) -> torch.Tensor:
     return forces_eV_per_A / (state.masses.to(forces_eV_per_A.dtype)[:, None] * AMU_A2_PER_FS2_IN_eV)
 
 
+def velocities_of(state: State) -> torch.Tensor:
+    """[n_atoms, 3] the velocities of a state that must have them (Å/fs)."""
+    if state.velocities is None:
+        raise ValueError("the state has no velocities: draw them first (initialize_velocities)")
+    return state.velocities
+
+
 def _kick(state: State, forces_eV_per_A: torch.Tensor, dt_fs: float) -> State:
     """B: v ← v + dt · F/m."""
-    return replace(state, velocities=state.velocities + dt_fs * _acceleration(state, forces_eV_per_A))
+    return replace(state, velocities=velocities_of(state) + dt_fs * _acceleration(state, forces_eV_per_A))
 
 
 def _drift(state: State, dt_fs: float) -> State:
     """A: x ← x + dt · v (positions stay unwrapped)."""
-    return replace(state, positions=state.positions + dt_fs * state.velocities)
+    return replace(state, positions=state.positions + dt_fs * velocities_of(state))
 
 
 def _forces(state: State, potential: Potential) -> tuple[torch.Tensor, torch.Tensor]:
     out = potential.compute(state, forces=True)
+    assert out.forces_eV_per_A is not None
     return out.forces_eV_per_A, out.energy_eV
 
 
@@ -330,7 +338,7 @@ def baoab_step(
     kick = sigma[:, None] * noise
     if remove_com_momentum:
         kick = _remove_com(state, kick)
-    state = replace(state, velocities=c[:, None] * state.velocities + kick)
+    state = replace(state, velocities=c[:, None] * velocities_of(state) + kick)
     state = _drift(state, 0.5 * timestep_fs)
     forces, energy = _forces(state, potential)
     state = _kick(state, forces, 0.5 * timestep_fs)
@@ -411,11 +419,11 @@ def nose_hoover_chain_step(
     kT = per_system(kT_eV, md.state, "kT_eV")
 
     thermostat, scale = _nhc_half_step(thermostat, kinetic_energy_eV(md.state), kT, 0.5 * timestep_fs)
-    state = replace(md.state, velocities=md.state.velocities * scale[md.state.system_idx][:, None])
+    state = replace(md.state, velocities=velocities_of(md.state) * scale[md.state.system_idx][:, None])
     state = _kick(state, md.forces_eV_per_A, 0.5 * timestep_fs)
     state = _drift(state, timestep_fs)
     forces, energy = _forces(state, potential)
     state = _kick(state, forces, 0.5 * timestep_fs)
     thermostat, scale = _nhc_half_step(thermostat, kinetic_energy_eV(state), kT, 0.5 * timestep_fs)
-    state = replace(state, velocities=state.velocities * scale[state.system_idx][:, None])
+    state = replace(state, velocities=velocities_of(state) * scale[state.system_idx][:, None])
     return MDState(state, forces, energy, md.step + 1, thermostat)

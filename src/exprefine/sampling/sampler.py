@@ -18,7 +18,7 @@ from ..neighbors import build_pairs
 from ..potentials.base import Potential
 from ..state import State
 from ..trajectory import Trajectory, parameter_fingerprint
-from ..units import BOLTZMANN_eV_per_K, PS_IN_FS
+from ..units import PS_IN_FS, BOLTZMANN_eV_per_K
 from .barostat import BarostatSettings, c_rescale_step
 from .integrators import (
     MDState,
@@ -166,7 +166,7 @@ def check_blow_up(
         ("energy", md.energy_eV),
         ("forces", md.forces_eV_per_A),
     ):
-        if not bool(torch.isfinite(tensor).all()):
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
             raise SimulationBlowUp(f"non-finite {name} at step {step} (NaN or inf); reduce the timestep")
     if target_temperature_K is not None:
         temps = temperature_K(md.state)

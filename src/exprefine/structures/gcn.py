@@ -334,7 +334,7 @@ def carbon_defects(
         raise ValueError(f"n_defects={n_defects} is odd (odd electron count); use pairs or even_electrons=False")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(candidates, size=n_defects, replace=False))
-    out = substitute_carbon(atoms, chosen)
+    out = substitute_carbon(atoms, [int(k) for k in chosen])
     out.info["n_carbon_defects"] = int(n_defects)
     out.info["defect_seed"] = int(seed)
     return out
