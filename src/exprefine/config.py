@@ -127,23 +127,28 @@ class _Term(_Strict):
         return []
 
 
-class LennardJonesConfig(_Term):
-    kind: Literal["lennard_jones"]
+class _SigmaEpsilonPairs(_Term):
+    """A pair term with σ (Å) and ε (eV, K or kJ/mol) per species pair and a cutoff (Å)."""
+
     species: list[str]
     sigma_A: float | list[float]
     epsilon_eV: float | list[float] | None = None
     epsilon_K: float | list[float] | None = None
     epsilon_kJ_per_mol: float | list[float] | None = None
     cutoff_A: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_epsilon(self) -> "_SigmaEpsilonPairs":
+        _one_energy(self, "epsilon")
+        return self
+
+
+class LennardJonesConfig(_SigmaEpsilonPairs):
+    kind: Literal["lennard_jones"]
     trainable: bool = True
     learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln σ, ln ε (default: refine's)
     sigma_learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln σ alone
     epsilon_learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln ε alone
-
-    @model_validator(mode="after")
-    def _one_epsilon(self) -> "LennardJonesConfig":
-        _one_energy(self, "epsilon")
-        return self
 
     def build(self, dtype: torch.dtype) -> Potential:
         return LennardJones(self.species, self.sigma_A, _energy_eV(self, "epsilon"), self.cutoff_A,
@@ -279,21 +284,10 @@ class ThreeBodyConfig(_Term):
                                         self.a, trainable=self.trainable)
 
 
-class RepulsiveConfig(_Term):
+class RepulsiveConfig(_SigmaEpsilonPairs):
     """Fixed prior 4ε(σ/r)¹², shifted to zero at ``cutoff_A``; not trainable."""
 
     kind: Literal["repulsive_r12"]
-    species: list[str]
-    sigma_A: float | list[float]
-    epsilon_eV: float | list[float] | None = None
-    epsilon_K: float | list[float] | None = None
-    epsilon_kJ_per_mol: float | list[float] | None = None
-    cutoff_A: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _one_epsilon(self) -> "RepulsiveConfig":
-        _one_energy(self, "epsilon")
-        return self
 
     def build(self, dtype: torch.dtype) -> Potential:
         return RepulsivePrior(self.species, self.sigma_A, _energy_eV(self, "epsilon"), self.cutoff_A)
@@ -384,13 +378,18 @@ class _ObservableConfig(_Strict):
         raise NotImplementedError
 
 
-class RdfConfig(_ObservableConfig):
-    kind: Literal["rdf"]
-    species: tuple[str, str] | None = None
+class _RadialBins(_ObservableConfig):
+    """The r bins of a pair-distance curve (Å)."""
+
     r_max_A: float = Field(gt=0)
     r_min_A: float = Field(default=0.0, ge=0)
     bin_width_A: float = Field(default=0.05, gt=0)
     smoothing_A: float | None = Field(default=None, ge=0)
+
+
+class RdfConfig(_RadialBins):
+    kind: Literal["rdf"]
+    species: tuple[str, str] | None = None
 
     def build(self, temperature_K: float) -> Observable:
         return RadialDistribution(r_max_A=self.r_max_A, r_min_A=self.r_min_A, bin_width_A=self.bin_width_A,
@@ -417,15 +416,11 @@ class DensityConfig(_ObservableConfig):
         return Density("mass")
 
 
-class TotalRdfConfig(_ObservableConfig):
+class TotalRdfConfig(_RadialBins):
     """Faber–Ziman-weighted total g(r) (neutron: coherent lengths; X-ray: f0 at Q = 0)."""
 
     kind: Literal["total_rdf"]
     radiation: Literal["neutron", "xray"] = "neutron"
-    r_max_A: float = Field(gt=0)
-    r_min_A: float = Field(default=0.0, ge=0)
-    bin_width_A: float = Field(default=0.05, gt=0)
-    smoothing_A: float | None = Field(default=None, ge=0)
 
     def build(self, temperature_K: float) -> Observable:
         return TotalRDF(r_max_A=self.r_max_A, bin_width_A=self.bin_width_A, r_min_A=self.r_min_A,

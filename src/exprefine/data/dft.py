@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..io.ase_files import read_ase_frames
 from ..state import State
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -461,17 +462,8 @@ def read_extxyz(
         FileNotFoundError: no such file.
         ValueError: one line naming the file, the frame and the missing key.
     """
-    from ase.io import read
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"DFT data file not found: {path}")
-    try:
-        frames = read(str(path), index=index)
-    except Exception as exc:  # ASE raises many kinds; one line naming the file
-        raise ValueError(f"could not read {path}: {exc}") from exc
-    if not isinstance(frames, list):
-        frames = [frames]
+    frames = read_ase_frames(path, index, "DFT data file")
     return dataset_from_atoms(frames, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
                               virial_key=virial_key, source=str(path))
 
@@ -521,16 +513,9 @@ def read_extxyz_files(
     Raises:
         ValueError: one line naming the file and frame that lacks ``key`` or a label.
     """
-    from ase.io import read
-
     datasets, names = [], []
     for path in expand_paths(paths):
-        try:
-            frames = read(str(path), index=":")
-        except Exception as exc:  # ASE raises many kinds; one line naming the file
-            raise ValueError(f"could not read {path}: {exc}") from exc
-        if not isinstance(frames, list):
-            frames = [frames]
+        frames = read_ase_frames(path, ":", "DFT data file")
         if key is not None:
             for i, atoms in enumerate(frames):
                 if key not in atoms.info:

@@ -27,6 +27,7 @@ from ..potentials.base import Potential
 from ..reweighting import frame_energies
 from ..trajectory import Trajectory, parameter_fingerprint
 from ..units import kT_eV
+from .ase_files import read_ase_frames
 
 EXTERNAL_PREFIX = "external:"
 
@@ -111,17 +112,8 @@ def read_frames(
         temperature_K: temperature of the ensemble, if known.
         frame_interval_fs: time between stored frames (time_fs = k·interval); zeros if None.
     """
-    from ase.io import read
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"trajectory file not found: {path}")
-    try:
-        frames = read(str(path), index=index)
-    except Exception as exc:  # ASE raises many kinds; one line naming the file
-        raise ValueError(f"could not read {path}: {exc}") from exc
-    if not isinstance(frames, list):
-        frames = [frames]
+    frames = read_ase_frames(path, index, "trajectory file")
     if not frames:
         raise ValueError(f"{path}: no frames")
     first = frames[0]

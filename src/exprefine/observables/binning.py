@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 
 from ..potentials.base import element_symbols
-from .base import check_cell_heights
+from ..trajectory import Trajectory
+from .base import Observable, check_cell_heights
 
 #: Gaussian kernels are cut at this many σ (the mass beyond is < 6e-7).
 KERNEL_HALF_WIDTH_SIGMAS = 5.0
@@ -134,6 +135,23 @@ class RadialBinning:
         index = (group[:, None] * n_bins + k)[ok]
         flat.index_add_(0, index, weight[ok])
         return flat.view(n_groups, n_bins)
+
+
+class RadialObservable(Observable):
+    """An observable on the r bins of a :class:`RadialBinning` (its grid, axis label and cell check)."""
+
+    binning: RadialBinning
+
+    def grid(self) -> torch.Tensor:
+        """[n_bins] bin centres in Å (float64)."""
+        return self.binning.grid()
+
+    def grid_label(self) -> str:
+        return "r (Å)"
+
+    def check(self, trajectory: Trajectory) -> None:
+        """Refuse non-periodic frames and r_max beyond half a cell height."""
+        self.binning.check_cells(trajectory.cells_A, trajectory.pbc)
 
 
 def check_species_present(name: str, atomic_numbers: Sequence[int], present_in: torch.Tensor) -> None:

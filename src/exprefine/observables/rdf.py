@@ -19,13 +19,19 @@ from ..neighbors import build_pairs
 from ..potentials.base import Potential, atomic_number, element_symbols
 from ..state import State
 from ..trajectory import Trajectory
-from .base import Observable
-from .binning import DEFAULT_N_BINS, KERNEL_HALF_WIDTH_SIGMAS, RadialBinning, check_species_present, smoothed_shell_volumes_A3
+from .binning import (
+    DEFAULT_N_BINS,
+    KERNEL_HALF_WIDTH_SIGMAS,
+    RadialBinning,
+    RadialObservable,
+    check_species_present,
+    smoothed_shell_volumes_A3,
+)
 
 __all__ = ["DEFAULT_N_BINS", "KERNEL_HALF_WIDTH_SIGMAS", "RadialDistribution", "smoothed_shell_volumes_A3"]
 
 
-class RadialDistribution(Observable):
+class RadialDistribution(RadialObservable):
     """Partial or total radial distribution function on bins r_min … r_max.
 
     Args:
@@ -95,17 +101,10 @@ class RadialDistribution(Observable):
         """[n_bins + 1] bin edges in Å (float64)."""
         return self.binning.bin_edges()
 
-    def grid(self) -> torch.Tensor:
-        """[n_bins] bin centres in Å (float64)."""
-        return self.binning.grid()
-
-    def grid_label(self) -> str:
-        return "r (Å)"
-
     # ------------------------------------------------------------ checks
     def check(self, trajectory: Trajectory) -> None:
         """Refuse non-periodic frames, r_max beyond half a cell height, absent species."""
-        self.binning.check_cells(trajectory.cells_A, trajectory.pbc)
+        super().check(trajectory)
         if self._z is not None:
             check_species_present(self.name, self._z, trajectory.atomic_numbers)
 

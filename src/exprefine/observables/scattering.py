@@ -44,7 +44,7 @@ from ..potentials.base import Potential, atomic_number, element_symbols
 from ..state import State
 from ..trajectory import Trajectory
 from .base import Observable
-from .binning import RadialBinning
+from .binning import RadialBinning, RadialObservable
 from .rdf import RadialDistribution
 
 #: Radiations with tabulated scattering amplitudes.
@@ -659,7 +659,19 @@ class _WeightCache:
         return self._cache[comp]
 
 
-class TotalRDF(Observable):
+class _WeightedPartials(RadialObservable):
+    """What TotalRDF and G(r) share: the r bins of the partials, the grid and the checks."""
+
+    unit = "1"
+    depends_on_parameters = False
+    radiation = "neutron"
+
+    def check(self, trajectory: Trajectory) -> None:
+        super().check(trajectory)
+        _check_scatterers(trajectory.atomic_numbers, self.radiation)
+
+
+class TotalRDF(_WeightedPartials):
     """Faber–Ziman weighted total g(r) = Σ_ab w_ab g_ab(r) of neutron or X-ray scattering.
 
     X-ray weights are taken at Q = 0 (f_a(0) ≈ Z_a); the Q dependence of X-ray weights
@@ -673,9 +685,6 @@ class TotalRDF(Observable):
         radiation: "neutron" or "xray".
     """
 
-    unit = "1"
-    depends_on_parameters = False
-
     def __init__(
         self,
         r_max_A: float,
@@ -688,31 +697,17 @@ class TotalRDF(Observable):
         _check_radiation(radiation)
         self.radiation = radiation
         self.name = f"total_rdf_{radiation}"
-        self._binning = RadialBinning(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A, name=self.name)
+        self.binning = RadialBinning(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A, name=self.name)
         self._weights = _WeightCache(radiation, None)
-
-    @property
-    def binning(self) -> RadialBinning:
-        return self._binning
-
-    def grid(self) -> torch.Tensor:
-        return self._binning.grid()
-
-    def grid_label(self) -> str:
-        return "r (Å)"
-
-    def check(self, trajectory: Trajectory) -> None:
-        self._binning.check_cells(trajectory.cells_A, trajectory.pbc)
-        _check_scatterers(trajectory.atomic_numbers, self.radiation)
 
     def per_frame(self, frames: State, potential: Potential | None = None) -> torch.Tensor:
         """[n_frames, n_bins] total g(r) (dimensionless, float64)."""
-        p = partial_rdfs(frames, self._binning)
+        p = partial_rdfs(frames, self.binning)
         w = self._weights(p.composition).weights.to(p.g.device)
         return torch.einsum("ab,fabk->fk", w, p.g)
 
 
-class PairDistributionFunction(Observable):
+class PairDistributionFunction(_WeightedPartials):
     """Reduced pair distribution function G(r) = 4πρ0 r [g(r) − g∞] of the Faber–Ziman total, Å⁻².
 
     g∞ = Σ_ab w_ab (1 − δ_ab/N_a) is the ideal-gas value of the periodic cell, so G → 0
@@ -731,7 +726,6 @@ class PairDistributionFunction(Observable):
     """
 
     unit = "Å⁻²"
-    depends_on_parameters = False
 
     def __init__(
         self,
@@ -748,7 +742,7 @@ class PairDistributionFunction(Observable):
         _check_radiation(radiation)
         self.radiation = radiation
         self.name = f"pdf_{radiation}"
-        self._binning = RadialBinning(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A, name=self.name)
+        self.binning = RadialBinning(r_max_A, n_bins, bin_width_A, r_min_A, smoothing_A, name=self.name)
         if q_max_inv_A is None:
             if lorch or q_damping_A:
                 raise ValueError(f"{self.name}: lorch and q_damping_A need q_max_inv_A")
@@ -760,29 +754,15 @@ class PairDistributionFunction(Observable):
                 raise ValueError(f"{self.name}: q_damping_A must be ≥ 0 Å, got {q_damping_A}")
             if r_min_A != 0.0:
                 raise ValueError(f"{self.name}: a Q range needs r_min_A = 0 (the transform integrates from r = 0)")
-            self._q = q_range_grid(self._binning.r_max_A, q_max_inv_A)
+            self._q = q_range_grid(self.binning.r_max_A, q_max_inv_A)
         self.q_max_inv_A = q_max_inv_A
         self.lorch = bool(lorch)
         self.q_damping_A = float(q_damping_A)
         self._weights = _WeightCache(radiation, self._q)
 
-    @property
-    def binning(self) -> RadialBinning:
-        return self._binning
-
-    def grid(self) -> torch.Tensor:
-        return self._binning.grid()
-
-    def grid_label(self) -> str:
-        return "r (Å)"
-
-    def check(self, trajectory: Trajectory) -> None:
-        self._binning.check_cells(trajectory.cells_A, trajectory.pbc)
-        _check_scatterers(trajectory.atomic_numbers, self.radiation)
-
     def per_frame(self, frames: State, potential: Potential | None = None) -> torch.Tensor:
         """[n_frames, n_bins] G(r) in Å⁻² (float64)."""
-        p = partial_rdfs(frames, self._binning)
+        p = partial_rdfs(frames, self.binning)
         w = self._weights(p.composition).weights.to(p.g.device)
         rho = p.density_per_A3
         if self._q is None:
