@@ -76,24 +76,14 @@ def model_energies(path: Path, spacings: list[float]) -> dict[float, float]:
     return out
 
 
-def minimum(spacings: np.ndarray, energies: np.ndarray) -> tuple[float, float]:
-    """(d at the minimum, Å; binding at the minimum, meV/atom) from a parabola through the 3 lowest points."""
-    k = int(np.argmin(energies))
-    k = min(max(k, 1), len(energies) - 2)
-    x, y = spacings[k - 1:k + 2], energies[k - 1:k + 2]
-    a, b, c = np.polyfit(x, y, 2)
-    if a <= 0:
-        return float(spacings[int(np.argmin(energies))]), float(energies.min() * 1000)
-    d0 = -b / (2 * a)
-    return float(d0), float((c - b * b / (4 * a)) * 1000)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, nargs="*", default=[], help="DeePMD .pt/.pth or MACE .model files")
     p.add_argument("--spacings-A", type=float, nargs="+", default=list(DEFAULT_SPACINGS_A))
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
+    from exprefine.binding_curve import parabolic_minimum
+
     args.out.mkdir(parents=True, exist_ok=True)
     spacings = sorted(args.spacings_A)
     curves = reference_energies(spacings, args.out / "binding_curve_reference.csv")
@@ -106,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, table in curves.items():
         e = np.array([table[round(x, 4)] for x in spacings])
         binding = e - e[-1]  # relative to the largest spacing
-        d0, e0 = minimum(d, binding)
+        d0, e0 = parabolic_minimum(d, binding * 1000)
         summary[name] = {"d_min_A": round(d0, 3), "binding_meV_per_atom": round(-e0, 2),
                          "reference_spacing_A": spacings[-1]}
         rows.append((name, binding))
