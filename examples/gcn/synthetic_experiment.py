@@ -78,6 +78,14 @@ class CheckResult:
     truth_label_s_per_frame: float
 
 
+def relative_to_repo(path: Path) -> str:
+    """``path`` relative to the repository (results record no machine's absolute paths)."""
+    try:
+        return str(path.resolve().relative_to(HERE.parents[1]))
+    except ValueError:
+        return str(path)
+
+
 def truth_model(path: Path):
     """Base MLIP + GFN1's D3(BJ): a Potential of truth quality if the MLIP has label quality."""
     from exprefine.potentials import D3Dispersion, SumPotential, load_model_file
@@ -156,32 +164,47 @@ def cell_stats(trajectory, n_layers: int) -> CellStats:
     return CellStats(d, d_se, rho, rho_se, number_density, trajectory.n_frames)
 
 
-def mean_cell_start(trajectory):
-    """The last NPT frame, scaled onto the mean cell of the run (a State)."""
+def mean_cell_start(trajectory, frame: int = -1):
+    """NPT frame ``frame`` (default the last), scaled onto the mean cell of the run (a State)."""
     from dataclasses import replace
 
     import torch
 
     cells = trajectory.cells_A.double()
     mean = cells.mean(dim=0)
-    last = trajectory.as_state(slice(trajectory.n_frames - 1, trajectory.n_frames))
-    fractional = last.positions.double() @ torch.linalg.inv(last.cell[0].double())
-    return replace(last, positions=fractional @ mean, cell=mean[None])
+    k = frame % trajectory.n_frames
+    picked = trajectory.as_state(slice(k, k + 1))
+    fractional = picked.positions.double() @ torch.linalg.inv(picked.cell[0].double())
+    return replace(picked, positions=fractional @ mean, cell=mean[None])
 
 
-def stage_nvt(args, model, start) -> list:
-    """NVT segments on the mean NPT cell; each segment continues from the last frame of the one before
-    (velocities drawn afresh: the Langevin thermostat forgets them within 1/γ)."""
-    n_segments = math.ceil(args.production_ps / args.segment_ps - 1e-9)
+def chain_start_frame(n_frames: int, chain: int, n_chains: int) -> int:
+    """The NPT frame chain ``chain`` of ``n_chains`` starts from: the last, then evenly earlier ones."""
+    return n_frames - 1 - chain * (n_frames // n_chains)
+
+
+def segment_path(args, chain: int, k: int) -> Path:
+    """Chain 0 keeps the single-chain names (nvt_000.pt, ...), so earlier work dirs are reused."""
+    return args.work / (f"nvt_{k:03d}.pt" if chain == 0 else f"nvt_c{chain}_{k:03d}.pt")
+
+
+def stage_nvt(args, model, npt, chains: list[int]) -> list:
+    """NVT segments on the mean NPT cell, ``--production-ps`` split evenly over ``--nvt-chains``
+    independent chains (each from its own NPT frame, its own seeds, its own equilibration); within a
+    chain each segment continues from the last frame of the one before (velocities drawn afresh: the
+    Langevin thermostat forgets them within 1/γ). Only the chains in ``chains`` are run."""
+    per_chain_ps = args.production_ps / args.nvt_chains
+    n_segments = math.ceil(per_chain_ps / args.segment_ps - 1e-9)
     segments = []
-    state = start
-    for k in range(n_segments):
-        path = args.work / f"nvt_{k:03d}.pt"
-        eq = args.nvt_equilibration_ps if k == 0 else 0.0
-        traj = run_or_load(path, model, state, sampler_settings(args, eq, args.segment_ps, args.seed + 100 + k, False),
-                           not args.no_progress)
-        segments.append(traj)
-        state = traj.as_state(slice(traj.n_frames - 1, traj.n_frames))
+    for chain in chains:
+        state = mean_cell_start(npt, chain_start_frame(npt.n_frames, chain, args.nvt_chains))
+        for k in range(n_segments):
+            eq = args.nvt_equilibration_ps if k == 0 else 0.0
+            seed = args.seed + 100 + k + 1000 * chain
+            traj = run_or_load(segment_path(args, chain, k), model, state,
+                               sampler_settings(args, eq, args.segment_ps, seed, False), not args.no_progress)
+            segments.append(traj)
+            state = traj.as_state(slice(traj.n_frames - 1, traj.n_frames))
     return segments
 
 
@@ -302,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nvt-equilibration-ps", type=float, default=1.0)
     p.add_argument("--production-ps", type=float, default=20.0, help="NVT production in all")
     p.add_argument("--segment-ps", type=float, default=2.5, help="NVT production per saved segment")
+    p.add_argument("--nvt-chains", type=int, default=1,
+                   help="independent NVT chains sharing --production-ps (each from its own NPT frame)")
+    p.add_argument("--chain", type=int, default=None,
+                   help="run only this NVT chain and stop (several processes can run the chains at once)")
     p.add_argument("--check-frames", type=int, default=4)
     p.add_argument("--r-max-A", type=float, default=6.0, help="partials up to here (≤ half the smallest cell height)")
     p.add_argument("--bin-width-A", type=float, default=0.02)
@@ -333,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.layers < 2 or args.layers % 2:
         print("synthetic_experiment: error: --layers must be even (AB stacking) and ≥ 2", file=sys.stderr)
+        return 2
+    if args.nvt_chains < 1 or (args.chain is not None and not 0 <= args.chain < args.nvt_chains):
+        print(f"synthetic_experiment: error: --chain must lie in 0 … --nvt-chains − 1 = {args.nvt_chains - 1}",
+              file=sys.stderr)
         return 2
     try:
         base, model = truth_model(args.model)
@@ -366,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     start_atoms.info.update(source="synthetic_experiment.py: last NPT frame of the truth-quality model on its mean cell",
                             interlayer_spacing_A=stats.spacing_A, n_layers=args.layers)
     ase_write(cell_file, start_atoms)
-    trajectory = Trajectory.concatenate(stage_nvt(args, model, start))
+    if args.chain is not None:
+        stage_nvt(args, model, npt, [args.chain])
+        print(f"nvt: chain {args.chain} of {args.nvt_chains} done; run without --chain to write the data", flush=True)
+        return 0
+    trajectory = Trajectory.concatenate(stage_nvt(args, model, npt, list(range(args.nvt_chains))))
     curves = observables(args, trajectory)
     s_noisy, sigma_s, g_noisy, sigma_g = noisy_data(args, curves)
 
@@ -384,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(args.out / "synthetic_partials_truth.csv", ["r_A"] + list(curves.partials),
               [curves.partial_r_A] + list(curves.partials.values()), meta + ["noise-free partial g(r) of the truth"])
     summary = {
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: (relative_to_repo(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "n_atoms": len(cell), "composition": composition, "truth_cell": asdict(stats),
         "nvt_frames": trajectory.n_frames, "check": asdict(check),
         "wall_s_this_run": time.perf_counter() - t0,
