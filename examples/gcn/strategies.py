@@ -1,0 +1,437 @@
+"""Compare refinement strategies of g-C3N4 on the same data and budget (issue 16): one table, one JSON.
+
+Every strategy config (``strategy_*.yaml``) refines a start model against the 6-layer synthetic
+neutron S(Q)/G(r) (``data/layers6/``), made by the base DeePMD + GFN1's D3(BJ) — the reference.
+Each model (the base first) is measured the same way, with every MD run cached under
+``--out``/md (an interrupted study continues where it stopped):
+
+1. **Structure check**: NPT (300 K, 1 bar, c free) on the truth's 336-atom cell, ``--check-ps``
+   of production: χ² per point of each target (the data's σ), interlayer spacing d and density.
+2. **Held-out label frames** (the data set's test split): forces and energies against the labels,
+   the GFN1-xTB truth (labels + D3, exact) and the reference potential.
+3. **Cell sizes** (AB bilayers 2×2 … 8×4, NPT): forces, stress and mean-removed energies against the
+   reference on the reference's own MD frames and on the model's own MD frames
+   (:mod:`exprefine.closed_loop`).
+4. **Binding curve** E(d) of rigid ideal layers (2×2 bilayer): binding energy and d_min next to the
+   reference's (:mod:`exprefine.binding_curve`).
+
+Outputs in ``--out`` (default ``results/strategies/``): ``<name>.json`` per model, and
+``strategies.json`` / ``strategies.md`` / ``strategies.png`` over all of them.
+
+    export OMP_NUM_THREADS=1
+    python examples/gcn/strategies.py                       # every strategy whose run exists
+    python examples/gcn/strategies.py --only base c_dispersion   # some models (another process can do others)
+    python examples/gcn/strategies.py --smoke               # seconds: a tiny version of every stage
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DEFAULT_SIZES = ("2x2", "4x2", "4x4", "8x4")
+#: name, config, what it is; the base model is measured first
+STRATEGIES = (
+    ("a_fitting", "strategy_a_fitting.yaml", "A: DeePMD fitting net, λ = 10³"),
+    ("b_spline", "strategy_b_spline.yaml", "B: base + pair splines 3–10 Å"),
+    ("c_dispersion", "strategy_c_dispersion.yaml", "C: base + pair dispersion C6/C8"),
+    ("d_fitting_labels", "strategy_d_fitting_labels.yaml", "D: DeePMD fitting net, λ = 10⁴"),
+    ("e_mace_dispersion", "strategy_e_mace_dispersion.yaml", "E: MACE + pair dispersion C6/C8"),
+)
+BASE_CONFIG = "strategy_a_fitting.yaml"  # its potential, cell, targets and label data define the base entry
+
+
+@dataclass
+class Protocol:
+    """How every model is measured (the same for all of them)."""
+
+    check_equilibration_ps: float = 1.0
+    check_ps: float = 5.0
+    check_frame_interval_fs: float = 50.0
+    size_equilibration_ps: float = 1.0
+    size_production_ps: float = 1.0
+    size_frame_interval_fs: float = 125.0
+    sizes: tuple[str, ...] = DEFAULT_SIZES
+    binding_spacings_A: tuple[float, ...] = (2.8, 2.9, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.8, 4.0, 4.3, 4.7, 5.5, 7.0)
+    held_out_frames: int | None = None  # all of the test split
+
+
+@dataclass
+class Entry:
+    """One model of the comparison (see the module docstring for every figure)."""
+
+    name: str
+    description: str
+    model_files: list[str]
+    reference: str
+    status: str
+    n_updates: int | None = None
+    refinement_wall_time_s: float | None = None
+    check: dict = field(default_factory=dict)
+    held_out: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+    binding: dict = field(default_factory=dict)
+    label_force_rmse_meV_per_A: float | None = None
+    sq_low_q_chi2_per_point: float | None = None
+    chosen: bool = False
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the repository (results record no machine's absolute paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+# ------------------------------------------------------------------------------ the models
+def load_config(name: str, overrides: list[str] | None = None):
+    from exprefine.config import load_config as load
+
+    return load(HERE / name, overrides)
+
+
+def smoke_run_dir(args, name: str) -> list[str]:
+    """In smoke mode every run dir (where the data split is written) lies under ``--out``."""
+    return [f"run_dir={args.out.resolve() / 'runs' / name}"] if args.smoke else []
+
+
+def build_potential(cfg):
+    from exprefine.builders import build_potential as build
+
+    return build(cfg)
+
+
+def refined_potential(cfg):
+    """The config's potential with the run's parameters: ``final_model.pt``, else the latest checkpoint.
+
+    Returns (potential, status, n_updates, wall_time_s); status says whether the run finished.
+    """
+    from exprefine.builders import build_potential, load_potential_state
+    from exprefine.io.checkpoint import load_checkpoint
+
+    potential = build_potential(cfg)
+    run = Path(cfg.run_dir)
+    final, latest = run / "final_model.pt", run / "checkpoints" / "latest.pt"
+    if final.exists():
+        load_potential_state(potential, final)
+        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+        return potential, "finished", summary.get("n_updates"), summary.get("wall_time_s")
+    if latest.exists():
+        data = load_checkpoint(latest)
+        potential.load_state_dict(data["potential_state"])
+        return potential, f"in progress ({data['next_update']} of {cfg.refine.n_updates} updates)", \
+            int(data["next_update"]), None
+    return potential, "not run (start parameters)", 0, None
+
+
+def model_files(cfg) -> list[str]:
+    """The files a user would load: the refined native model and the pair table, where written."""
+    run = Path(cfg.run_dir)
+    names = ("refined_deepmd.pth", "refined.model", "refined_pairs.table", "refined_pairs.lammps")
+    return [relative(run / n) for n in names if (run / n).exists()]
+
+
+def base_and_reference(cfg):
+    """(base model, reference = base + GFN1's D3(BJ), the base's file) of a config's first term."""
+    from exprefine.potentials import D3Dispersion, SumPotential, load_model_file
+    from exprefine.reference import gfn1_d3
+
+    term = cfg.potential.terms[0]
+    path = Path(getattr(term, "checkpoint_file", None) or term.model_file)
+    base = load_model_file(path)
+    return base, SumPotential([load_model_file(path), D3Dispersion(gfn1_d3())]), path
+
+
+# ------------------------------------------------------------------------------ the stages
+def md_settings(protocol: Protocol, kind: str, seed: int, smoke: bool):
+    from exprefine.sampling import settings_from_times
+
+    if kind == "check":
+        eq, prod, interval = protocol.check_equilibration_ps, protocol.check_ps, protocol.check_frame_interval_fs
+    else:
+        eq, prod, interval = protocol.size_equilibration_ps, protocol.size_production_ps, protocol.size_frame_interval_fs
+    if smoke:
+        eq, prod, interval = 0.01, 0.02, 10.0
+    return settings_from_times(temperature_K=300.0, timestep_fs=1.0, equilibration_ps=eq, production_ps=prod,
+                               frame_interval_fs=interval, friction_per_ps=5.0, seed=seed, pressure_bar=1.0,
+                               barostat_coupling="uniaxial_z")
+
+
+def structure_check(cfg, potential, protocol: Protocol, md_dir: Path, name: str, smoke: bool) -> dict:
+    """χ² per point of every target, d and density on a fresh NPT run from the truth's cell."""
+    from exprefine.builders import build_state, build_targets
+    from exprefine.observables import CellTooSmall
+    from exprefine.sampling import sample_or_load
+    from transferability import spacing_and_density
+
+    state = build_state(cfg)
+    run = sample_or_load(potential, state, md_settings(protocol, "check", 101, smoke), md_dir / f"{name}_check.pt",
+                         progress=not smoke)
+    layers = n_layers(cfg)
+    d, d_se, rho, rho_se = spacing_and_density(run.trajectory, layers)
+    out = {"d_A": d, "d_se_A": d_se, "density_g_per_cm3": rho, "density_se_g_per_cm3": rho_se,
+           "n_frames": run.trajectory.n_frames, "md_steps_per_s": run.steps_per_s, "chi2_per_point": {}}
+    for target in build_targets(cfg):
+        try:
+            values = target.observable.evaluate(run.trajectory).double().mean(dim=0)
+        except CellTooSmall as exc:
+            out["chi2_per_point"][target.name] = None
+            out.setdefault("notes", []).append(f"{target.name}: {exc}")
+            continue
+        out["chi2_per_point"][target.name] = float((target.deviation(values) ** 2).mean())
+    return out
+
+
+def n_layers(cfg) -> int:
+    """Layers of the config's cell (``n_layers`` in the extxyz written by synthetic_experiment.py)."""
+    from ase.io import read
+
+    atoms = read(cfg.system.structure_file)
+    return int(atoms.info.get("n_layers") or len(set(atoms.arrays["layer"].tolist())))
+
+
+def held_out_set(cfg, protocol: Protocol):
+    """The label data set's test split (the frames no strategy trained on), from a config with a ``dft`` section."""
+    from exprefine.builders import build_dft_split
+
+    test = build_dft_split(cfg).test
+    if protocol.held_out_frames is not None:
+        test = test.subset(list(range(min(protocol.held_out_frames, test.n_frames))))
+    return test
+
+
+def held_out_errors(test, potential, reference) -> dict:
+    """Forces (meV/Å) and energies (meV/atom) on the held-out frames vs labels, truth and reference."""
+    from exprefine.closed_loop import compare_to_reference
+    from exprefine.data import add_term_to_labels, evaluate_dft_errors
+    from exprefine.potentials import D3Dispersion
+    from exprefine.reference import gfn1_d3
+
+    truth = add_term_to_labels(test, D3Dispersion(gfn1_d3()), source="label + D3 (truth)")
+    out = {"n_frames": test.n_frames}
+    for key, data in (("label", test), ("truth", truth)):
+        e = evaluate_dft_errors(potential, data, batch_size=8)
+        out[f"vs_{key}"] = {"force_rmse_meV_per_A": e.force_rmse_meV_per_A,
+                            "energy_rmse_meV_per_atom": e.energy_rmse_meV_per_atom,
+                            "energy_sd_meV_per_atom": e.energy_sd_meV_per_atom}
+    frames = test.to_atoms()
+    e = compare_to_reference({"model": potential}, reference, frames, name="held-out", batch_size=4).errors["model"]
+    out["vs_reference"] = {"force_rmse_meV_per_A": e.force_rmse_meV_per_A,
+                           "energy_sd_meV_per_atom": e.energy_sd_meV_per_atom,
+                           "stress_rmse_meV_per_A3": e.stress_rmse_meV_per_A3}
+    return out
+
+
+def bilayer(size: str, spacing_A: float = 3.2):
+    from exprefine.state import from_atoms
+    from exprefine.structures import gcn_stack
+
+    n1, n2 = (int(x) for x in size.split("x"))
+    return from_atoms(gcn_stack(2, "AB", spacing_A, supercell=(n1, n2)))
+
+
+def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
+                smoke: bool) -> dict:
+    """Per cell size: errors vs the reference on the reference's MD frames and on the model's own."""
+    from exprefine.closed_loop import compare_to_reference
+    from exprefine.sampling import sample_or_load
+    from transferability import spacing_and_density
+
+    out = {}
+    for k, size in enumerate(protocol.sizes):
+        settings = md_settings(protocol, "size", 200 + k, smoke)
+        ref_run = sample_or_load(reference, bilayer(size), settings, md_dir / f"reference_{reference_tag}_{size}.pt",
+                                 progress=not smoke)
+        own_run = ref_run if name == "reference" else sample_or_load(potential, bilayer(size), settings,
+                                                                    md_dir / f"{name}_{size}.pt", progress=not smoke)
+        row = {"n_atoms": ref_run.trajectory.n_atoms, "d_A": spacing_and_density(own_run.trajectory, 2)[0]}
+        for key, run in (("reference_frames", ref_run), ("own_frames", own_run)):
+            e = compare_to_reference({"model": potential}, reference, run.trajectory, name=key).errors["model"]
+            row[key] = {"force_rmse_meV_per_A": e.force_rmse_meV_per_A,
+                        "energy_sd_meV_per_atom": e.energy_sd_meV_per_atom,
+                        "stress_rmse_meV_per_A3": e.stress_rmse_meV_per_A3, "n_frames": run.trajectory.n_frames}
+        row["force_rmse_vs_reference_meV_per_A"] = row["reference_frames"]["force_rmse_meV_per_A"]
+        row["energy_sd_vs_reference_meV_per_atom"] = row["reference_frames"]["energy_sd_meV_per_atom"]
+        out[size] = row
+    return out
+
+
+def binding(potential, protocol: Protocol, smoke: bool) -> dict:
+    from exprefine.binding_curve import binding_curve
+    from exprefine.structures import gcn_stack
+
+    atoms = gcn_stack(2, "AB", 3.3, supercell=(1, 1) if smoke else (2, 2))
+    spacings = protocol.binding_spacings_A[::4] if smoke else protocol.binding_spacings_A
+    return binding_curve(potential, atoms, atoms.arrays["layer"], spacings, far_spacing_A=15.0).as_dict()
+
+
+def measure(name: str, description: str, cfg, test, potential, reference, reference_tag: str, protocol: Protocol,
+            out_dir: Path, smoke: bool, status: str, files: list[str], n_updates=None, wall=None) -> Entry:
+    """Every stage for one model; the entry is written to ``out_dir/<name>.json``."""
+    t0 = time.perf_counter()
+    md_dir = out_dir / "md"
+    entry = Entry(name, description, files, reference_tag, status, n_updates, wall)
+    print(f"[{name}] structure check", flush=True)
+    entry.check = structure_check(cfg, potential, protocol, md_dir, name, smoke)
+    print(f"[{name}] held-out label frames", flush=True)
+    entry.held_out = held_out_errors(test, potential, reference)
+    print(f"[{name}] cell sizes {', '.join(protocol.sizes)}", flush=True)
+    entry.sizes = size_errors(potential, reference, reference_tag, protocol, md_dir, name, smoke)
+    entry.binding = binding(potential, protocol, smoke)
+    entry.label_force_rmse_meV_per_A = entry.held_out["vs_label"]["force_rmse_meV_per_A"]
+    entry.sq_low_q_chi2_per_point = entry.check["chi2_per_point"].get("sq_low_q")
+    (out_dir / f"{name}.json").write_text(json.dumps(asdict(entry), indent=1))
+    print(f"[{name}] done in {time.perf_counter() - t0:.0f} s → {relative(out_dir / f'{name}.json')}", flush=True)
+    return entry
+
+
+# ----------------------------------------------------------------------------- the summary
+def choose(entries: list[Entry]) -> str | None:
+    """The strategy the README recommends: the lowest largest force error vs the reference over the cell
+    sizes among the finished ones whose label forces stay within 5 % of the base's and whose low-Q S(Q)
+    χ² is at least 10× below the base's; None if none qualifies."""
+    base = next((e for e in entries if e.name == "base"), None)
+    if base is None:
+        return None
+    ok = [e for e in entries if e.name != "base" and e.status == "finished"
+          and e.label_force_rmse_meV_per_A <= 1.05 * base.label_force_rmse_meV_per_A
+          and e.sq_low_q_chi2_per_point is not None and base.sq_low_q_chi2_per_point is not None
+          and e.sq_low_q_chi2_per_point <= 0.1 * base.sq_low_q_chi2_per_point]
+    if not ok:
+        return None
+    return min(ok, key=lambda e: max(s["force_rmse_vs_reference_meV_per_A"] for s in e.sizes.values())).name
+
+
+def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
+    head = ["model", "status", "S(Q) χ² low Q", "S(Q) χ² high Q", "G(r) χ²", "d (Å)", "ρ (g/cm³)",
+            "F vs label (meV/Å)", "F vs truth", "F vs reference (held-out)"]
+    head += [f"F vs ref {s}" for s in sizes] + [f"E SD vs ref {s} (meV/atom)" for s in sizes]
+    head += ["E_b (meV/atom)", "d_min (Å)", "wall (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(x, fmt):
+        return "—" if x is None else format(x, fmt)
+
+    for e in entries:
+        chi2 = e.check["chi2_per_point"]
+        row = [e.name + (" **(chosen)**" if e.chosen else ""), e.status,
+               num(chi2.get("sq_low_q"), ".3g"), num(chi2.get("sq_high_q"), ".3g"), num(chi2.get("pdf"), ".3g"),
+               f"{e.check['d_A']:.3f} ± {e.check['d_se_A']:.3f}", f"{e.check['density_g_per_cm3']:.3f}",
+               f"{e.held_out['vs_label']['force_rmse_meV_per_A']:.1f}",
+               f"{e.held_out['vs_truth']['force_rmse_meV_per_A']:.1f}",
+               f"{e.held_out['vs_reference']['force_rmse_meV_per_A']:.1f}"]
+        row += [f"{e.sizes[s]['force_rmse_vs_reference_meV_per_A']:.1f}" for s in sizes]
+        row += [f"{e.sizes[s]['energy_sd_vs_reference_meV_per_atom']:.2f}" for s in sizes]
+        row += [f"{e.binding['binding_energy_meV_per_atom']:.1f}", f"{e.binding['d_min_A']:.3f}",
+                num(e.refinement_wall_time_s, ".0f")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, entries: list[Entry], sizes: tuple[str, ...]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))
+    x = np.arange(len(sizes))
+    width = 0.8 / max(1, len(entries))
+    for k, e in enumerate(entries):
+        axes[0].bar(x + k * width, [e.sizes[s]["force_rmse_vs_reference_meV_per_A"] for s in sizes], width,
+                    label=e.name)
+        axes[1].plot(e.binding["spacings_A"], e.binding["energy_meV_per_atom"], "o-", ms=3, label=e.name)
+    axes[0].set_xticks(x + 0.4 - width / 2, sizes)
+    axes[0].set_ylabel("force RMSE vs reference (meV/Å)")
+    axes[0].axhline(15.0, color="0.5", ls="--", lw=0.8)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("interlayer spacing d (Å), rigid ideal layers")
+    axes[1].set_ylabel("E(d) − E(15 Å) (meV/atom)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summarize(out_dir: Path, names: list[str], sizes: tuple[str, ...]) -> list[Entry]:
+    entries = [Entry(**json.loads((out_dir / f"{n}.json").read_text())) for n in names
+               if (out_dir / f"{n}.json").exists()]
+    chosen = choose(entries)
+    for e in entries:
+        e.chosen = e.name == chosen
+    (out_dir / "strategies.json").write_text(json.dumps([asdict(e) for e in entries], indent=1))
+    (out_dir / "strategies.md").write_text(markdown(entries, sizes))
+    plot(out_dir / "strategies.png", entries, sizes)
+    return entries
+
+
+# ------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", metavar="NAME", help="measure only these (base, reference, a_fitting, ...)")
+    p.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES))
+    p.add_argument("--check-ps", type=float, default=5.0)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "strategies")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smoke", action="store_true", help="a tiny version of every stage (seconds; for tests)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(HERE))
+    protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes))
+    if args.smoke:
+        protocol = Protocol(sizes=("1x1",), held_out_frames=3)
+    args.out.mkdir(parents=True, exist_ok=True)
+    strategies = STRATEGIES[2:3] if args.smoke else STRATEGIES
+    names = ["base", *[s[0] for s in strategies]]
+    wanted = set(args.only or names)
+    unknown = wanted - set(names) - {"reference"}
+    if unknown:
+        print(f"strategies.py: error: unknown name(s) {sorted(unknown)}; choose from {names + ['reference']}",
+              file=sys.stderr)
+        return 2
+    base_cfg = load_config(BASE_CONFIG, smoke_run_dir(args, "base"))
+    base, reference, base_file = base_and_reference(base_cfg)
+    test = held_out_set(base_cfg, protocol)
+    if "reference" in wanted:
+        measure("reference", "base DeePMD + GFN1 D3(BJ), the generator of the data", base_cfg, test, reference, reference,
+                "deepmd", protocol, args.out, args.smoke, "reference", [relative(base_file)])
+    if "base" in wanted:
+        measure("base", "base DeePMD (labels only)", base_cfg, test, base, reference, "deepmd", protocol, args.out,
+                args.smoke, "base", [relative(base_file)])
+    for name, config, description in strategies:
+        if name not in wanted:
+            continue
+        cfg = load_config(config, smoke_run_dir(args, name))
+        if args.smoke:  # the start parameters, whatever runs exist
+            potential, status, n_updates, wall = build_potential(cfg), "not run (smoke: start parameters)", 0, None
+        else:
+            potential, status, n_updates, wall = refined_potential(cfg)
+        _, own_reference, _ = base_and_reference(cfg)
+        tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
+        measure(name, description, cfg, test, potential, own_reference, tag, protocol, args.out, args.smoke, status,
+                model_files(cfg), n_updates, wall)
+    entries = summarize(args.out, ["reference", *names], protocol.sizes)
+    print(markdown(entries, protocol.sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
