@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import MEASURED_SPACING_A, MEASURED_SPACING_LABEL
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_SPACINGS_A = (2.9, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7, 3.8, 4.0, 4.3, 4.7, 5.5, 7.0)
 
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, b in rows:
         ax.plot(d, b * 1000, "o-", ms=3, label=f"{name}: min {summary[name]['d_min_A']:.2f} Å, "
                                                  f"{summary[name]['binding_meV_per_atom']:.1f} meV/atom")
-    ax.axvspan(3.22, 3.25, color="0.85", label="measured 3.22–3.25 Å")
+    ax.axvspan(*MEASURED_SPACING_A, color="0.85", label=MEASURED_SPACING_LABEL)
     ax.set_xlabel("interlayer spacing d (Å), rigid ideal layers")
     ax.set_ylabel(f"E(d) − E({spacings[-1]:.1f} Å) (meV/atom)")
     ax.set_ylim(min(-60.0, min(float(b.min()) * 1000 for _, b in rows) - 5), 30.0)

@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import setup
+
 HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: transferability.py imports
 
 
@@ -229,10 +231,10 @@ def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np
     """
     import torch
 
+    from common import spacing_and_density
     from exprefine.builders import build_targets
     from exprefine.observables import RadialDistribution
     from exprefine.observables.peaks import parabolic_peak
-    from transferability import spacing_and_density
 
     d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
     targets = build_targets(cfg)
@@ -400,11 +402,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="cells of the closed-loop comparison with the reference (none: skip it)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    setup(args.threads)
     import torch
 
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     run = args.run.resolve()
     out = run / "report"

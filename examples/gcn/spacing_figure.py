@@ -17,8 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import MEASURED_SPACING_A
+
 HERE = Path(__file__).resolve().parent
-MEASURED_A = (3.22, 3.25)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def plot(path: Path, points: list[SpacingPoint]) -> None:
 
     models = list(dict.fromkeys(p.model for p in points))
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
-    ax.axvspan(*MEASURED_A, color="0.75", lw=0, label="measured (XRD)")
+    ax.axvspan(*MEASURED_SPACING_A, color="0.75", lw=0, label="measured (XRD)")
     for k, model in enumerate(models):
         sel = [p for p in points if p.model == model]
         ax.errorbar([p.spacing_A for p in sel], [k + 0.12 * (j - (len(sel) - 1) / 2) for j in range(len(sel))],
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(args.out / "spacing.png", points)
     rows = ["| model | cell | atoms | d (Å) |", "|---|---|---|---|"]
     rows += [f"| {p.model} | {p.cell} | {p.n_atoms} | {p.spacing_A:.3f} ± {p.spacing_se_A:.3f} |" for p in points]
-    rows.append(f"| measured (XRD (002)) | | | {MEASURED_A[0]:.2f}–{MEASURED_A[1]:.2f} |")
+    rows.append(f"| measured (XRD (002)) | | | {MEASURED_SPACING_A[0]:.2f}–{MEASURED_SPACING_A[1]:.2f} |")
     (args.out / "spacing.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     return 0

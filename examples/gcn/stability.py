@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from common import setup
 
 HERE = Path(__file__).resolve().parent
 
@@ -135,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=HERE / "runs" / "stability")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    setup(args.threads)
     import torch
 
     from exprefine.potentials import load_model_file
@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     from exprefine.state import from_atoms
     from exprefine.structures import gcn_stack
 
-    torch.set_num_threads(args.threads)
     size = parse_size(args.size)
     tag = args.tag or f"{args.model.stem}_{args.size}"
     out, work = args.out / tag, args.work / tag

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from common import setup
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -169,10 +170,10 @@ def md_settings(protocol: Protocol, kind: str, seed: int, smoke: bool):
 
 def structure_check(cfg, potential, protocol: Protocol, md_dir: Path, name: str, smoke: bool) -> dict:
     """χ² per point of every target, d and density on a fresh NPT run from the truth's cell."""
+    from common import spacing_and_density
     from exprefine.builders import build_state, build_targets
     from exprefine.observables import CellTooSmall
     from exprefine.sampling import sample_or_load
-    from transferability import spacing_and_density
 
     state = build_state(cfg)
     run = sample_or_load(potential, state, md_settings(protocol, "check", 101, smoke), md_dir / f"{name}_check.pt",
@@ -243,9 +244,9 @@ def bilayer(size: str, spacing_A: float = 3.2):
 def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
                 smoke: bool) -> dict:
     """Per cell size: errors vs the reference on the reference's MD frames and on the model's own."""
+    from common import spacing_and_density
     from exprefine.closed_loop import compare_to_reference
     from exprefine.sampling import sample_or_load
-    from transferability import spacing_and_density
 
     out = {}
     for k, size in enumerate(protocol.sizes):
@@ -389,11 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    import torch
+    setup(args.threads)
 
-    torch.set_num_threads(args.threads)
     sys.path.insert(0, str(HERE))
     protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes))
     if args.smoke:

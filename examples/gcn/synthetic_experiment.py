@@ -41,13 +41,14 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common import setup
 
 HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: transferability.py imports
 
@@ -157,7 +158,7 @@ def stage_check(args, base, model) -> CheckResult:
 # ------------------------------------------------------------------------------ npt, nvt
 def cell_stats(trajectory, n_layers: int) -> CellStats:
     """Interlayer spacing and density of the NPT frames (transferability.spacing_and_density)."""
-    from transferability import spacing_and_density
+    from common import spacing_and_density
 
     d, d_se, rho, rho_se = spacing_and_density(trajectory, n_layers)
     number_density = float((trajectory.n_atoms / trajectory.volumes_A3().double()).mean())
@@ -348,16 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    import torch
+    setup(args.threads)
     from ase.io import write as ase_write
 
     from exprefine.state import from_atoms
     from exprefine.structures import gcn_stack
     from exprefine.trajectory import Trajectory
 
-    torch.set_num_threads(args.threads)
     if args.layers < 2 or args.layers % 2:
         print("synthetic_experiment: error: --layers must be even (AB stacking) and ≥ 2", file=sys.stderr)
         return 2

@@ -30,13 +30,14 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from common import MEASURED_SPACING_A, MEASURED_SPACING_LABEL, setup, spacing_and_density
 
 HERE = Path(__file__).resolve().parent
 
@@ -120,19 +121,6 @@ def run_md(potential, size: tuple[int, int], args, path: Path):
     return result.trajectory, meta
 
 
-def spacing_and_density(trajectory, n_layers: int = 2) -> tuple[float, float, float, float]:
-    """Mean ± block SE of the interlayer spacing d (Å) and of the density (g/cm³) over the stored
-    frames (exprefine's ``InterlayerSpacing`` and ``Density`` observables)."""
-    from exprefine.blocking import block_standard_error
-    from exprefine.observables import Density, InterlayerSpacing
-
-    d = InterlayerSpacing(n_layers).evaluate(trajectory).double()
-    density = Density().evaluate(trajectory).double()
-    n_blocks = max(2, min(10, trajectory.n_frames // 4))
-    return (float(d.mean()), float(block_standard_error(d, n_blocks)), float(density.mean()),
-            float(block_standard_error(density, n_blocks)))
-
-
 def label_frames_of(trajectory, n_frames: int, cache: Path, progress: bool) -> tuple[list, list[float]]:
     """The label method on ``n_frames`` evenly spaced production frames (cached, resumable)."""
     from exprefine.reference import label_frames
@@ -206,7 +194,7 @@ def plot(results: list[SizeResult], model_name: str, path: Path) -> None:
     axes[1].set_ylabel("force RMSE (meV/Å)")
     axes[2].errorbar(n, [r.spacing_A for r in results], yerr=[r.spacing_se_A for r in results], fmt="o-",
                      label=f"{model_name}, 300 K, 1 bar")
-    axes[2].axhspan(3.22, 3.25, color="0.85", label="measured 3.22–3.25 Å")
+    axes[2].axhspan(*MEASURED_SPACING_A, color="0.85", label=MEASURED_SPACING_LABEL)
     axes[2].set_ylabel("interlayer spacing d (Å)")
     for ax in axes:
         ax.set_xscale("log", base=2)
@@ -246,13 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    import torch
+    setup(args.threads)
 
     from exprefine.potentials import load_model_file
 
-    torch.set_num_threads(args.threads)
     try:
         sizes = [(s, parse_size(s)) for s in args.sizes]
         if args.frames < 1:
