@@ -295,10 +295,9 @@ def transferability(model: Path, tag: str, sizes: list[str], frames: int) -> dic
         by_size = {s["size"]: s for s in done.get("sizes", [])}
         if all(size in by_size and by_size[size]["n_labelled"] >= frames for size in sizes):
             return {**done, "sizes": [by_size[size] for size in sizes]}
-    code = tr.main(["--model", str(model), "--tag", tag, "--sizes", *sizes, "--frames", str(frames), "--out", str(out)])
-    if code != 0:
-        raise SystemExit(f"report.py: transferability.py failed for {model} (exit status {code}); see its output above")
-    return json.loads((out / tag / "transferability.json").read_text())
+    args = tr.build_parser().parse_args(["--model", str(model), "--tag", tag, "--sizes", *sizes,
+                                         "--frames", str(frames), "--out", str(out)])
+    return tr.run(args)
 
 
 def closed_loop(cfg, base, refined, md_dir: Path, sizes: list[str]) -> dict:

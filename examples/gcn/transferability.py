@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import MEASURED_SPACING_A, MEASURED_SPACING_LABEL, setup, spacing_and_density
+from common import MEASURED_SPACING_A, MEASURED_SPACING_LABEL, relative_to_repo, setup, spacing_and_density
 
 HERE = Path(__file__).resolve().parent
 
@@ -235,24 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup(args.threads)
-
-    from exprefine.potentials import load_model_file
-
     try:
-        sizes = [(s, parse_size(s)) for s in args.sizes]
-        if args.frames < 1:
-            raise ValueError("--frames must be ≥ 1")
-        potential = load_model_file(args.model)
+        run(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"transferability: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def run(args) -> dict:
+    """The study for the parsed ``args`` (``build_parser().parse_args([...])``): the summary written to
+    ``<out>/<tag>/transferability.json``. A ValueError or FileNotFoundError names bad input."""
+    from exprefine.potentials import load_model_file
+
+    sizes = [(s, parse_size(s)) for s in args.sizes]
+    if args.frames < 1:
+        raise ValueError("--frames must be ≥ 1")
+    potential = load_model_file(args.model)
     out_dir = args.out / (args.tag or args.model.stem)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return study(args, potential, sizes, out_dir)
-    except ValueError as exc:
-        print(f"transferability: error: {exc}", file=sys.stderr)
-        return 2
+    return study(args, potential, sizes, out_dir)
 
 
 def previous_row(args, name: str, out_dir: Path) -> SizeResult | None:
@@ -279,7 +281,7 @@ def previous_row(args, name: str, out_dir: Path) -> SizeResult | None:
     return SizeResult(**rows[0])
 
 
-def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Path) -> int:
+def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Path) -> dict:
     """MD, labels and errors for every size; the table, JSON and plot in ``out_dir``."""
     from ase.io import read
 
@@ -310,8 +312,8 @@ def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Pa
               f"meV/atom, F {r.force_rmse_label_meV_per_A:.0f} meV/Å; vs truth E RMSE "
               f"{r.energy_rmse_truth_meV_per_atom:.2f} (SD {r.energy_sd_truth_meV_per_atom:.2f}) meV/atom, "
               f"F {r.force_rmse_truth_meV_per_A:.0f} meV/Å", flush=True)
-    summary = {"model": str(args.model), "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                                      for k, v in vars(args).items()},
+    summary = {"model": relative_to_repo(args.model),
+               "settings": {k: (relative_to_repo(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "wall_s_this_run": time.perf_counter() - t0, "sizes": [asdict(r) for r in results]}
     (out_dir / "transferability.json").write_text(json.dumps(summary, indent=1))
     with (out_dir / "transferability.csv").open("w", newline="") as f:
@@ -321,8 +323,8 @@ def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Pa
             w.writerow({k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
                         for k, v in asdict(r).items()})
     plot(results, args.tag or args.model.stem, out_dir / "transferability.png")
-    print(f"→ {out_dir}/transferability.{{json,csv,png}}")
-    return 0
+    print(f"→ {relative_to_repo(out_dir)}/transferability.{{json,csv,png}}")
+    return summary
 
 
 if __name__ == "__main__":
