@@ -48,3 +48,26 @@ def test_g_sigma_matches_the_spread_of_noise_draws(script):
     # the sample SD of n Gaussian draws has a relative standard error 1/sqrt(2(n-1)) ≈ 1.6 %: allow 5 of them
     np.testing.assert_allclose(spread, sigma_g, rtol=5 / np.sqrt(2 * 1999))
     np.testing.assert_allclose(sigma_s, 0.005 + 0.001 * q)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_smoke_run_in_two_chains_writes_the_data(script, tmp_path):
+    pytest.importorskip("deepmd.pt")
+    pytest.importorskip("tblite")
+    import json
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = ["--smoke", "--work", str(work), "--out", str(out), "--nvt-chains", "2"]
+    assert script.main(common + ["--chain", "1"]) == 0
+    assert (work / "nvt_c1_000.pt").exists() and not (work / "nvt_000.pt").exists()
+    assert not (out / "synthetic_sq_neutron.csv").exists()  # one chain alone writes no data
+    assert script.main(common + ["--chain", "2"]) == 2  # no such chain: refused
+    assert script.main(common) == 0  # runs chain 0, then writes the data from both
+    summary = json.loads((out / "synthetic_experiment.json").read_text())
+    from exprefine.trajectory import Trajectory
+
+    frames = sum(Trajectory.load(p).n_frames for p in sorted(work.glob("nvt_*.pt")))
+    assert len(list(work.glob("nvt_*.pt"))) == 2 and summary["nvt_frames"] == frames  # one segment per chain
+    assert not summary["settings"]["model"].startswith("/")  # recorded relative to the repository
+    rows = np.loadtxt(out / "synthetic_sq_neutron.csv", delimiter=",", skiprows=4)
+    np.testing.assert_allclose(rows[:, 2], 0.005 + 0.001 * rows[:, 0], rtol=1e-5)

@@ -130,9 +130,10 @@ def stage_check(args, base, model) -> CheckResult:
     from exprefine.state import from_atoms
     from exprefine.structures import gcn_stack
 
-    start = from_atoms(gcn_stack(2, "AB", args.start_spacing_A, supercell=(2, 2)))
+    start = from_atoms(gcn_stack(2, "AB", args.start_spacing_A, supercell=args.check_supercell))
+    eq_ps, prod_ps = args.check_md_ps
     traj = run_or_load(args.work / "check_md.pt", model, start,
-                       sampler_settings(args, 1.0, 2.0, args.seed + 7, barostat=True), not args.no_progress)
+                       sampler_settings(args, eq_ps, prod_ps, args.seed + 7, barostat=True), not args.no_progress)
     atoms = traj.to_atoms()
     picks = np.linspace(0, len(atoms) - 1, args.check_frames).round().astype(int)
     run = label_frames([atoms[i] for i in picks], "truth", args.work / "check_truth.extxyz")
@@ -331,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chain", type=int, default=None,
                    help="run only this NVT chain and stop (several processes can run the chains at once)")
     p.add_argument("--check-frames", type=int, default=4)
+    p.add_argument("--check-supercell", type=int, nargs=2, default=(2, 2), metavar=("N1", "N2"),
+                   help="in-plane cell of the bilayer checked against direct GFN1-xTB")
+    p.add_argument("--check-md-ps", type=float, nargs=2, default=(1.0, 2.0), metavar=("EQ", "PROD"),
+                   help="equilibration and production of the check's MD")
     p.add_argument("--r-max-A", type=float, default=6.0, help="partials up to here (≤ half the smallest cell height)")
     p.add_argument("--bin-width-A", type=float, default=0.02)
     p.add_argument("--q-min", type=float, default=0.3)
@@ -344,11 +349,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=HERE / "runs" / "synthetic_experiment")
     p.add_argument("--out", type=Path, default=HERE / "data")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--smoke", action="store_true",
+                   help="every stage on a 28-atom bilayer for a few dozen steps (seconds; for tests): give --work and --out")
     return p
+
+
+#: what --smoke sets: a 1×1 AB bilayer, a few dozen MD steps per stage, r_max within its 6 Å cell
+SMOKE = {"supercell": (1, 1), "layers": 2, "check_supercell": (1, 1), "check_md_ps": (0.005, 0.01),
+         "check_frames": 1, "npt_equilibration_ps": 0.01, "npt_production_ps": 0.02, "nvt_equilibration_ps": 0.005,
+         "production_ps": 0.02, "segment_ps": 0.01, "frame_interval_fs": 5.0, "r_max_A": 3.0, "q_max": 10.0,
+         "q_step": 0.1, "no_progress": True}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.smoke:
+        vars(args).update(SMOKE)
     setup(args.threads)
     from ase.io import write as ase_write
 
