@@ -69,5 +69,5 @@ def test_smoke_run_in_two_chains_writes_the_data(script, tmp_path):
     frames = sum(Trajectory.load(p).n_frames for p in sorted(work.glob("nvt_*.pt")))
     assert len(list(work.glob("nvt_*.pt"))) == 2 and summary["nvt_frames"] == frames  # one segment per chain
     assert not summary["settings"]["model"].startswith("/")  # recorded relative to the repository
-    rows = np.loadtxt(out / "synthetic_sq_neutron.csv", delimiter=",", skiprows=4)
+    rows = np.loadtxt(out / "synthetic_sq_neutron.csv", delimiter=",", skiprows=5)  # 4 comments, the header
     np.testing.assert_allclose(rows[:, 2], 0.005 + 0.001 * rows[:, 0], rtol=1e-5)
