@@ -30,13 +30,14 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_SPACINGS_A = (2.9, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7, 3.8, 4.0, 4.3, 4.7, 5.5, 7.0)
 
 
-def bilayer(d_A: float):
+def bilayer(d_A: float, supercell: tuple[int, int] = (2, 2)):
     from exprefine.structures import gcn_stack
 
-    return gcn_stack(2, "AB", d_A, supercell=(2, 2))
+    return gcn_stack(2, "AB", d_A, supercell=supercell)
 
 
-def reference_energies(spacings: list[float], cache: Path) -> dict[str, dict[float, float]]:
+def reference_energies(spacings: list[float], cache: Path,
+                       supercell: tuple[int, int] = (2, 2)) -> dict[str, dict[float, float]]:
     """E per atom (eV) of "label" and "truth" at each spacing; computed once, cached in ``cache``."""
     from exprefine.reference import make_calculator
 
@@ -50,7 +51,7 @@ def reference_energies(spacings: list[float], cache: Path) -> dict[str, dict[flo
         for d in spacings:
             if round(d, 4) in table[method]:
                 continue
-            atoms = bilayer(d)
+            atoms = bilayer(d, supercell)
             atoms.calc = calc
             table[method][round(d, 4)] = atoms.get_potential_energy() / len(atoms)
             new.append((method, d, table[method][round(d, 4)]))
@@ -65,7 +66,7 @@ def reference_energies(spacings: list[float], cache: Path) -> dict[str, dict[flo
     return table
 
 
-def model_energies(path: Path, spacings: list[float]) -> dict[float, float]:
+def model_energies(path: Path, spacings: list[float], supercell: tuple[int, int] = (2, 2)) -> dict[float, float]:
     """E per atom (eV) of a DeePMD (``.pt``/``.pth``) or MACE (``.model``) file at each spacing."""
     from exprefine.potentials import load_model_file
     from exprefine.state import from_atoms
@@ -73,7 +74,7 @@ def model_energies(path: Path, spacings: list[float]) -> dict[float, float]:
     potential = load_model_file(path)
     out = {}
     for d in spacings:
-        atoms = bilayer(d)
+        atoms = bilayer(d, supercell)
         out[round(d, 4)] = float(potential.energy(from_atoms(atoms))[0].detach()) / len(atoms)
     return out
 
@@ -83,14 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, nargs="*", default=[], help="DeePMD .pt/.pth or MACE .model files")
     p.add_argument("--spacings-A", type=float, nargs="+", default=list(DEFAULT_SPACINGS_A))
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--smoke", action="store_true", help="the 28-atom 1×1 bilayer at 4 spacings (seconds; for tests)")
     args = p.parse_args(argv)
     from exprefine.binding_curve import parabolic_minimum
 
+    supercell = (1, 1) if args.smoke else (2, 2)
+    if args.smoke:
+        args.spacings_A = [3.0, 3.4, 4.0, 7.0]
     args.out.mkdir(parents=True, exist_ok=True)
     spacings = sorted(args.spacings_A)
-    curves = reference_energies(spacings, args.out / "binding_curve_reference.csv")
+    curves = reference_energies(spacings, args.out / "binding_curve_reference.csv", supercell)
     for path in args.models:
-        curves[path.stem] = model_energies(path, spacings)
+        curves[path.stem] = model_energies(path, spacings, supercell)
 
     d = np.array(spacings)
     summary = {}

@@ -229,7 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=HERE / "results" / "transferability")
     p.add_argument("--tag", help="name of the output folder under --out (default: the model file's stem)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--smoke", action="store_true",
+                   help="the 112-atom 2×2 bilayer (the smallest Γ-point cell), a few dozen MD steps, one labelled frame (seconds; for tests)")
     return p
+
+
+#: what --smoke sets
+SMOKE = {"sizes": ["2x2"], "frames": 1, "equilibration_ps": 0.01, "production_ps": 0.02, "frame_interval_fs": 5.0,
+         "no_progress": True}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +255,8 @@ def run(args) -> dict:
     ``<out>/<tag>/transferability.json``. A ValueError or FileNotFoundError names bad input."""
     from exprefine.potentials import load_model_file
 
+    if args.smoke:
+        vars(args).update(SMOKE)
     sizes = [(s, parse_size(s)) for s in args.sizes]
     if args.frames < 1:
         raise ValueError("--frames must be ≥ 1")

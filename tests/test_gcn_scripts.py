@@ -1,0 +1,55 @@
+"""The g-C3N4 scripts' --smoke modes: each stage of binding_curve.py and transferability.py in seconds."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytest.importorskip("deepmd.pt")
+pytest.importorskip("tblite")
+pytest.importorskip("dftd3")
+
+GCN_DIR = REPO / "examples" / "gcn"
+BASE_DEEPMD = GCN_DIR / "models" / "base_deepmd.pt"
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _script(name: str):
+    sys.path.insert(0, str(GCN_DIR))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(GCN_DIR))
+
+
+def test_binding_curve_smoke_puts_the_truth_below_the_label_method(tmp_path):
+    script = _script("binding_curve")
+    assert script.main(["--smoke", "--out", str(tmp_path), "--models", str(BASE_DEEPMD)]) == 0
+    summary = json.loads((tmp_path / "binding_curve.json").read_text())
+    assert set(summary) == {"label", "truth", "base_deepmd"}
+    # the truth is the label method plus D3: it binds more strongly, and at a smaller spacing
+    assert summary["truth"]["binding_meV_per_atom"] > summary["label"]["binding_meV_per_atom"] + 10
+    assert summary["truth"]["d_min_A"] < summary["label"]["d_min_A"]
+    cached = list(csv.DictReader((tmp_path / "binding_curve_reference.csv").open()))
+    assert len(cached) == 8  # two methods at four spacings, reused by the next run
+    assert script.main(["--smoke", "--out", str(tmp_path)]) == 0
+
+
+def test_transferability_smoke_writes_errors_against_label_and_truth(tmp_path):
+    script = _script("transferability")
+    args = script.build_parser().parse_args(["--smoke", "--out", str(tmp_path), "--model", str(BASE_DEEPMD)])
+    summary = script.run(args)
+    (row,) = summary["sizes"]
+    assert row["size"] == "2x2" and row["n_atoms"] == 112 and row["n_labelled"] == 1
+    # truth = label + D3: the model, trained on labels, is closer to the labels in energy
+    assert row["energy_rmse_label_meV_per_atom"] < row["energy_rmse_truth_meV_per_atom"]
+    assert not summary["model"].startswith("/")
+    assert json.loads((tmp_path / "base_deepmd" / "transferability.json").read_text())["sizes"] == summary["sizes"]
+    assert script.main(["--out", str(tmp_path), "--sizes", "2y2"]) == 2  # refused before any work
