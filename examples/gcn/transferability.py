@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="name of the output folder under --out (default: the model file's stem)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--smoke", action="store_true",
-                   help="the 112-atom 2×2 bilayer (the smallest Γ-point cell), a few dozen MD steps, one labelled frame (seconds; for tests)")
+                   help="the 112-atom 2×2 bilayer (the smallest Γ-point cell), a few dozen MD steps, "
+                        "one labelled frame (seconds; for tests)")
     return p
 
 
