@@ -53,3 +53,17 @@ def test_transferability_smoke_writes_errors_against_label_and_truth(tmp_path):
     assert not summary["model"].startswith("/")
     assert json.loads((tmp_path / "base_deepmd" / "transferability.json").read_text())["sizes"] == summary["sizes"]
     assert script.main(["--out", str(tmp_path), "--sizes", "2y2"]) == 2  # refused before any work
+
+
+def test_stability_smoke_resumes_exactly(tmp_path):
+    script = _script("stability")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert script.main(["--smoke", "--out", str(whole), "--work", str(whole / "work")]) == 0
+    assert script.main(["--smoke", "--total-ps", "0.01", "--out", str(parts), "--work", str(parts / "work")]) == 0
+    assert script.main(["--smoke", "--out", str(parts), "--work", str(parts / "work")]) == 0  # continues
+    a = json.loads((whole / "base_deepmd_1x1" / "segments.json").read_text())
+    b = json.loads((parts / "base_deepmd_1x1" / "segments.json").read_text())
+    assert len(a["segments"]) == 2
+    keys = ("spacing_A", "density_g_per_cm3", "energy_mean_eV_per_atom", "min_distance_A")
+    assert [[s[k] for k in keys] for s in a["segments"]] == [[s[k] for k in keys] for s in b["segments"]]
+    assert not a["settings"]["model"].startswith("/")

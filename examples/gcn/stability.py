@@ -23,9 +23,24 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import setup
+from common import relative_to_repo, setup
 
 HERE = Path(__file__).resolve().parent
+
+
+#: what --smoke sets
+SMOKE = {"size": "1x1", "total_ps": 0.02, "segment_ps": 0.01, "equilibration_ps": 0.01, "frame_interval_fs": 5.0,
+         "no_progress": True}
+
+
+def run_potential(run: Path):
+    """The potential of a refinement run: its resolved config's terms with the parameters of final_model.pt."""
+    from exprefine.builders import build_potential, load_potential_state
+    from exprefine.config import load_config
+
+    potential = build_potential(load_config(run / "config.yaml"))
+    load_potential_state(potential, run / "final_model.pt")
+    return potential
 
 
 @dataclass
@@ -134,8 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default=None, help="output folder name (default: model stem and size)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "stability")
     p.add_argument("--work", type=Path, default=HERE / "runs" / "stability")
+    p.add_argument("--run", type=Path, default=None,
+                   help="a refinement run folder instead of --model: its config's potential with final_model.pt "
+                        "(e.g. a frozen base model plus a learned pair correction)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="the 28-atom 1×1 bilayer for two tiny segments (seconds; for tests)")
     args = p.parse_args(argv)
+    if args.smoke:  # the smoke values where the command line gives none
+        p.set_defaults(**SMOKE)
+        args = p.parse_args(argv)
     setup(args.threads)
     import torch
 
@@ -145,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     from exprefine.structures import gcn_stack
 
     size = parse_size(args.size)
-    tag = args.tag or f"{args.model.stem}_{args.size}"
+    name = args.run.name if args.run is not None else args.model.stem
+    tag = args.tag or f"{name}_{args.size}"
     out, work = args.out / tag, args.work / tag
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     run_settings = {k: v for k, v in vars(args).items() if k not in ("threads", "no_progress", "out", "work", "tag",
                                                                       "total_ps")}
-    run_settings = {k: str(v) if isinstance(v, Path) else v for k, v in run_settings.items()}
+    run_settings = {k: relative_to_repo(v) if isinstance(v, Path) else v for k, v in run_settings.items()}
     log_path = out / "segments.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"settings": run_settings, "segments": []}
     if log["settings"] != run_settings:
@@ -159,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     segments = [Segment(**s) for s in log["segments"]]
-    potential = load_model_file(args.model)
+    potential = run_potential(args.run) if args.run is not None else load_model_file(args.model)
     n_segments = int(round(args.total_ps / args.segment_ps))
     state_path = work / "md_state.pt"
     if segments:
@@ -187,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.save({"segment": k, "md": md, "generator": generator.get_state()}, state_path)
         log["segments"] = [asdict(s) for s in segments]
         log_path.write_text(json.dumps(log, indent=1))
-        plot(out / "stability.png", segments, f"{args.model.name}, {args.size} AB bilayer "
+        plot(out / "stability.png", segments, f"{name}, {args.size} AB bilayer "
              f"({result.trajectory.n_atoms} atoms), NPT {args.temperature_K:g} K / {args.pressure_bar:g} bar")
         s = segments[-1]
         print(f"segment {k}: t = {s.end_time_ps:.2f} ps, d = {s.spacing_A:.3f} Å, ρ = {s.density_g_per_cm3:.3f} g/cm³, "
