@@ -67,3 +67,20 @@ def test_stability_smoke_resumes_exactly(tmp_path):
     keys = ("spacing_A", "density_g_per_cm3", "energy_mean_eV_per_atom", "min_distance_A")
     assert [[s[k] for k in keys] for s in a["segments"]] == [[s[k] for k in keys] for s in b["segments"]]
     assert not a["settings"]["model"].startswith("/")
+
+
+def test_the_quick_scripts_run_into_a_folder_of_their_own(tmp_path):
+    """make_cells, make_labels, dataset_figure and spacing_figure take seconds as they are."""
+    from ase.io import read
+
+    assert _script("make_cells").main(["--out", str(tmp_path / "cells"), "--sizes", "1", "2"]) == 0
+    assert [len(read(tmp_path / "cells" / f"ab_{n}x{n}.extxyz")) for n in (1, 2)] == [28, 112]
+    cache = tmp_path / "labels.extxyz"
+    assert _script("make_labels").main(["--method", "label", "--cache", str(cache), "--n-frames", "1"]) == 0
+    (frame,) = read(cache, index=":")
+    assert len(frame) == 28 and abs(frame.get_forces()).max() > 0
+    assert _script("dataset_figure").main(["--out", str(tmp_path / "figures")]) == 0
+    table = (tmp_path / "figures" / "dataset_composition.md").read_text()
+    assert "1,710" in table or "1710" in table  # every frame of the shipped data set counted
+    assert _script("spacing_figure").main(["--out", str(tmp_path / "figures")]) == 0
+    assert (tmp_path / "figures" / "spacing.png").stat().st_size > 0
