@@ -48,3 +48,13 @@ def spacing_and_density(trajectory, n_layers: int = 2) -> tuple[float, float, fl
     n_blocks = max(2, min(10, trajectory.n_frames // 4))
     return (float(d.mean()), float(block_standard_error(d, n_blocks)), float(density.mean()),
             float(block_standard_error(density, n_blocks)))
+
+
+def run_potential(run: Path):
+    """The potential of a refinement run: its resolved config's terms with the parameters of final_model.pt."""
+    from exprefine.builders import build_potential, load_potential_state
+    from exprefine.config import load_config
+
+    potential = build_potential(load_config(run / "config.yaml"))
+    load_potential_state(potential, run / "final_model.pt")
+    return potential

@@ -45,9 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import setup
+from common import relative_to_repo, setup
 
 HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: transferability.py imports
+
+
+#: what --smoke sets
+SMOKE = {"md_ps": 0.02, "native_ps": 0.01, "equilibration_ps": 0.005, "sizes": ["2x2"], "frames": 1, "closed_loop_sizes": ["1x1"]}
 
 
 @dataclass
@@ -93,8 +97,9 @@ def native_model_file(run: Path) -> Path:
     raise FileNotFoundError(f"no refined model file (refined_deepmd.pt or refined.model) in {run}")
 
 
-def model_run(cfg, potential, path: Path, md_ps: float, seed: int):
-    """``md_ps`` of production with ``potential`` in the run's ensemble from the truth's cell (cached at ``path``)."""
+def model_run(cfg, potential, path: Path, md_ps: float, seed: int, equilibration_ps: float | None = None):
+    """``md_ps`` of production with ``potential`` in the run's ensemble from the truth's cell (cached at ``path``),
+    after the run's own equilibration (or ``equilibration_ps``)."""
     from exprefine.builders import build_state, sampler_settings
     from exprefine.sampling import sample
     from exprefine.trajectory import Trajectory
@@ -105,6 +110,8 @@ def model_run(cfg, potential, path: Path, md_ps: float, seed: int):
     n_steps = int(round(md_ps * 1000 / cfg.sampling.timestep_fs))
     settings = replace(settings, seed=seed, n_production_steps=max(settings.stride_steps,
                                                                    n_steps - n_steps % settings.stride_steps))
+    if equilibration_ps is not None:
+        settings = replace(settings, n_equilibration_steps=int(round(equilibration_ps * 1000 / cfg.sampling.timestep_fs)))
     result = sample(potential, build_state(cfg), settings, progress=True)
     result.trajectory.save(path)
     return result.trajectory
@@ -142,7 +149,8 @@ def native_calculator(model_file: Path, dtype: str = "float64", pair_table: Path
     return SumCalculator([calc, TabulatedPairCalculator(pair_table)])
 
 
-def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.ndarray):
+def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.ndarray,
+               equilibration_ps: float | None = None):
     """NVT of the refined model file with its own ASE calculator and ASE's Langevin (not exprefine's sampler).
 
     Same temperature, time step, friction, equilibration and frame interval as the run's config,
@@ -171,7 +179,8 @@ def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.
     dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=s.temperature_K,
                    friction=s.friction_per_ps / (1000.0 * units.fs), fixcm=False, rng=rng)
     stride = max(1, int(round(s.frame_interval_fs / s.timestep_fs)))
-    n_eq = int(round(s.equilibration_ps * 1000 / s.timestep_fs))
+    eq_ps = s.equilibration_ps if equilibration_ps is None else equilibration_ps
+    n_eq = int(round(eq_ps * 1000 / s.timestep_fs))
     n_frames = max(1, int(round(nvt_ps * 1000 / s.frame_interval_fs)))
     positions, cells = [], []
     with tqdm(total=n_eq + n_frames * stride, desc=f"ASE Langevin ({model_file.name})", unit="step") as bar:
@@ -282,37 +291,39 @@ def dft_errors(cfg, base, refined):
     return test.n_frames, out
 
 
-def transferability(model: Path, tag: str, sizes: list[str], frames: int) -> dict:
-    """The transferability study of ``model`` (``results/transferability/<tag>/``): read when its table
-    already holds every size with ``frames`` labels (the MD trajectories behind it are not committed),
-    else run (resumable; cached labels are reused)."""
+def transferability(source: list[str], tag: str, sizes: list[str], frames: int, out: Path) -> dict:
+    """The transferability study (``<out>/<tag>/``) of ``source`` (``["--model", file]`` or ``["--run", folder]``):
+    read when its table already holds every size with ``frames`` labels (the MD trajectories behind it
+    are not committed), else run (resumable; cached labels are reused)."""
     import transferability as tr
 
-    out = HERE / "results" / "transferability"
     table = out / tag / "transferability.json"
     if table.exists():
         done = json.loads(table.read_text())
         by_size = {s["size"]: s for s in done.get("sizes", [])}
         if all(size in by_size and by_size[size]["n_labelled"] >= frames for size in sizes):
             return {**done, "sizes": [by_size[size] for size in sizes]}
-    args = tr.build_parser().parse_args(["--model", str(model), "--tag", tag, "--sizes", *sizes,
-                                         "--frames", str(frames), "--out", str(out)])
+    args = tr.build_parser().parse_args([*source, "--tag", tag, "--sizes", *sizes, "--frames", str(frames),
+                                         "--out", str(out), "--no-progress"])
     return tr.run(args)
 
 
-def closed_loop(cfg, base, refined, md_dir: Path, sizes: list[str]) -> dict:
-    """Base and refined model vs the reference (base + D3): held-out frames, cell sizes, binding curves."""
+def closed_loop(cfg, base, refined, md_dir: Path, sizes: list[str], smoke: bool) -> dict:
+    """Base and refined model vs the reference (base + D3): held-out frames, cell sizes, binding curves
+    (strategies.py's measurements; the held-out frames are the label data set's test split)."""
     import strategies as st
 
     _, reference, _ = st.base_and_reference(cfg)
     tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
-    protocol = st.Protocol(sizes=tuple(sizes))
-    out = {"held_out": {}, "sizes": {}, "binding": {}}
+    protocol = st.Protocol(sizes=tuple(sizes), held_out_frames=3 if smoke else None)
+    label_cfg = cfg if cfg.dft is not None else st.load_config(st.BASE_CONFIG, [f"run_dir={md_dir / 'split'}"])
+    test = st.held_out_set(label_cfg, protocol)
+    out: dict = {"held_out": {}, "sizes": {}, "binding": {}}
     for name, potential in (("base", base), ("refined", refined)):
-        out["held_out"][name] = st.held_out_errors(cfg, potential, reference, protocol)["vs_reference"]
-        out["sizes"][name] = st.size_errors(potential, reference, tag, protocol, md_dir, name, smoke=False)
+        out["held_out"][name] = st.held_out_errors(test, potential, reference)["vs_reference"]
+        out["sizes"][name] = st.size_errors(potential, reference, tag, protocol, md_dir, name, smoke=smoke)
     for name, potential in (("base", base), ("refined", refined), ("reference", reference)):
-        out["binding"][name] = st.binding(potential, protocol, smoke=False)
+        out["binding"][name] = st.binding(potential, protocol, smoke=smoke)
     return out
 
 
@@ -391,16 +402,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--md-ps", type=float, default=10.0, help="production per model on the truth cell (the run's ensemble)")
     p.add_argument("--sizes", nargs="+", default=["2x2", "4x2", "4x4"], help="cells of the transferability study")
     p.add_argument("--frames", type=int, default=4, help="labelled frames per cell size")
-    p.add_argument("--partials", type=Path, default=HERE / "data" / "synthetic_partials_truth.csv")
-    p.add_argument("--synthetic-json", type=Path, default=HERE / "data" / "synthetic_experiment.json")
+    p.add_argument("--partials", type=Path, default=None,
+                   help="the truth's partial g(r) (default: synthetic_partials_truth.csv beside the run's first data file)")
+    p.add_argument("--synthetic-json", type=Path, default=None,
+                   help="the synthetic experiment's settings (default: synthetic_experiment.json beside the data)")
+    p.add_argument("--transferability-out", type=Path, default=None,
+                   help="where the transferability studies go (default results/transferability; --smoke: <run>/report)")
     p.add_argument("--native-ps", type=float, default=5.0,
                    help="NVT production of the refined model file through its own ASE calculator (0: skip)")
     p.add_argument("--n-layers", type=int, default=None,
                    help="layers in the truth cell (default: the synthetic experiment's settings, else 2)")
     p.add_argument("--closed-loop-sizes", nargs="*", default=["2x2", "4x2", "4x4", "8x4"],
                    help="cells of the closed-loop comparison with the reference (none: skip it)")
+    p.add_argument("--equilibration-ps", type=float, default=None,
+                   help="equilibration before each MD run on the truth cell (default: the run's own)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smoke", action="store_true",
+                   help="every section on tiny runs (seconds per model; for tests): 0.02 ps MD, 1 labelled 2×2 frame, "
+                        "closed loop on the 1×1 bilayer")
     args = p.parse_args(argv)
+    if args.smoke:  # the smoke values where the command line gives none
+        p.set_defaults(**SMOKE)
+        args = p.parse_args(argv)
     setup(args.threads)
     import torch
 
@@ -412,20 +435,23 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(run / "config.yaml")
     base, refined = potentials(cfg, run)
-    truth_r, truth = read_partials(args.partials)
-
-    synthetic = json.loads(args.synthetic_json.read_text()) if args.synthetic_json.exists() else {}
+    data_dir = next(t.data.file.parent for t in cfg.targets if t.data is not None)
+    truth_r, truth = read_partials(args.partials or data_dir / "synthetic_partials_truth.csv")
+    synthetic_json = args.synthetic_json or data_dir / "synthetic_experiment.json"
+    synthetic = json.loads(synthetic_json.read_text()) if synthetic_json.exists() else {}
     n_layers = args.n_layers or synthetic.get("settings", {}).get("layers", 2)
     ensemble = (f"NPT at {cfg.sampling.pressure_bar:g} bar ({cfg.sampling.barostat_coupling})"
                 if cfg.sampling.pressure_bar is not None else "NVT")
     results, curves, partials, trajectories = {}, {}, {}, {}
     for k, (name, potential) in enumerate((("base", base), ("refined", refined))):
-        trajectories[name] = model_run(cfg, potential, out / f"md_{name}.pt", args.md_ps, seed=1000 + k)
+        trajectories[name] = model_run(cfg, potential, out / f"md_{name}.pt", args.md_ps, seed=1000 + k,
+                                       equilibration_ps=args.equilibration_ps)
         results[name], curves[name], partials[name] = analyse(cfg, name, trajectories[name], truth_r, truth, n_layers)
     native = None
     if args.native_ps > 0:
         mean_cell = trajectories["refined"].cells_A.double().mean(dim=0).numpy()
-        traj = native_nvt(cfg, run, out / "nvt_native.pt", args.native_ps, seed=2000, cell_A=mean_cell)
+        traj = native_nvt(cfg, run, out / "nvt_native.pt", args.native_ps, seed=2000, cell_A=mean_cell,
+                          equilibration_ps=args.equilibration_ps)
         native, curves["refined (native tool)"], _ = analyse(cfg, "native", traj, truth_r, truth, n_layers)
         native_vs_exprefine = {
             name: float(np.mean(((curves["refined (native tool)"][name][1] - curves["refined"][name][1])
@@ -436,9 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     n_test, dft = dft_errors(cfg, base, refined)
 
     base_file = base_model_file(cfg)
-    sizes_base = transferability(base_file, base_file.stem, args.sizes, args.frames)
-    sizes_refined = transferability(native_model_file(run), f"{run.name}_refined", args.sizes, args.frames)
-    loop = closed_loop(cfg, base, refined, out / "closed_loop_md", args.closed_loop_sizes) \
+    tr_out = args.transferability_out or (out / "transferability" if args.smoke else HERE / "results" / "transferability")
+    sizes_base = transferability(["--model", str(base_file)], base_file.stem, args.sizes, args.frames, tr_out)
+    sizes_refined = transferability(["--run", str(run)], f"{run.name}_refined", args.sizes, args.frames, tr_out)
+    loop = closed_loop(cfg, base, refined, out / "closed_loop_md", args.closed_loop_sizes, args.smoke) \
         if args.closed_loop_sizes else None
     for src in ("history.png",):
         if (run / src).exists():
@@ -512,8 +539,8 @@ def main(argv: list[str] | None = None) -> int:
                      "", "", "", ""])
     rows.append(["measured (XRD)", "", "", "3.22–3.25", "", "", "", "", ""])
     lines += table(rows) + [
-        "", f"Figures: `results/transferability/{base_file.stem}/transferability.png`, "
-        f"`results/transferability/{run.name}_refined/transferability.png`.", "",
+        "", f"Figures: `{relative_to_repo(tr_out / base_file.stem / 'transferability.png')}`, "
+        f"`{relative_to_repo(tr_out / (run.name + '_refined') / 'transferability.png')}`.", "",
         *(closed_loop_lines(loop, args.closed_loop_sizes) if loop else []),
         "## Refinement history", "", "![history](history.png)", "",
         f"{summary.get('n_updates')} updates, {summary.get('n_samplings')} trajectories, "

@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import relative_to_repo, setup
+from common import relative_to_repo, run_potential, setup
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,16 +31,6 @@ HERE = Path(__file__).resolve().parent
 #: what --smoke sets
 SMOKE = {"size": "1x1", "total_ps": 0.02, "segment_ps": 0.01, "equilibration_ps": 0.01, "frame_interval_fs": 5.0,
          "no_progress": True}
-
-
-def run_potential(run: Path):
-    """The potential of a refinement run: its resolved config's terms with the parameters of final_model.pt."""
-    from exprefine.builders import build_potential, load_potential_state
-    from exprefine.config import load_config
-
-    potential = build_potential(load_config(run / "config.yaml"))
-    load_potential_state(potential, run / "final_model.pt")
-    return potential
 
 
 @dataclass

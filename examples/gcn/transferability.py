@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import MEASURED_SPACING_A, MEASURED_SPACING_LABEL, relative_to_repo, setup, spacing_and_density
+from common import MEASURED_SPACING_A, MEASURED_SPACING_LABEL, relative_to_repo, run_potential, setup, spacing_and_density
 
 HERE = Path(__file__).resolve().parent
 
@@ -227,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE / "results" / "transferability")
-    p.add_argument("--tag", help="name of the output folder under --out (default: the model file's stem)")
+    p.add_argument("--tag", help="name of the output folder under --out (default: the model file's or run's name)")
+    p.add_argument("--run", type=Path, default=None,
+                   help="a refinement run folder instead of --model: its config's potential with final_model.pt")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--smoke", action="store_true",
                    help="the 112-atom 2×2 bilayer (the smallest Γ-point cell), a few dozen MD steps, "
@@ -261,8 +263,8 @@ def run(args) -> dict:
     sizes = [(s, parse_size(s)) for s in args.sizes]
     if args.frames < 1:
         raise ValueError("--frames must be ≥ 1")
-    potential = load_model_file(args.model)
-    out_dir = args.out / (args.tag or args.model.stem)
+    potential = run_potential(args.run) if args.run is not None else load_model_file(args.model)
+    out_dir = args.out / (args.tag or (args.run.name if args.run is not None else args.model.stem))
     out_dir.mkdir(parents=True, exist_ok=True)
     return study(args, potential, sizes, out_dir)
 
@@ -281,7 +283,8 @@ def previous_row(args, name: str, out_dir: Path) -> SizeResult | None:
     if (out_dir / f"md_{name}.npz").exists() or not (table.exists() and meta_file.exists() and labels.exists()):
         return None
     summary = json.loads(table.read_text())
-    if Path(summary.get("model", "")).name != Path(args.model).name:  # the same file, wherever it was run from
+    source = args.run if args.run is not None else args.model
+    if Path(summary.get("model", "")).name != Path(source).name:  # the same file, wherever it was run from
         return None
     if json.loads(meta_file.read_text()).get("settings") != md_settings(args):
         return None
@@ -322,7 +325,7 @@ def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Pa
               f"meV/atom, F {r.force_rmse_label_meV_per_A:.0f} meV/Å; vs truth E RMSE "
               f"{r.energy_rmse_truth_meV_per_atom:.2f} (SD {r.energy_sd_truth_meV_per_atom:.2f}) meV/atom, "
               f"F {r.force_rmse_truth_meV_per_A:.0f} meV/Å", flush=True)
-    summary = {"model": relative_to_repo(args.model),
+    summary = {"model": relative_to_repo(args.run if args.run is not None else args.model),
                "settings": {k: (relative_to_repo(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "wall_s_this_run": time.perf_counter() - t0, "sizes": [asdict(r) for r in results]}
     (out_dir / "transferability.json").write_text(json.dumps(summary, indent=1))
@@ -332,7 +335,7 @@ def study(args, potential, sizes: list[tuple[str, tuple[int, int]]], out_dir: Pa
         for r in results:
             w.writerow({k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
                         for k, v in asdict(r).items()})
-    plot(results, args.tag or args.model.stem, out_dir / "transferability.png")
+    plot(results, out_dir.name, out_dir / "transferability.png")
     print(f"→ {relative_to_repo(out_dir)}/transferability.{{json,csv,png}}")
     return summary
 
