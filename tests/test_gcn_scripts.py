@@ -84,3 +84,16 @@ def test_the_quick_scripts_run_into_a_folder_of_their_own(tmp_path):
     assert "1,710" in table or "1710" in table  # every frame of the shipped data set counted
     assert _script("spacing_figure").main(["--out", str(tmp_path / "figures")]) == 0
     assert (tmp_path / "figures" / "spacing.png").stat().st_size > 0
+
+
+def test_train_deepmd_smoke_trains_freezes_and_tests_with_dp(tmp_path):
+    import shutil
+
+    if shutil.which("dp") is None:
+        pytest.skip("DeePMD-kit's dp command is not installed")
+    script = _script("train_deepmd")
+    models = tmp_path / "models"
+    assert script.main(["--smoke", "--work", str(tmp_path / "work"), "--models", str(models)]) == 0
+    assert (tmp_path / "work" / "frozen.pth").exists() and (tmp_path / "work" / "model.ckpt.pt").exists()
+    assert script.trained_steps(tmp_path / "work") == 20
+    assert not models.exists()  # a smoke run ships nothing

@@ -20,7 +20,7 @@ so it is the same one for any number of shards):
     export OMP_NUM_THREADS=1
     python examples/gcn/train_deepmd.py                 # 10,000 steps (see models/base_deepmd.json for the cost)
     python examples/gcn/train_deepmd.py --steps 20000   # continue the same run to 20,000 steps
-    python examples/gcn/train_deepmd.py --smoke         # 200 steps into dataset/runs/deepmd_smoke, nothing copied
+    python examples/gcn/train_deepmd.py --smoke         # 20 steps into dataset/runs/deepmd_smoke, nothing copied
 
 Work files live in ``dataset/runs/deepmd/`` (git-ignored): data, input.json, lcurve.out,
 checkpoints, train.log.
@@ -159,14 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=HERE / "models")
     p.add_argument("--steps", type=int, default=10000, help="total training steps (a rerun continues the run)")
     p.add_argument("--rcut-A", type=float, default=6.0)
-    p.add_argument("--smoke", action="store_true", help="200 steps into dataset/runs/deepmd_smoke; nothing copied")
+    p.add_argument("--smoke", action="store_true", help="20 steps into dataset/runs/deepmd_smoke; nothing copied")
+    p.add_argument("--work", type=Path, default=None,
+                   help="the training folder (default dataset/runs/deepmd, --smoke: dataset/runs/deepmd_smoke)")
     args = p.parse_args(argv)
 
     from exprefine.data import evaluate_dft_errors, split_by_key, write_deepmd
     from exprefine.potentials.deepmd import DeepmdPotential
 
-    steps = 200 if args.smoke else args.steps
-    work = args.dataset / "runs" / ("deepmd_smoke" if args.smoke else "deepmd")
+    steps = 20 if args.smoke else args.steps
+    work = args.work or args.dataset / "runs" / ("deepmd_smoke" if args.smoke else "deepmd")
     work.mkdir(parents=True, exist_ok=True)
     log = work / "train.log"
     (dataset, keys), shards = labelled_frames(args.dataset)
