@@ -309,3 +309,19 @@ def test_data_metadata_is_checked_against_the_system(tmp_path):
     raw["targets"][0]["data"]["number_density_per_A3"] = 0.025
     with pytest.raises(ValueError, match="0.025 Å⁻³"):
         build_refiner(load_config(write(tmp_path / "d.yaml", raw)), progress=False)
+
+
+def test_resolved_config_records_paths_relative_to_itself_and_loads_back(tmp_path):
+    from exprefine.config import config_to_plain, save_resolved
+
+    raw = tiny_config(tmp_path / "run")
+    cfg = load_config(write(tmp_path / "c.yaml", raw))
+    save_resolved(cfg, tmp_path / "run" / "config.yaml")
+    text = (tmp_path / "run" / "config.yaml").read_text()
+    assert str(tmp_path) not in text and "run_dir: ." in text
+    again = load_config(tmp_path / "run" / "config.yaml")
+    assert config_to_plain(again) == config_to_plain(cfg)
+    # a resolved config of an earlier version lists every unit key, the unused ones as null
+    old = yaml.safe_load(text)
+    old["targets"][0].update({"fit_range_inv_A": None, "value_bar": None, "sigma_A": None})
+    assert config_to_plain(load_config(write(tmp_path / "run" / "old.yaml", old))) == config_to_plain(cfg)

@@ -7,6 +7,7 @@ resolved configuration (defaults filled in, paths absolute) is saved with every 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -617,6 +618,9 @@ class TargetConfig(_Strict):
             return data
         data = dict(data)
         for base, units in _UNIT_KEYS.items():
+            for key in [f"{base}_{u}" for u in units]:  # a resolved config of an earlier version lists them all
+                if key in data and data[key] is None:
+                    del data[key]
             if base in data:
                 raise ValueError(f"give {base} with its unit: one of {', '.join(f'{base}_{u}' for u in units)}")
             given = [f"{base}_{u}" for u in units if f"{base}_{u}" in data]
@@ -824,26 +828,35 @@ def _index(node: list, part: str, where: str) -> int:
     return index
 
 
-def _resolve_paths(model: BaseModel, base: Path) -> Any:
-    """Every path in ``model`` (fields holding a Path or a list of them, in any sub-section) made
-    absolute against ``base``; the model is changed in place and returned."""
+def _map_paths(model: BaseModel, fn: Any) -> Any:
+    """``fn`` applied to every path in ``model`` (fields holding a Path or a list of them, in any
+    sub-section); the model is changed in place and returned."""
 
-    def res(value: Any) -> Any:
+    def walk(value: Any) -> Any:
         if isinstance(value, Path):
-            p = value.expanduser()
-            return p if p.is_absolute() else (base / p).resolve()
+            return fn(value)
         if isinstance(value, BaseModel):
-            return _resolve_paths(value, base)
+            return _map_paths(value, fn)
         if isinstance(value, list):
-            return [res(v) for v in value]
+            return [walk(v) for v in value]
         return value
 
     for name in type(model).model_fields:
         value = getattr(model, name)
-        resolved = res(value)
-        if resolved is not value:
-            setattr(model, name, resolved)
+        mapped = walk(value)
+        if mapped is not value:
+            setattr(model, name, mapped)
     return model
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> Any:
+    """Every path in ``model`` made absolute against ``base`` (in place)."""
+
+    def absolute(p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    return _map_paths(model, absolute)
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -890,5 +903,9 @@ def config_to_plain(cfg: Config) -> dict[str, Any]:
 
 
 def save_resolved(cfg: Config, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config_to_plain(cfg), sort_keys=False))
+    """The resolved config (defaults filled in) as YAML at ``path``, its paths relative to the file's
+    folder: it loads again from there, and records no machine's absolute paths."""
+    folder = Path(path).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    relative = _map_paths(cfg.model_copy(deep=True), lambda p: Path(os.path.relpath(p, folder)) if p.is_absolute() else p)
+    Path(path).write_text(yaml.safe_dump(config_to_plain(relative), sort_keys=False))
