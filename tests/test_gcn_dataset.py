@@ -285,3 +285,17 @@ def test_a_stage_added_later_joins_an_existing_manifest_but_changed_settings_do_
     pipeline.wide_spacing_range_A = (4.0, 9.0)
     with pytest.raises(ValueError, match="made with other wide settings"):
         md.check_fixed(manifest, pipeline)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_smoke_pipeline_runs_every_stage(script, tmp_path):
+    """make_dataset.py --smoke: seed labels, preliminary model, MD exploration, wide frames, base model."""
+    import json
+
+    md, _ = script
+    assert md.main(["--smoke", "--out", str(tmp_path), "--no-progress"]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert {"seed", "explore", "wide"} <= set(manifest.get("stages", manifest))
+    assert sum(len(v) for v in split.values() if isinstance(v, list)) > 0
