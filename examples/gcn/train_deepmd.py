@@ -72,11 +72,13 @@ def input_json(steps: int, rcut_A: float, data: Path) -> dict:
     }
 
 
-def labelled_frames(dataset: Path):
-    """(DFTDataset, shard paths) of every finished shard: seed, exploration, then wide spacings."""
+def labelled_frames(dataset: Path, first_shard_only: bool = False):
+    """(DFTDataset, shard paths) of every finished shard: seed, exploration, then wide spacings
+    (or the first seed shard alone)."""
     from exprefine.data import read_extxyz_files
 
     shards = [path for stage in ("seed", "explore", "wide") for path in sorted((dataset / stage).glob("*.extxyz.gz"))]
+    shards = shards[:1] if first_shard_only else shards
     if not shards:
         raise FileNotFoundError(f"no labelled shards under {dataset}/seed or {dataset}/explore: run make_dataset.py")
     return read_extxyz_files(shards, key="frame_key"), shards
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=HERE / "models")
     p.add_argument("--steps", type=int, default=10000, help="total training steps (a rerun continues the run)")
     p.add_argument("--rcut-A", type=float, default=6.0)
-    p.add_argument("--smoke", action="store_true", help="20 steps into dataset/runs/deepmd_smoke; nothing copied")
+    p.add_argument("--smoke", action="store_true", help="20 steps on the first seed shard into dataset/runs/deepmd_smoke; nothing copied")
     p.add_argument("--work", type=Path, default=None,
                    help="the training folder (default dataset/runs/deepmd, --smoke: dataset/runs/deepmd_smoke)")
     args = p.parse_args(argv)
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or args.dataset / "runs" / ("deepmd_smoke" if args.smoke else "deepmd")
     work.mkdir(parents=True, exist_ok=True)
     log = work / "train.log"
-    (dataset, keys), shards = labelled_frames(args.dataset)
+    (dataset, keys), shards = labelled_frames(args.dataset, first_shard_only=args.smoke)
     parts = split_by_key(dataset, keys, SPLIT_FRACTIONS, SPLIT_SEED)
     data = work / "data"
     for name, subset in (("train", parts.train), ("valid", parts.valid), ("test", parts.test)):
