@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+import strategies as st
+import transferability as tr
 from common import relative_to_repo, setup
 
 HERE = Path(__file__).resolve().parent  # on sys.path when run as a script: transferability.py imports
@@ -272,14 +274,20 @@ def analyse(cfg, name: str, trajectory, truth_r: np.ndarray, truth: dict[str, np
             (r, partials))
 
 
-def dft_errors(cfg, base, refined):
+def label_test_set(cfg, work: Path, smoke: bool):
+    """The held-out label frames: the test split of the run's ``dft`` section, or of the label data set
+    of the strategy configs for a run without one (3 frames with ``smoke``)."""
+    protocol = st.Protocol(held_out_frames=3 if smoke else None)
+    label_cfg = cfg if cfg.dft is not None else st.load_config(st.BASE_CONFIG, [f"run_dir={work / 'split'}"])
+    return st.held_out_set(label_cfg, protocol)
+
+
+def dft_errors(test, base, refined):
     """Energy/force RMSE of both models on the held-out label frames, vs label and vs truth."""
-    from exprefine.builders import build_dft_split
     from exprefine.data import add_term_to_labels, evaluate_dft_errors
     from exprefine.potentials import D3Dispersion
     from exprefine.reference import gfn1_d3
 
-    test = build_dft_split(cfg).test
     truth = add_term_to_labels(test, D3Dispersion(gfn1_d3()), source="label + D3 (truth)")
     out = {}
     for name, potential in (("base", base), ("refined", refined)):
@@ -291,12 +299,10 @@ def dft_errors(cfg, base, refined):
     return test.n_frames, out
 
 
-def transferability(source: list[str], tag: str, sizes: list[str], frames: int, out: Path) -> dict:
+def transferability(source: list[str], tag: str, sizes: list[str], frames: int, out: Path, smoke: bool = False) -> dict:
     """The transferability study (``<out>/<tag>/``) of ``source`` (``["--model", file]`` or ``["--run", folder]``):
     read when its table already holds every size with ``frames`` labels (the MD trajectories behind it
     are not committed), else run (resumable; cached labels are reused)."""
-    import transferability as tr
-
     table = out / tag / "transferability.json"
     if table.exists():
         done = json.loads(table.read_text())
@@ -304,20 +310,16 @@ def transferability(source: list[str], tag: str, sizes: list[str], frames: int, 
         if all(size in by_size and by_size[size]["n_labelled"] >= frames for size in sizes):
             return {**done, "sizes": [by_size[size] for size in sizes]}
     args = tr.build_parser().parse_args([*source, "--tag", tag, "--sizes", *sizes, "--frames", str(frames),
-                                         "--out", str(out), "--no-progress"])
+                                         "--out", str(out), "--no-progress", *(["--smoke"] if smoke else [])])
     return tr.run(args)
 
 
-def closed_loop(cfg, base, refined, md_dir: Path, sizes: list[str], smoke: bool) -> dict:
+def closed_loop(cfg, test, base, refined, md_dir: Path, sizes: list[str], smoke: bool) -> dict:
     """Base and refined model vs the reference (base + D3): held-out frames, cell sizes, binding curves
     (strategies.py's measurements; the held-out frames are the label data set's test split)."""
-    import strategies as st
-
     _, reference, _ = st.base_and_reference(cfg)
     tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
-    protocol = st.Protocol(sizes=tuple(sizes), held_out_frames=3 if smoke else None)
-    label_cfg = cfg if cfg.dft is not None else st.load_config(st.BASE_CONFIG, [f"run_dir={md_dir / 'split'}"])
-    test = st.held_out_set(label_cfg, protocol)
+    protocol = st.Protocol(sizes=tuple(sizes))
     out: dict = {"held_out": {}, "sizes": {}, "binding": {}}
     for name, potential in (("base", base), ("refined", refined)):
         out["held_out"][name] = st.held_out_errors(test, potential, reference)["vs_reference"]
@@ -459,13 +461,15 @@ def main(argv: list[str] | None = None) -> int:
             for name in curves["refined"] if curves["refined"][name][3] is not None}
     plot_curves(out / "targets.png", curves)
     plot_partials(out / "partials.png", truth_r, truth, partials["base"], partials["refined"])
-    n_test, dft = dft_errors(cfg, base, refined)
+    test = label_test_set(cfg, out, args.smoke)
+    n_test, dft = dft_errors(test, base, refined)
 
     base_file = base_model_file(cfg)
     tr_out = args.transferability_out or (out / "transferability" if args.smoke else HERE / "results" / "transferability")
-    sizes_base = transferability(["--model", str(base_file)], base_file.stem, args.sizes, args.frames, tr_out)
-    sizes_refined = transferability(["--run", str(run)], f"{run.name}_refined", args.sizes, args.frames, tr_out)
-    loop = closed_loop(cfg, base, refined, out / "closed_loop_md", args.closed_loop_sizes, args.smoke) \
+    sizes_base = transferability(["--model", str(base_file)], base_file.stem, args.sizes, args.frames, tr_out, args.smoke)
+    sizes_refined = transferability(["--run", str(run)], f"{run.name}_refined", args.sizes, args.frames, tr_out,
+                                    args.smoke)
+    loop = closed_loop(cfg, test, base, refined, out / "closed_loop_md", args.closed_loop_sizes, args.smoke) \
         if args.closed_loop_sizes else None
     for src in ("history.png",):
         if (run / src).exists():

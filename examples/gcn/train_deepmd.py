@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=HERE / "models")
     p.add_argument("--steps", type=int, default=10000, help="total training steps (a rerun continues the run)")
     p.add_argument("--rcut-A", type=float, default=6.0)
-    p.add_argument("--smoke", action="store_true", help="20 steps on the first seed shard into dataset/runs/deepmd_smoke; nothing copied")
+    p.add_argument("--smoke", action="store_true",
+                   help="20 steps on the first seed shard into dataset/runs/deepmd_smoke; nothing copied")
     p.add_argument("--work", type=Path, default=None,
                    help="the training folder (default dataset/runs/deepmd, --smoke: dataset/runs/deepmd_smoke)")
     args = p.parse_args(argv)
