@@ -25,10 +25,11 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from exprefine.potentials import LennardJones, PairDispersion, PairSpline, Potential
+from exprefine.potentials import LennardJones, PairSpline, Potential
 from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import concatenate, from_atoms
 from exprefine.testing import check_gradient_wrt_parameters, check_potential
+from test_closed_loop import _cn_crystal, _dispersion
 
 # deepmd's TorchScript and e3nn's loading, as in the adapter tests
 pytestmark = [
@@ -46,16 +47,6 @@ def _argon(seed: int) -> Atoms:
     return atoms
 
 
-def _carbon_nitride(seed: int) -> Atoms:
-    atoms = bulk("C", "fcc", a=4.6, cubic=True) * (2, 2, 2)
-    rng = np.random.default_rng(seed)
-    symbols = np.array(["C"] * len(atoms))
-    symbols[rng.permutation(len(atoms))[: len(atoms) // 2]] = "N"
-    atoms.set_chemical_symbols(symbols.tolist())
-    atoms.rattle(0.08, seed=seed)
-    return atoms
-
-
 def _lennard_jones() -> Potential:
     return LennardJones(["Ar"], 3.4, 0.0104, cutoff_A=7.0)
 
@@ -65,11 +56,6 @@ def _spline() -> Potential:
     with torch.no_grad():
         spline.values_eV.copy_(torch.linspace(0.02, -0.004, 8).reshape(1, 8))
     return spline
-
-
-def _dispersion() -> Potential:
-    return PairDispersion(["C", "N"], 7.0, c6_eV_A6=[18.0, 15.0, 12.5], c8_eV_A8=[300.0, 250.0, 210.0],
-                          damping_radius_A=[3.4, 3.3, 3.2], switch_on_A=5.0)
 
 
 def _mace() -> Potential:
@@ -112,7 +98,7 @@ class Case:
 CASES = {
     "lennard_jones": Case(_lennard_jones, _argon),
     "pair_spline": Case(_spline, _argon),
-    "pair_dispersion": Case(_dispersion, _carbon_nitride),
+    "pair_dispersion": Case(_dispersion, _cn_crystal),
     "mace": Case(_mace, _mace_frames, max_fd_atoms=6),
     "deepmd": Case(_deepmd, _deepmd_frames, max_fd_atoms=6),
 }
