@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from exprefine.experiment import ExperimentalData, interpolate, load_table
+from exprefine.experiment import DataFileError, ExperimentalData, interpolate, load_table
 from exprefine.observables import RadialDistribution
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_unknown_unit_names_allowed(tmp_path):
         ("r,g\n1,2\n2,abc\n", {}, r"bad\.csv: line 3: g value 'abc' is not a number"),
         ("r,g\n1,2\n2,nan\n", {}, r"bad\.csv: line 3: g value is nan \(NaN/inf"),
         ("r,g\n1,2\ninf,3\n", {}, r"bad\.csv: line 3: r value is inf"),
-        ("r,g\n1,2\n3,3\n3,4\n", {}, r"bad\.csv: line 4: r is not strictly increasing \(3 after 3\)"),
+        ("r,g\n1,2\n3,3\n3,4\n", {}, r"bad\.csv: line 4: r is not strictly increasing \(3 after 3: a repeated x\)"),
         ("r,g\n2,2\n1,3\n", {}, r"bad\.csv: line 3: r is not strictly increasing"),
         ("r,g,s\n1,2,0.1\n2,3,0\n", {"sigma_column": "s"}, r"bad\.csv: line 3: s = 0 must be positive"),
         ("r,g,s\n1,2,-0.1\n2,3,1\n", {"sigma_column": 2}, r"bad\.csv: line 2: s = -0.1 must be positive"),
@@ -149,3 +149,26 @@ def test_interpolate_argon_onto_rdf_grid():
     assert 3.5 < peak < 3.9  # first peak of liquid argon near 3.7 Å
     with pytest.raises(ValueError, match="outside the data range"):
         interpolate(data, RadialDistribution(r_max_A=12.0, n_bins=100).grid())  # starts at 0.06 Å < 0.068 Å
+
+
+def test_tidy_sorts_and_averages_repeated_x(tmp_path):
+    """A digitised curve: x steps back and repeats; refused with advice, read with tidy=True."""
+    path = write(tmp_path, "digitised.txt", "1.0 0.5\n2.0 1.0\n1.5 0.8\n2.0 1.2\n3.0 1.1\n")
+    with pytest.raises(DataFileError, match=r"line 3: column 0 is not strictly increasing.*tidy: true") as info:
+        load_table(path)
+    assert info.value.argument == "x_column" and "\n" not in str(info.value)
+    data = load_table(path, tidy=True)
+    assert data.x.tolist() == [1.0, 1.5, 2.0, 3.0]
+    assert data.y.tolist() == pytest.approx([0.5, 0.8, 1.1, 1.1])
+    assert "reordered" in data.tidy_note and "1 rows with a repeated x averaged" in data.tidy_note
+    assert load_table(write(tmp_path, "clean.txt", "1 2\n2 3\n"), tidy=True).tidy_note is None
+
+
+def test_data_file_errors_name_the_argument(tmp_path):
+    path = write(tmp_path, "d.csv", "r,g\n1,2\n2,3\n")
+    with pytest.raises(DataFileError) as info:
+        load_table(path, y_column="gr")
+    assert (info.value.argument, info.value.value) == ("y_column", "gr")
+    with pytest.raises(DataFileError) as info:
+        load_table(path, x_unit="degree")  # an angle that ends at 2°: not plausible
+    assert (info.value.argument, info.value.value) == ("x_unit", "degree")

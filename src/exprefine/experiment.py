@@ -29,6 +29,17 @@ X_UNITS: dict[str, tuple[float, str]] = {
 }
 
 
+class DataFileError(ValueError):
+    """A data file that cannot be used, in one line naming the file; ``argument`` names the
+    :func:`load_table` argument at fault (``file``, ``x_column``, ``y_column``, ``sigma_column``,
+    ``x_unit``) and ``value`` its value, so a config check can name its own key."""
+
+    def __init__(self, message: str, argument: str = "file", value: object = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.value = value
+
+
 @dataclass
 class ExperimentalData:
     """A measured curve y(x) with optional standard deviations.
@@ -40,6 +51,7 @@ class ExperimentalData:
         x_unit: unit of x after conversion: "angstrom", "inverse_angstrom", "degree" or "radian".
         quantity: what y is (the column's header name, or "column k").
         source: the file it was read from.
+        tidy_note: what ``tidy`` changed (rows sorted, repeated x averaged), or None.
     """
 
     x: np.ndarray
@@ -48,6 +60,7 @@ class ExperimentalData:
     x_unit: str
     quantity: str
     source: str
+    tidy_note: str | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -67,8 +80,8 @@ def _check_x_range(path: Path, label: str, x: np.ndarray, x_unit: str, internal_
     low, high = _PLAUSIBLE_MAX_X[internal_unit]
     top = float(x.max())
     if not low < top < high:
-        raise ValueError(f"{path}: {label} ends at {top:g} {internal_unit} with x_unit {x_unit!r}, outside the "
-                         f"plausible ({low:g}, {high:g}); is x_unit right?")
+        raise DataFileError(f"{path}: {label} ends at {top:g} {internal_unit} with x_unit {x_unit!r}, outside the "
+                         f"plausible ({low:g}, {high:g}); is x_unit right?", "x_unit", x_unit)
 
 
 def load_table(
@@ -79,6 +92,7 @@ def load_table(
     sigma_column: int | str | None = None,
     x_unit: str = "angstrom",
     delimiter: str | None = None,
+    tidy: bool = False,
 ) -> ExperimentalData:
     """Read x, y (and σ) columns of a CSV or whitespace table.
 
@@ -90,29 +104,31 @@ def load_table(
             "inverse_angstrom", "inverse_nm", "degree", "radian".
         delimiter: column separator; None guesses ',' when the first data line has a
             comma and whitespace otherwise.
+        tidy: sort the rows by x and average the rows that share an x (y and σ averaged),
+            as a digitised curve often needs; without it, x must increase strictly.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: one line naming the file and the offending column/row: unknown unit,
+        DataFileError: (a ValueError) one line naming the file and the offending column/row: unknown unit,
             missing column, non-numeric value, NaN/inf, x not strictly increasing,
             σ ≤ 0, fewer than two data rows.
     """
     path = Path(path)
     if x_unit not in X_UNITS:
-        raise ValueError(f"{path}: unknown x_unit {x_unit!r}; allowed: {', '.join(X_UNITS)}")
+        raise DataFileError(f"{path}: unknown x_unit {x_unit!r}; allowed: {', '.join(X_UNITS)}", "x_unit", x_unit)
     if not path.exists():
         raise FileNotFoundError(f"experimental data file not found: {path}")
     if not path.is_file():
-        raise ValueError(f"{path}: not a regular file")
+        raise DataFileError(f"{path}: not a regular file")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read as text: {exc}") from exc
+        raise DataFileError(f"{path}: cannot read as text: {exc}") from exc
 
     lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
     lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
     if not lines:
-        raise ValueError(f"{path}: no data rows")
+        raise DataFileError(f"{path}: no data rows")
     if delimiter is None:
         delimiter = "," if "," in lines[0][1] else None
     rows = [(n, _split(line, delimiter)) for n, line in lines]
@@ -122,57 +138,66 @@ def load_table(
         header = rows[0][1]
         rows = rows[1:]
     if len(rows) < 2:
-        raise ValueError(f"{path}: needs at least 2 data rows, found {len(rows)}")
+        raise DataFileError(f"{path}: needs at least 2 data rows, found {len(rows)}")
 
     def resolve(column: int | str, role: str) -> tuple[int, str]:
+        argument = f"{role}_column"
         if isinstance(column, str):
             if header is None:
-                raise ValueError(f"{path}: has no header line, so {role} column {column!r} cannot be found by name")
+                raise DataFileError(f"{path}: has no header line, so {role} column {column!r} cannot be found by name "
+                                    f"(use the column's 0-based index, e.g. x_column: 0, y_column: 1)", argument, column)
             if column not in header:
-                raise ValueError(f"{path}: {role} column {column!r} missing; header has {header}")
+                raise DataFileError(f"{path}: {role} column {column!r} missing; header has {header}", argument, column)
             return header.index(column), column
         if not isinstance(column, (int, np.integer)) or column < 0:
-            raise ValueError(f"{path}: {role} column must be a name or a 0-based index ≥ 0, got {column!r}")
+            raise DataFileError(f"{path}: {role} column must be a name or a 0-based index ≥ 0, got {column!r}",
+                                argument, column)
         label = header[column] if header is not None and column < len(header) else f"column {column}"
         return int(column), label
 
     x_idx, x_label = resolve(x_column, "x")
     y_idx, y_label = resolve(y_column, "y")
-    columns = [(x_idx, x_label), (y_idx, y_label)]
+    columns = [(x_idx, x_label, "x_column", x_column), (y_idx, y_label, "y_column", y_column)]
     if sigma_column is not None:
-        columns.append(resolve(sigma_column, "sigma"))
+        columns.append((*resolve(sigma_column, "sigma"), "sigma_column", sigma_column))
 
     values = np.empty((len(rows), len(columns)), dtype=np.float64)
     for r, (line_no, fields) in enumerate(rows):
-        for c, (idx, label) in enumerate(columns):
+        for c, (idx, label, argument, given) in enumerate(columns):
             if idx >= len(fields):
-                raise ValueError(
-                    f"{path}: line {line_no}: {label!s} (index {idx}) missing, the row has {len(fields)} columns"
-                )
+                raise DataFileError(
+                    f"{path}: line {line_no}: {label!s} (index {idx}) missing, the row has {len(fields)} columns",
+                    argument, given)
             try:
                 v = float(fields[idx])
             except ValueError:
-                raise ValueError(f"{path}: line {line_no}: {label} value {fields[idx]!r} is not a number") from None
+                raise DataFileError(f"{path}: line {line_no}: {label} value {fields[idx]!r} is not a number",
+                                    argument, given) from None
             if not math.isfinite(v):
-                raise ValueError(f"{path}: line {line_no}: {label} value is {fields[idx]} (NaN/inf not allowed)")
+                raise DataFileError(f"{path}: line {line_no}: {label} value is {fields[idx]} (NaN/inf not allowed)",
+                                    argument, given)
             values[r, c] = v
 
     line_numbers = [n for n, _ in rows]
-    x = values[:, 0]
-    dx = np.diff(x)
-    bad = np.nonzero(dx <= 0)[0]
-    if bad.size:
-        k = int(bad[0]) + 1
-        raise ValueError(
-            f"{path}: line {line_numbers[k]}: {x_label} is not strictly increasing ({x[k]:g} after {x[k - 1]:g})"
-        )
-    sigma = None
     if sigma_column is not None:
-        sigma = values[:, 2].copy()
-        bad = np.nonzero(sigma <= 0)[0]
+        bad = np.nonzero(values[:, 2] <= 0)[0]
         if bad.size:
             k = int(bad[0])
-            raise ValueError(f"{path}: line {line_numbers[k]}: {columns[2][1]} = {sigma[k]:g} must be positive")
+            raise DataFileError(f"{path}: line {line_numbers[k]}: {columns[2][1]} = {values[k, 2]:g} must be positive",
+                                "sigma_column", sigma_column)
+    note = None
+    if tidy:
+        values, note = _tidy(values)
+    x = values[:, 0]
+    bad = np.nonzero(np.diff(x) <= 0)[0]
+    if bad.size:
+        k = int(bad[0]) + 1
+        what = "a repeated x" if x[k] == x[k - 1] else "x goes backwards"
+        raise DataFileError(
+            f"{path}: line {line_numbers[k]}: {x_label} is not strictly increasing ({x[k]:g} after {x[k - 1]:g}: "
+            f"{what}); sort the rows by x and merge repeated x, or set tidy: true in the target's data section",
+            "x_column", x_column)
+    sigma = values[:, 2].copy() if sigma_column is not None else None
 
     factor, internal_unit = X_UNITS[x_unit]
     _check_x_range(path, x_label, x * factor, x_unit, internal_unit)
@@ -184,7 +209,21 @@ def load_table(
         x_unit=internal_unit,
         quantity=quantity,
         source=str(path),
+        tidy_note=note,
     )
+
+
+def _tidy(values: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Rows [n, k] (x first) sorted by x, rows with equal x averaged column by column; what changed."""
+    order = np.argsort(values[:, 0], kind="stable")
+    moved = int(np.count_nonzero(order != np.arange(len(order))))
+    ordered = values[order]
+    unique_x, start, counts = np.unique(ordered[:, 0], return_index=True, return_counts=True)
+    merged = np.add.reduceat(ordered, start, axis=0) / counts[:, None]
+    merged[:, 0] = unique_x
+    parts = ([f"{moved} rows reordered by x"] if moved else []) + \
+        ([f"{int((counts - 1).sum())} rows with a repeated x averaged"] if (counts > 1).any() else [])
+    return merged, "; ".join(parts) or None
 
 
 def interpolate(
