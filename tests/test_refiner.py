@@ -71,6 +71,7 @@ def test_resume_reproduces_an_uninterrupted_run(argon_108_trajectory, tmp_path):
     second = _refiner(argon_108_trajectory, tmp_path / "split", n_updates=4, final_check=False)
     result = second.run(resume=True)
     assert [r.update for r in result.history] == [0, 1, 2, 3]
+    assert len(result.wall_time_segments_s) == 2 and sum(result.wall_time_segments_s) == pytest.approx(result.wall_time_s)
     for a, b in zip(full.potential.parameters(), second.potential.parameters()):
         assert torch.allclose(a, b, rtol=1e-12, atol=0), (a, b)
     assert len((tmp_path / "split" / "log.csv").read_text().strip().splitlines()) == 1 + 4
@@ -85,6 +86,7 @@ def test_blown_up_sampling_rolls_back_and_halves_the_step(argon_108_trajectory, 
         result = refiner.run()
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert any("rolled back" in m for m in messages), messages
+    assert sum(r.rollbacks for r in result.history) >= 1  # recorded, for the history plot and the report
     lrs = [r.learning_rate for r in result.history]
     assert lrs[-1] < 2.0
     assert all(torch.isfinite(p).all() for p in refiner.potential.parameters())

@@ -47,6 +47,7 @@ class RunLog:
             "damping": record.damping,
             "step_spread_kT": record.step_spread_kT,
             "dft_loss": record.dft_loss,
+            "rollbacks": record.rollbacks,
         }
         row.update({f"loss_{k}": v for k, v in record.target_loss.items()})
         row.update({f"rmse_{k}": v for k, v in record.target_rmse.items()})
@@ -63,3 +64,15 @@ class RunLog:
             writer.writerow(row)
         with self.jsonl_path.open("a") as fh:
             fh.write(json.dumps(asdict(record)) + "\n")
+
+
+def update_line(record: UpdateRecord, n_updates: int, elapsed_s: float) -> str:
+    """One plain line for an update (for logs and pipes, where progress bars leave carriage returns)."""
+    parts = [f"update {record.update} [{record.update + 1}/{n_updates}]", f"loss {record.loss:.5g}",
+             f"N_eff/N {record.ess_fraction:.2f}", "resampled" if record.resampled else "reweighted"]
+    if not record.accepted:
+        parts.append("step rejected")
+    if record.rollbacks:
+        parts.append(f"{record.rollbacks} blow-up{'s' if record.rollbacks > 1 else ''} rolled back")
+    parts.append(f"elapsed {elapsed_s:.0f} s")
+    return "  ".join(parts)

@@ -37,6 +37,8 @@ class UpdateRecord:
     damping: float = 0.0
     step_spread_kT: float = 0.0
     dft_loss: float = 0.0
+    #: samplings that blew up before this update and were rolled back (parameters reset, step shrunk)
+    rollbacks: int = 0
 
 
 @dataclass
@@ -75,21 +77,33 @@ class RefinementResult:
     dft_after: DFTErrors | None = None
     #: set when the final check fell back from the last step's parameters (and why)
     final_check_note: str | None = None
+    #: wall time of each session of a resumed run (one entry when it ran in one go); they add up to
+    #: ``wall_time_s``. A killed session counts up to its last checkpoint (later work was lost and redone).
+    wall_time_segments_s: list[float] = field(default_factory=list)
+    #: the named parameters at the end (the potential's ``summary()``; empty when it offers none)
+    parameters: dict[str, float] = field(default_factory=dict)
 
-    def summary(self, parameters: dict[str, float]) -> dict[str, Any]:
-        """The run's ``summary.json``: losses and RMSEs before/after, scalar targets, ``parameters``,
-        held-out DFT errors. ``wall_time_s`` adds up every segment of a resumed run."""
+    def summary(self, parameters: dict[str, float] | None = None,
+                parameters_before: dict[str, float] | None = None) -> dict[str, Any]:
+        """The run's ``summary.json``: losses and RMSEs before/after, scalar targets, ``parameters``
+        (after; ``parameters_before`` at the start), held-out DFT errors, the wall time and its
+        sessions (``wall_time_s`` is their sum: a resumed run's sessions added up)."""
         return {
             "n_updates": len(self.history),
             "n_samplings": self.n_samplings,
             "wall_time_s": self.wall_time_s,
+            "wall_time_segments_s": self.wall_time_segments_s or [self.wall_time_s],
+            "n_rejected_steps": sum(not r.accepted for r in self.history),
+            "n_rollbacks": sum(r.rollbacks for r in self.history),
             "rmse_before": self.before.rmse,
             "rmse_after": self.after.rmse if self.after else None,
             "loss_before": self.before.loss,
             "loss_after": self.after.loss if self.after else None,
             "scalar_targets_before": self.before.scalars(),
             "scalar_targets_after": self.after.scalars() if self.after else None,
-            "parameters": parameters,
+            "parameters": self.parameters if parameters is None else parameters,
+            "parameters_before": parameters_before if parameters_before is not None
+            else (dict(self.history[0].parameters) if self.history else {}),
             "dft_test_errors_before": None if self.dft_before is None else asdict(self.dft_before),
             "dft_test_errors_after": None if self.dft_after is None else asdict(self.dft_after),
             "final_check_note": self.final_check_note,

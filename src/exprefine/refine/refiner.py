@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -27,9 +28,10 @@ from ..potentials.base import Potential
 from ..sampling import MDState, SampleResult, SamplerSettings, SimulationBlowUp, sample
 from ..state import State
 from ..trajectory import Trajectory
+from .curves import target_curves, write_curves
 from .fused import FusedDFT, held_out_errors
-from .log import RunLog
-from .plots import plot_history, plot_targets
+from .log import RunLog, update_line
+from .plots import plot_curves, plot_history
 from .records import (
     Evaluation,
     RefinementResult,
@@ -58,7 +60,11 @@ class _Loop:
     history: list[UpdateRecord] = field(default_factory=list)
     next_update: int = 0
     elapsed_before_s: float = 0.0
+    #: wall time of the earlier sessions of a resumed run
+    segments_s: list[float] = field(default_factory=list)
     rollbacks: int = 0
+    #: blow-ups rolled back since the last update was recorded
+    rollbacks_this_update: int = 0
     #: why the final check did not use the final parameters (None: it did)
     final_note: str | None = None
 
@@ -201,14 +207,19 @@ class Refiner:
                 target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, step.predictions)},
                 target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, step.predictions)},
                 parameters=step.parameters, accepted=step.accepted, damping=self.rule.damping,
-                step_spread_kT=step.spread_kT, dft_loss=step.dft_loss,
+                step_spread_kT=step.spread_kT, dft_loss=step.dft_loss, rollbacks=loop.rollbacks_this_update,
             )
+            loop.rollbacks_this_update = 0
             self.rule.apply(step)
             loop.next_update += 1
             loop.history.append(record)
             if log is not None:
                 log.append(record)
-            self._checkpoint(loop, loop.elapsed_before_s + time.perf_counter() - t_start)
+            self._checkpoint(loop, loop.elapsed_before_s + time.perf_counter() - t_start,
+                             time.perf_counter() - t_start)
+            if self.settings.progress_lines:
+                print(update_line(record, self.settings.n_updates, loop.elapsed_before_s + time.perf_counter() - t_start),
+                      file=sys.stderr, flush=True)
             if bar is not None:
                 bar.set_postfix(loss=f"{record.loss:.4g}", ess=f"{record.ess_fraction:.2f}")
                 bar.update(1)
@@ -216,10 +227,13 @@ class Refiner:
             bar.close()
 
         after = self._final_check(loop) if self.settings.final_check else None
-        wall = loop.elapsed_before_s + time.perf_counter() - t_start
-        out = RefinementResult(history=loop.history, before=loop.before, after=after, wall_time_s=wall,
+        session = time.perf_counter() - t_start
+        out = RefinementResult(history=loop.history, before=loop.before, after=after,
+                               wall_time_s=loop.elapsed_before_s + session,
                                n_samplings=loop.n_samplings, run_dir=self.run_dir, dft_before=loop.dft_before,
-                               dft_after=held_out_errors(self.potential, self.dft), final_check_note=loop.final_note)
+                               dft_after=held_out_errors(self.potential, self.dft), final_check_note=loop.final_note,
+                               wall_time_segments_s=loop.segments_s + [session],
+                               parameters=parameter_summary(self.potential))
         if self.run_dir is not None:
             self._write_outputs(out)
         return out
@@ -259,6 +273,7 @@ class Refiner:
             history=[UpdateRecord(**r) for r in ck["history"]],
             next_update=int(ck["next_update"]),
             elapsed_before_s=float(ck["wall_time_s"]),
+            segments_s=[float(t) for t in ck.get("wall_time_segments_s", [ck["wall_time_s"]])],
             rollbacks=int(ck.get("rollbacks", 0)),
         )
 
@@ -281,6 +296,7 @@ class Refiner:
             ensemble = self._ensemble(result.trajectory, loop.n_samplings)
         except (SimulationBlowUp, CellTooSmall) as exc:
             loop.rollbacks += 1
+            loop.rollbacks_this_update += 1
             if loop.rollbacks > self.settings.max_rollbacks:
                 raise RuntimeError(f"sampling blew up {loop.rollbacks} times in a row; last: {exc}") from exc
             loop.ensemble, what = self.rule.roll_back(loop.good_state, loop.ensemble)
@@ -332,7 +348,8 @@ class Refiner:
         return result, evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
 
     # -------------------------------------------------------------- output
-    def _checkpoint(self, loop: _Loop, wall_time_s: float) -> None:
+    def _checkpoint(self, loop: _Loop, wall_time_s: float, session_s: float) -> None:
+        """Everything to resume from; ``wall_time_s`` over all sessions, ``session_s`` of this one."""
         path = self.latest_checkpoint
         if path is None:
             return
@@ -347,6 +364,7 @@ class Refiner:
             "md_state": state_to_plain(loop.md_start),
             "n_samplings": loop.n_samplings,
             "wall_time_s": wall_time_s,
+            "wall_time_segments_s": loop.segments_s + [session_s],
             "rollbacks": loop.rollbacks,
             **self.rule.checkpoint_entries(),
             "dft_generator_state": self.dft_generator.get_state(),
@@ -366,9 +384,13 @@ class Refiner:
             "potential_state": self.potential.state_dict(),
             "config": self.config,
         })
-        plot_history(result.history, self.run_dir / "history.png")
-        plot_targets(self.targets, result.before, result.after, self.run_dir)
-        summary = result.summary(parameter_summary(self.potential))
+        plot_history(result.history, self.run_dir / "history.png",
+                     final_loss=None if result.after is None else result.after.loss, final_parameters=result.parameters)
+        evaluations = [("before", result.before)] + ([("after", result.after)] if result.after is not None else [])
+        curves = target_curves(self.targets, evaluations)
+        write_curves(curves, self.run_dir / "curves.json")
+        plot_curves(curves, self.run_dir)
+        summary = result.summary()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -23,6 +23,7 @@ class RefinerSettings:
         max_rollbacks: consecutive blown-up samplings tolerated before giving up.
         final_check: sample a fresh trajectory with the final parameters and report it.
         progress: show progress bars.
+        progress_lines: print one plain line per update to stderr instead (logs, pipes).
         optimizer: ``"adam"`` or ``"gauss_newton"`` (Levenberg–Marquardt; few parameters).
         adam_betas: Adam's (β₁, β₂), the decay rates of its first and second moment estimates.
         gauss_newton: damping and step-length control of the ``gauss_newton`` optimizer.
@@ -37,6 +38,7 @@ class RefinerSettings:
     max_rollbacks: int = 5
     final_check: bool = True
     progress: bool = True
+    progress_lines: bool = False
     optimizer: str = "adam"
     adam_betas: tuple[float, float] = (0.9, 0.999)
     gauss_newton: GaussNewtonSettings = field(default_factory=GaussNewtonSettings)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..experiment import ExperimentalData
 from ..observables.base import Observable
 
 
@@ -21,6 +22,8 @@ class Target:
             χ² = mean(((pred − ref)/σ)²), otherwise the mean squared deviation.
         mask: [n_grid] bool, the grid points that enter loss and RMSE (the fit range).
         weight: γ_k, the factor of this target in the total loss.
+        measured: the measurement at its own points (for plots and reports; ``reference`` is
+            it interpolated onto the grid), or None (a scalar, or a reference made otherwise).
     """
 
     name: str
@@ -29,6 +32,7 @@ class Target:
     sigma: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     weight: float = 1.0
+    measured: ExperimentalData | None = None
 
     def __post_init__(self) -> None:
         self.reference = torch.as_tensor(self.reference, dtype=torch.float64)
