@@ -54,6 +54,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..quiet import silence_dependency_noise
 from ..state import State
 from .base import Potential, atomic_number, element_symbols, species_index_table
 from .selection import GENERIC_PRESETS, select_trainable
@@ -86,8 +87,11 @@ def _quiet_deepmd():
 def import_deepmd():
     """Import deepmd's PyTorch backend and its model code; a one-line error if it is missing.
 
-    See the module documentation for the e3nn / ``torch.load`` handling.
+    See the module documentation for the e3nn / ``torch.load`` handling. torch's "Triton not
+    available" log lines, which deepmd's custom operators set off on machines without Triton, are
+    dropped (:func:`exprefine.quiet.silence_dependency_noise`).
     """
+    silence_dependency_noise()
     try:
         with _quiet_deepmd(), torch.serialization.safe_globals([slice]):
             import deepmd.pt  # noqa: F401  (loads deepmd's custom operators)
