@@ -117,7 +117,12 @@ def test_cli_refine_resume_and_evaluate(tmp_path):
 
     out = subprocess.run(exe + ["refine", str(cfg_path), "--no-progress"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "before refinement" in out.stdout and "after refinement" in out.stdout
+    assert "before and after refinement" in out.stdout and "RMSE before" in out.stdout
+    assert "sigma_A[Ar-Ar]" in out.stdout and "epsilon_K[Ar-Ar]" in out.stdout  # the refined parameters
+    # not a terminal: one plain line per update, no progress bars, no raw Python warnings
+    lines = out.stderr.strip().splitlines()
+    assert [line.split("  ")[0] for line in lines if line.startswith("update")] == ["update 0 [1/2]", "update 1 [2/2]"]
+    assert "\r" not in out.stderr and "Warning:" not in out.stderr
     run = tmp_path / "run"
     assert (run / "config.yaml").exists() and (run / "final_model.pt").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 3
@@ -132,6 +137,9 @@ def test_cli_refine_resume_and_evaluate(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = (run / "log.csv").read_text().strip().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 2, 3]
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["wall_time_segments_s"]) == 2 and "in 2 sessions (resumed" in out.stdout
+    assert sum(summary["wall_time_segments_s"]) == pytest.approx(summary["wall_time_s"])
 
     out = subprocess.run(exe + ["evaluate", str(cfg_path), "--checkpoint", str(run / "final_model.pt"),
                                 "--no-progress"], capture_output=True, text=True)
@@ -139,6 +147,12 @@ def test_cli_refine_resume_and_evaluate(tmp_path):
     ev = json.loads((run / "evaluate" / "evaluation.json").read_text())
     assert ev["n_frames"] == 10 and ev["rmse"]["g_r"] > 0
     assert (run / "evaluate" / "target_g_r.png").exists()
+
+    out = subprocess.run(exe + ["report", str(run)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    report = (run / "report" / "report.md").read_text()
+    assert "## Refinement" in report and "## Evaluation of a checkpoint" in report
+    assert (run / "report" / "refine_history.png").exists() and (run / "report" / "evaluate_target_g_r.png").exists()
 
     # start afresh with the Levenberg–Marquardt optimizer: the old log and checkpoints go,
     # the evaluation folder stays

@@ -6,9 +6,13 @@ The CLI is a thin layer over these functions; a script can call them as well.
 from __future__ import annotations
 
 import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from ase.data import chemical_symbols
 
 from .config import (
     Config,
@@ -23,7 +27,8 @@ from .config import (
     config_to_plain,
 )
 from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split, split_by_key
-from .experiment import interpolate, load_table
+from .experiment import ExperimentalData, interpolate, load_table
+from .fit_window import fit_window
 from .io.checkpoint import load_checkpoint
 from .io.lammps_table import lammps_overlay_lines, tabulate_pairs, write_pair_table
 from .observables import (
@@ -188,17 +193,18 @@ def build_target(t: TargetConfig, temperature_K: float) -> Target:
         return Target(name=t.name, observable=observable, reference=torch.tensor(value, dtype=torch.float64),
                       sigma=None if sigma is None else torch.tensor(sigma, dtype=torch.float64), weight=t.weight)
     assert t.data is not None
-    data = load_table(t.data.file, x_column=t.data.x_column, y_column=t.data.y_column,
-                      sigma_column=t.data.sigma_column, x_unit=t.data.x_unit)
+    data = load_target_data(t)
     grid = observable.grid()
     assert grid is not None
     grid_np = grid.detach().cpu().numpy()
-    lo, hi = t.fit_range if t.fit_range is not None else (float(data.x[0]), float(data.x[-1]))
+    window = fit_window(t.fit_range, data.x, grid_np)
+    key = t.given_as.get("fit_range", "fit_range")
+    problem = window.error(key)
+    if problem is not None:
+        raise ValueError(f"target {t.name}: {problem} ({t.data.file.name})")
+    for note in window.notes(key):
+        warnings.warn(f"target {t.name}: {note}", UserWarning, stacklevel=2)
     covered = (grid_np >= data.x[0]) & (grid_np <= data.x[-1])
-    mask = covered & (grid_np >= lo) & (grid_np <= hi)
-    if not mask.any():
-        raise ValueError(f"target {t.name}: no grid point of the observable lies inside the fit range "
-                         f"[{lo}, {hi}] and the data range [{data.x[0]:.4g}, {data.x[-1]:.4g}]")
     # the measurement on the grid where the data reach (NaN elsewhere); only the mask enters the loss
     y = torch.full((len(grid_np),), float("nan"), dtype=torch.float64)
     sig = None
@@ -208,45 +214,71 @@ def build_target(t: TargetConfig, temperature_K: float) -> Target:
         sig = torch.ones(len(grid_np), dtype=torch.float64)
         sig[torch.from_numpy(covered)] = torch.as_tensor(s_in, dtype=torch.float64)
     return Target(name=t.name, observable=observable, reference=y, sigma=sig,
-                  mask=torch.from_numpy(mask), weight=t.weight)
+                  mask=torch.from_numpy(window.mask), weight=t.weight, measured=data)
+
+
+def load_target_data(t: TargetConfig) -> ExperimentalData:
+    """The data file of a curve target, read with the target's columns, unit and ``tidy``."""
+    assert t.data is not None
+    d = t.data
+    return load_table(d.file, x_column=d.x_column, y_column=d.y_column, sigma_column=d.sigma_column,
+                      x_unit=d.x_unit, tidy=d.tidy)
 
 
 def _format_fractions(fractions: dict[str, float]) -> str:
     return ", ".join(f"{el} {x:.3f}" for el, x in sorted(fractions.items()))
 
 
+def system_composition(state: State) -> Counter[str]:
+    """Atoms of each element in the first system of ``state``."""
+    first = state.system_idx == 0
+    return Counter(chemical_symbols[int(z)] for z in state.atomic_numbers[first].tolist())
+
+
+@dataclass
+class MetadataProblem:
+    """A data file's stated metadata that contradicts the simulated system: the data key at fault and why."""
+
+    key: str
+    message: str
+
+
+def data_metadata_problem(t: TargetConfig, state: State, pressure_bar: float | None) -> MetadataProblem | None:
+    """Whether target ``t``'s data file states a composition or density that the system contradicts."""
+    d = t.data
+    if d is None:
+        return None
+    counts = system_composition(state)
+    n_atoms = sum(counts.values())
+    if d.composition is not None:
+        total = sum(d.composition.values())
+        stated = {el: v / total for el, v in d.composition.items() if v > 0}
+        system = {el: n / n_atoms for el, n in counts.items()}
+        if set(stated) != set(system) or any(abs(stated[el] - system[el]) > 1e-3 for el in stated):
+            return MetadataProblem("composition", f"target {t.name}: {d.file.name} states the composition "
+                                                  f"{_format_fractions(stated)} but the system has {_format_fractions(system)}")
+    if d.number_density_per_A3 is not None and pressure_bar is None:
+        rho = n_atoms / float(state.volume_A3()[0])
+        if abs(rho / d.number_density_per_A3 - 1) > 0.02:
+            return MetadataProblem("number_density_per_A3",
+                                   f"target {t.name}: {d.file.name} was measured at {d.number_density_per_A3:g} Å⁻³ "
+                                   f"but the system's cell holds {rho:.5g} Å⁻³ (NVT)")
+    return None
+
+
 def check_data_metadata(cfg: Config, state: State) -> None:
     """One-line errors when a data file's stated composition or density contradicts the simulated system."""
-    from collections import Counter
-
-    from ase.data import chemical_symbols
-
-    first = state.system_idx == 0
-    counts = Counter(chemical_symbols[int(z)] for z in state.atomic_numbers[first].tolist())
-    n_atoms = sum(counts.values())
     for t in cfg.targets:
-        d = t.data
-        if d is None:
-            continue
-        if d.composition is not None:
-            total = sum(d.composition.values())
-            stated = {el: v / total for el, v in d.composition.items() if v > 0}
-            system = {el: n / n_atoms for el, n in counts.items()}
-            if set(stated) != set(system) or any(abs(stated[el] - system[el]) > 1e-3 for el in stated):
-                raise ValueError(f"target {t.name}: {d.file.name} states the composition "
-                                 f"{_format_fractions(stated)} but the system has {_format_fractions(system)}")
-        if d.number_density_per_A3 is not None and cfg.sampling.pressure_bar is None:
-            rho = n_atoms / float(state.volume_A3()[0])
-            if abs(rho / d.number_density_per_A3 - 1) > 0.02:
-                raise ValueError(f"target {t.name}: {d.file.name} was measured at {d.number_density_per_A3:g} Å⁻³ "
-                                 f"but the system's cell holds {rho:.5g} Å⁻³ (NVT)")
+        problem = data_metadata_problem(t, state, cfg.sampling.pressure_bar)
+        if problem is not None:
+            raise ValueError(problem.message)
 
 
 def build_targets(cfg: Config) -> list[Target]:
     return [build_target(t, cfg.sampling.temperature_K) for t in cfg.targets]
 
 
-def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
+def refiner_settings(cfg: Config, progress: bool = True, progress_lines: bool = False) -> RefinerSettings:
     r = cfg.refine
     return RefinerSettings(
         n_updates=r.n_updates,
@@ -259,14 +291,16 @@ def refiner_settings(cfg: Config, progress: bool = True) -> RefinerSettings:
         max_rollbacks=r.max_rollbacks,
         final_check=r.final_check,
         progress=progress,
+        progress_lines=progress_lines,
         optimizer=r.optimizer,
         adam_betas=r.adam_betas,
         gauss_newton=GaussNewtonSettings(initial_damping=r.initial_damping, max_step_kT=r.max_step_kT),
     )
 
 
-def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
-    """Everything a refinement needs, from one config."""
+def build_refiner(cfg: Config, progress: bool = True, progress_lines: bool = False) -> Refiner:
+    """Everything a refinement needs, from one config (``progress``: bars; ``progress_lines``: a plain
+    line per update instead)."""
     if not cfg.targets:
         raise ValueError("the config has no targets to refine against")
     potential = build_potential(cfg)
@@ -277,7 +311,7 @@ def build_refiner(cfg: Config, progress: bool = True) -> Refiner:
         targets=build_targets(cfg),
         sampler_settings=sampler_settings(cfg.sampling),
         start=start,
-        settings=refiner_settings(cfg, progress),
+        settings=refiner_settings(cfg, progress, progress_lines),
         run_dir=cfg.run_dir,
         config=config_to_plain(cfg),
         learning_rates=term_learning_rates(cfg, potential),

@@ -6,14 +6,25 @@ resolved configuration (defaults filled in, paths absolute) is saved with every 
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Iterator, Literal, Union
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+from ase.data import chemical_symbols
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .observables import (
     AngularDistribution,
@@ -60,14 +71,37 @@ class _Strict(BaseModel):
         return data
 
 
+_ELEMENTS = frozenset(chemical_symbols[1:])
+
+
+def _element_symbol(symbol: str) -> str:
+    """``symbol`` if it is a chemical element's symbol; else a one-line error (suggesting the capitalised form)."""
+    if symbol in _ELEMENTS:
+        return symbol
+    hint = f" (did you mean {symbol.capitalize()!r}?)" if symbol.capitalize() in _ELEMENTS else ""
+    raise ValueError(f"unknown element symbol {symbol!r}{hint}")
+
+
+#: a chemical element's symbol (Ar, C, N, ...), checked when the config is read
+Element = Annotated[str, AfterValidator(_element_symbol)]
+
+
 # --------------------------------------------------------------------- system
 class LatticeConfig(_Strict):
-    """A cubic lattice of one element at a given number density (a liquid's starting point)."""
+    """A cubic lattice of one element at a given number density (a liquid's starting point).
 
-    element: str
+    ``repeat``: the conventional cubic cell repeated [na, nb, nc] times, or one number n for [n, n, n].
+    """
+
+    element: Element
     kind: Literal["fcc", "bcc", "sc"] = "fcc"
     number_density_per_A3: float = Field(gt=0)
     repeat: tuple[int, int, int] = (5, 5, 5)
+
+    @field_validator("repeat", mode="before")
+    @classmethod
+    def _one_number_for_all(cls, v: Any) -> Any:
+        return (v, v, v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("repeat")
     @classmethod
@@ -131,7 +165,7 @@ class _Term(_Strict):
 class _SigmaEpsilonPairs(_Term):
     """A pair term with σ (Å) and ε (eV, K or kJ/mol) per species pair and a cutoff (Å)."""
 
-    species: list[str]
+    species: list[Element]
     sigma_A: float | list[float]
     epsilon_eV: float | list[float] | None = None
     epsilon_K: float | list[float] | None = None
@@ -167,7 +201,7 @@ class LennardJonesConfig(_SigmaEpsilonPairs):
 
 class PairSplineConfig(_Term):
     kind: Literal["pair_spline"]
-    species: list[str]
+    species: list[Element]
     r_min_A: float = Field(ge=0)
     cutoff_A: float = Field(gt=0)
     n_knots: int = Field(ge=4)
@@ -198,7 +232,7 @@ class PairDispersionConfig(_Term):
     """
 
     kind: Literal["pair_dispersion"]
-    species: list[str]
+    species: list[Element]
     cutoff_A: float = Field(gt=0)
     switch_on_A: float | None = Field(default=None, gt=0)
     c6_eV_A6: float | list[float] = 0.0
@@ -253,7 +287,7 @@ class ThreeBodyConfig(_Term):
     """
 
     kind: Literal["stillinger_weber_3b"]
-    species: list[str]
+    species: list[Element]
     epsilon_eV: float | None = Field(default=None, gt=0)
     epsilon_K: float | None = Field(default=None, gt=0)
     epsilon_kJ_per_mol: float | None = Field(default=None, gt=0)
@@ -390,7 +424,7 @@ class _RadialBins(_ObservableConfig):
 
 class RdfConfig(_RadialBins):
     kind: Literal["rdf"]
-    species: tuple[str, str] | None = None
+    species: tuple[Element, Element] | None = None
 
     def build(self, temperature_K: float) -> Observable:
         return RadialDistribution(r_max_A=self.r_max_A, r_min_A=self.r_min_A, bin_width_A=self.bin_width_A,
@@ -486,7 +520,7 @@ class AdfConfig(_ObservableConfig):
     """Bond-angle distribution of triplets species[0]–species[1]–species[2] (centre in the middle)."""
 
     kind: Literal["adf"]
-    species: tuple[str, str, str]
+    species: tuple[Element, Element, Element]
     r_max_A: float = Field(gt=0)
     r_min_A: float = Field(default=0.0, ge=0)
     n_bins: int = Field(default=180, ge=2)
@@ -570,6 +604,11 @@ _SCALAR_UNITS = ("bar", "g_per_cm3", "A", "inv_A", "deg", "rad")
 class DataConfig(_Strict):
     """A measured curve in a text/CSV file; columns by index (0-based) or header name.
 
+    A file without a header line (e.g. a digitised curve, two space-separated columns) is read
+    with ``x_column: 0, y_column: 1`` (the defaults); a header line of names allows
+    ``x_column: r_angstrom``. ``tidy: true`` sorts the rows by x and averages rows that share an
+    x (digitised curves often repeat or step back); without it such a file is refused.
+
     Optional metadata of the measurement, checked against the simulated system before a
     run: ``composition`` (element → amount, any normalisation, e.g. {C: 3, N: 4}) and
     ``number_density_per_A3`` (atoms per Å³; NVT cells must match it within 2 %).
@@ -580,8 +619,9 @@ class DataConfig(_Strict):
     y_column: int | str = 1
     sigma_column: int | str | None = None
     x_unit: Literal["angstrom", "nm", "inverse_angstrom", "inverse_nm", "degree", "radian"] = "angstrom"
-    composition: dict[str, float] | None = None
+    composition: dict[Element, float] | None = None
     number_density_per_A3: float | None = Field(default=None, gt=0)
+    tidy: bool = False
 
 
 #: the keys of a target that carry a unit suffix, and the suffixes they take
@@ -859,17 +899,63 @@ def _resolve_paths(model: BaseModel, base: Path) -> Any:
     return _map_paths(model, absolute)
 
 
+def _strict_models(cls: type[BaseModel] = _Strict) -> Iterator[type[BaseModel]]:
+    """Every config section class (the subclasses of _Strict, recursively)."""
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _strict_models(sub)
+
+
+def known_keys() -> set[str]:
+    """Every key any config section accepts (unit-suffixed target keys included), for "did you mean"."""
+    keys = {name for model in _strict_models() for name in model.model_fields}
+    keys |= {f"{base}_{u}" for base, units in _UNIT_KEYS.items() for u in units}
+    return keys - {"given_as"}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: ``file: section.key: message``."""
+    """One line per problem: ``file: section.key: message (got value)``.
+
+    An unknown key next to a missing one that it resembles (a typo) is one line:
+    ``unknown key 'temprature_K' (did you mean 'temperature_K'?)``.
+    """
+    errors = exc.errors()
+
+    def where(err: Any) -> tuple[str, ...]:
+        return tuple(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+
+    missing: dict[tuple[str, ...], list[str]] = {where(e)[:-1]: [] for e in errors if e["type"] == "missing"}
+    for e in errors:
+        if e["type"] == "missing":
+            missing[where(e)[:-1]].append(where(e)[-1])
+    everything = sorted(known_keys())
+    explained: set[tuple[str, ...]] = set()
     lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    for err in errors:
+        loc = where(err)
+        if err["type"] == "missing":
+            continue
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key missing"
-        lines.append(f"{source}: {loc}: {msg}")
+            parent, key = loc[:-1], loc[-1]
+            close = difflib.get_close_matches(key, missing.get(parent, []), n=1, cutoff=0.6)
+            if close:
+                explained.add(parent + (close[0],))
+            else:
+                close = difflib.get_close_matches(key, everything, n=1, cutoff=0.75)
+            msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        elif not isinstance(err.get("input"), dict) and "input" in err and "unknown element" not in msg:
+            msg += f" (got {_short(err['input'])})"
+        lines.append(f"{source}: {'.'.join(loc)}: {msg}")
+    for parent, keys in missing.items():
+        for key in keys:
+            if parent + (key,) not in explained:
+                lines.append(f"{source}: {'.'.join(parent + (key,))}: required key missing")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from .builders import (
     build_refiner,
     build_state,
     build_targets,
+    check_data_metadata,
     load_potential_state,
     sampler_settings,
     save_native_models,
@@ -24,8 +25,10 @@ from .config import Config, config_to_plain, save_resolved
 from .data import evaluate_dft_errors
 from .io import read_frames, read_lammps_dump
 from .io.checkpoint import save_checkpoint
+from .provenance import RUN_INFO_FILE, append_run_info
 from .refine import Evaluation, RefinementResult, evaluate_targets
-from .refine.plots import plot_targets
+from .refine.curves import target_curves, write_curves
+from .refine.plots import plot_curves
 from .sampling import SampleResult, sample
 from .training import TrainResult, train
 
@@ -42,11 +45,13 @@ def _threads(cfg: Config) -> None:
         torch.set_num_threads(cfg.threads)
 
 
-def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, progress: bool = True) -> RefinementResult:
+def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
+                   progress_lines: bool = False) -> RefinementResult:
     """Refine the configured potential against the configured targets; write everything to ``cfg.run_dir``.
 
     A run directory that already holds a checkpoint is continued with ``resume`` and
-    is never overwritten silently (``overwrite`` starts afresh).
+    is never overwritten silently (``overwrite`` starts afresh). ``progress``: progress bars;
+    ``progress_lines``: one plain line per update on stderr instead (for logs and pipes).
     """
     _threads(cfg)
     run_dir = Path(cfg.run_dir)
@@ -58,10 +63,11 @@ def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, p
         )
     if resume and not latest.exists():
         raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
-    refiner = build_refiner(cfg, progress=progress)
+    refiner = build_refiner(cfg, progress=progress, progress_lines=progress_lines)
     if not resume:
         _remove_refinement_outputs(run_dir)
     save_resolved(cfg, run_dir / "config.yaml")
+    append_run_info(run_dir)
     result = refiner.run(resume=resume)
     save_native_models(cfg, refiner.potential)
     return result
@@ -72,7 +78,8 @@ def _remove_refinement_outputs(run_dir: Path) -> None:
     for sub in ("checkpoints", "trajectories"):
         for path in (run_dir / sub).glob("*.pt"):
             path.unlink()
-    for pattern in ("final_model.pt", "summary.json", "history.png", "target_*.png", "log.csv", "log.jsonl"):
+    for pattern in ("final_model.pt", "summary.json", "history.png", "target_*.png", "log.csv", "log.jsonl",
+                    "curves.json", RUN_INFO_FILE):
         for path in run_dir.glob(pattern):
             path.unlink()
 
@@ -131,21 +138,34 @@ class SamplingReport:
 
 
 def _sample_and_compare(cfg: Config, potential, out_dir: Path, progress: bool) -> SamplingReport:
+    """MD with ``potential``, then every target against it; the data files are read before the MD
+    (a bad file fails in seconds, not after the simulation)."""
+    state = build_state(cfg)
+    targets = build_targets(cfg) if cfg.targets else []
+    check_data_metadata(cfg, state)
     out_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, out_dir / "config.yaml")
+    append_run_info(out_dir)
     settings = sampler_settings(cfg.sampling)
-    result = sample(potential, build_state(cfg), settings, progress=progress)
+    result = sample(potential, state, settings, progress=progress)
     result.trajectory.save(out_dir / "trajectory.pt")
     evaluation = None
-    if cfg.targets:
-        targets = build_targets(cfg)
+    if targets:
         evaluation = evaluate_targets(targets, result.trajectory, potential)
-        plot_targets(targets, evaluation, None, out_dir, before_label="model")
+        _write_comparison(targets, evaluation, out_dir)
         (out_dir / "evaluation.json").write_text(json.dumps({
             "rmse": evaluation.rmse, "loss": evaluation.loss, "n_frames": evaluation.n_frames,
             "scalar_targets": evaluation.scalars(),
             "fingerprint": evaluation.fingerprint, "wall_time_s": result.wall_time_s,
         }, indent=2))
     return SamplingReport(result=result, evaluation=evaluation, out_dir=out_dir)
+
+
+def _write_comparison(targets, evaluation: Evaluation, out_dir: Path) -> None:
+    """``curves.json`` and one figure per target of a single evaluation (labelled "model")."""
+    curves = target_curves(targets, [("model", evaluation)])
+    write_curves(curves, out_dir / "curves.json")
+    plot_curves(curves, out_dir)
 
 
 def run_sampling(cfg: Config, progress: bool = True) -> SamplingReport:
@@ -176,6 +196,7 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     path = Path(frames_file)
     if not path.exists():
         raise FileNotFoundError(f"frames file not found: {path}")
+    targets = build_targets(cfg)  # the data files, read before the frames
     temperature = cfg.sampling.temperature_K
     if path.suffix in (".lammpstrj", ".dump") or "dump" in path.name:
         trajectory = read_lammps_dump(path, type_map, temperature_K=temperature, every=every)
@@ -184,11 +205,12 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     potential = build_potential(cfg)
     if checkpoint is not None:
         load_potential_state(potential, checkpoint)
-    targets = build_targets(cfg)
     evaluation = evaluate_targets(targets, trajectory, potential)
     out_dir = Path(cfg.run_dir) / "evaluate_frames"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_targets(targets, evaluation, None, out_dir, before_label="model")
+    save_resolved(cfg, out_dir / "config.yaml")
+    append_run_info(out_dir)
+    _write_comparison(targets, evaluation, out_dir)
     (out_dir / "evaluation.json").write_text(json.dumps({
         "frames_file": str(path), "n_frames": trajectory.n_frames, "rmse": evaluation.rmse, "loss": evaluation.loss,
         "scalar_targets": evaluation.scalars(),

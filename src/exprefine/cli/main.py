@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 from .. import __version__, workflows
 from ..config import ConfigError, config_to_plain, load_config
+from ..inputs import check_inputs
+from ..quiet import silence_dependency_noise, warning_line
+from ..report import write_report
 from ..sampling import SimulationBlowUp
 from ..workflows import RunDirectoryInUse
+from .console import parameters_table, targets_table, wall_time_text
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", type=Path, help="YAML configuration file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set refine.n_updates=10 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: one plain line per update instead (the default when stderr is not a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,46 +63,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="work with configuration files")
     csub = p.add_subparsers(dest="config_command", required=True)
-    v = csub.add_parser("validate", help="check CONFIG and print the resolved configuration")
+    v = csub.add_parser("validate", help="check CONFIG and every file it names (data columns, fit ranges, units, "
+                                         "elements) without running anything; print the resolved configuration")
     v.add_argument("config", type=Path)
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--quiet", action="store_true", help="print only the verdict and notes, not the resolved config")
+
+    p = sub.add_parser("report", help="write one markdown report (with figures) of a refine, sample or evaluate run")
+    p.add_argument("run_dir", type=Path, help="a run directory (refine), or its sample/, evaluate/ or evaluate_frames/")
+    p.add_argument("--out", type=Path, default=None, help="folder of the report (default RUN_DIR/report)")
+    p.add_argument("--embed", action="store_true",
+                   help="embed the figures in report.md as data URIs (one file; not every viewer shows them)")
     return parser
-
-
-def _print_evaluation(title: str, evaluation) -> None:
-    """RMSE of every target; scalar targets also with their value ± block standard error."""
-    print(title)
-    scalars = evaluation.scalars()
-    for name, value in evaluation.rmse.items():
-        line = f"  {name:20s} RMSE {value:.5f}"
-        if name in scalars:
-            line += f"   value {scalars[name]['value']:.6g} ± {scalars[name]['standard_error']:.2g}"
-        print(line)
 
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        path = write_report(args.run_dir, out_dir=args.out, embed=args.embed)
+        print(f"report: {path}")
+        return 0
     cfg = load_config(args.config, args.overrides)
     if args.command == "config":
-        print(yaml.safe_dump(config_to_plain(cfg), sort_keys=False), end="")
-        print(f"{args.config}: valid")
+        check = check_inputs(cfg, str(args.config))
+        if not args.quiet:
+            print(yaml.safe_dump(config_to_plain(cfg), sort_keys=False), end="")
+        for note in check.notes:
+            print(f"note: {args.config}: {note}")
+        system = ", ".join(f"{el} {n}" for el, n in check.elements.items())
+        files = "; ".join(f"{name} ({n} points)" for name, n in check.data_files.items())
+        print(f"{args.config}: valid (system: {system}" + (f"; data: {files}" if files else "") + ")")
         return 0
 
-    progress = not args.no_progress
+    bars = not args.no_progress and sys.stderr.isatty()
     if args.command == "refine":
-        result = workflows.run_refinement(cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
-        _print_evaluation("before refinement:", result.before)
-        if result.after is not None:
-            _print_evaluation("after refinement (independent check run):", result.after)
+        result = workflows.run_refinement(cfg, resume=args.resume, overwrite=args.overwrite, progress=bars,
+                                          progress_lines=not bars)
+        print("targets, before and after refinement (after: an independent check run):"
+              if result.after is not None else "targets before refinement:")
+        print(targets_table(result.before, result.after))
+        if result.final_check_note is not None:
+            print(f"  note: {result.final_check_note}")
+        start = dict(result.history[0].parameters) if result.history else {}
+        table = parameters_table(start, result.parameters)
+        if table:
+            print("parameters:")
+            print(table)
         if result.dft_before is not None:
             print(result.dft_before.format_table("held-out reference frames, before"))
         if result.dft_after is not None:
             print(result.dft_after.format_table("held-out reference frames, after"))
-        print(f"{len(result.history)} updates, {result.n_samplings} trajectories, "
-              f"{result.wall_time_s:.1f} s; results in {result.run_dir}")
+        rejected = sum(not r.accepted for r in result.history)
+        rollbacks = sum(r.rollbacks for r in result.history)
+        extra = "".join([f", {_count(rejected, 'step')} rejected" if rejected else "",
+                         f", {_count(rollbacks, 'blow-up')} rolled back" if rollbacks else ""])
+        print(f"{len(result.history)} updates, {result.n_samplings} trajectories{extra}, {wall_time_text(result)}; "
+              f"results in {result.run_dir} (exprefine report {result.run_dir})")
         return 0
     if args.command == "train":
-        report = workflows.run_training(cfg, resume=args.resume, overwrite=args.overwrite, progress=progress)
+        report = workflows.run_training(cfg, resume=args.resume, overwrite=args.overwrite, progress=bars)
         if report.result.valid_after is not None:
             print(report.result.valid_after.format_table("validation frames"))
         if report.test_errors is not None:
@@ -106,25 +133,47 @@ def run(argv: list[str] | None = None) -> int:
         frames = workflows.evaluate_frames(cfg, args.frames, type_map=args.type_map, checkpoint=args.checkpoint,
                                            every=args.every)
         print(f"{frames.n_frames} frames of {args.frames} -> {frames.out_dir}")
-        _print_evaluation("targets:", frames.evaluation)
+        print(targets_table(frames.evaluation, None, before_label="model"))
         return 0
     if args.command == "sample":
-        sampled = workflows.run_sampling(cfg, progress=progress)
+        sampled = workflows.run_sampling(cfg, progress=bars)
     else:
         if args.checkpoint is None:
             raise ValueError("evaluate needs --checkpoint (sample with its parameters) or --frames (existing frames)")
-        sampled = workflows.run_evaluation(cfg, args.checkpoint, progress=progress)
+        sampled = workflows.run_evaluation(cfg, args.checkpoint, progress=bars)
     print(f"{sampled.result.trajectory.n_frames} frames in {sampled.result.wall_time_s:.1f} s "
           f"-> {sampled.out_dir / 'trajectory.pt'}")
     if sampled.evaluation is not None:
-        _print_evaluation("targets:", sampled.evaluation)
+        print(targets_table(sampled.evaluation, None, before_label="model"))
+        print(f"figures: {sampled.out_dir}/target_*.png (exprefine report {sampled.out_dir})")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """Warnings as one line on stderr (``exprefine: warning: ...``), without source paths."""
+    old = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"exprefine: {warning_line(message, category, filename)}", file=sys.stderr, flush=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors for bad input, exit codes 2 (input) and 3 (simulation)."""
+    silence_dependency_noise()
     try:
-        code = run(argv)
+        with _plain_warnings():
+            code = run(argv)
     except (ConfigError, ValueError, FileNotFoundError, RunDirectoryInUse) as exc:
         print(f"exprefine: error: {exc}", file=sys.stderr)
         code = 2
