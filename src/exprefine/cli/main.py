@@ -18,6 +18,7 @@ from ..quiet import silence_dependency_noise, warning_line
 from ..report import write_report
 from ..sampling import SimulationBlowUp
 from ..workflows import RunDirectoryInUse
+from . import lammps as lammps_cli
 from .console import parameters_table, targets_table, wall_time_text
 
 
@@ -74,11 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder of the report (default RUN_DIR/report)")
     p.add_argument("--embed", action="store_true",
                    help="embed the figures in report.md as data URIs (one file; not every viewer shows them)")
+    lammps_cli.add_parser(sub)
     return parser
 
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "lammps":
+        return lammps_cli.run(args)
     if args.command == "report":
         path = write_report(args.run_dir, out_dir=args.out, embed=args.embed)
         print(f"report: {path}")
