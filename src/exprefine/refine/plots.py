@@ -153,7 +153,7 @@ def _scalar_figure(plt, curve: TargetCurve):
     if lo > 0 and (hi - lo) < 0.5 * hi:  # values far from zero: zoom in so that differences show
         ax.set_ylim(lo - pad, hi + pad)
     for k, (v, e) in enumerate(zip(values, errors)):
-        ax.annotate(f"{v:.4g}" + (f" ± {e:.2g}" if e else ""), (k, v), ha="center", va="bottom", fontsize=8,
+        ax.annotate(f"{v:.4g}" + (f" ± {e:.2g}" if e else ""), (k, v + e), ha="center", va="bottom", fontsize=8,
                     xytext=(0, 3), textcoords="offset points")
     ax.set_ylabel(f"{curve.quantity} ({curve.unit})")
     ax.set_title(curve.name)
