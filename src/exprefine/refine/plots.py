@@ -169,7 +169,8 @@ def _curve_figure(plt, curve: TargetCurve):
     sigma = None if curve.measured_sigma is None else np.asarray(curve.measured_sigma)
     shown = (x >= grid.min()) & (x <= grid.max())
     n_shown = int(shown.sum())
-    label = f"measured ({n_shown} points" + (", ±σ)" if sigma is not None else ")")
+    counted = f"{n_shown} points" if n_shown == len(x) else f"{n_shown} of {len(x)} points in view"
+    label = f"measured ({counted}" + (", ±σ)" if sigma is not None else ")")
     ms = 3.5 if n_shown <= 120 else 2.0
     if sigma is not None:
         ax.errorbar(x[shown], y[shown], yerr=sigma[shown], fmt="o", ms=ms, color="k", ecolor="0.4", elinewidth=0.8,
