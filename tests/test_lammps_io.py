@@ -126,6 +126,31 @@ def test_missing_column_names_file_timestep_and_column(tmp_path):
         read_lammps_dump(path, {1: "C"})
 
 
+def test_extra_per_atom_columns_elements_and_the_preferred_coordinates(tmp_path):
+    """Columns of computes and variables come along in id order; x y z win over xu yu zu; an element column names the atoms."""
+    rows = {3: "N 3 1.0 2.0 3.0 11.0 2.0 3.0 -0.3 7", 1: "C 1 0.5 0.5 0.5 0.5 10.5 0.5 -0.1 5",
+            2: "C 2 4.0 4.0 4.0 4.0 4.0 14.0 -0.2 6"}
+    lines = []
+    for step, order in ((0, [3, 1, 2]), (10, [2, 3, 1])):
+        lines += ["ITEM: TIMESTEP", str(step), "ITEM: NUMBER OF ATOMS", "3", "ITEM: BOX BOUNDS pp pp pp",
+                  "0 10", "0 10", "0 10", "ITEM: ATOMS element id x y z xu yu zu c_pe i_tag"]
+        lines += [rows[i] for i in order]
+    path = tmp_path / "extra.dump"
+    path.write_text("\n".join(lines) + "\n")
+    frames = read_lammps_dump_frames(path)
+    assert frames.coordinates == "x" and frames.atomic_numbers.tolist() == [6, 6, 7]
+    np.testing.assert_allclose(frames.positions_A[1, :, 0], [0.5, 4.0, 1.0])
+    np.testing.assert_allclose(frames.per_atom["c_pe"], [[-0.1, -0.2, -0.3]] * 2)
+    assert frames.per_atom["i_tag"].tolist() == [[5, 6, 7]] * 2 and frames.forces_eV_per_A is None
+    path.write_text("\n".join(lines[:-1]) + "\n")  # the second frame is cut short
+    with pytest.raises(ValueError, match=r"extra.dump: timestep 10: 2 atoms, the first frame has 3") as err:
+        read_lammps_dump_frames(path)
+    assert "\n" not in str(err.value)
+    path.write_text("\n".join(lines).replace("4.0 4.0 4.0 4.0 4.0 14.0", "4.0 4.0 4.0 4.0 abc 14.0") + "\n")
+    with pytest.raises(ValueError, match=r"extra.dump: timestep 0: could not convert string 'abc'"):
+        read_lammps_dump_frames(path)  # ASE's own message, one line
+
+
 def test_ase_frames_and_reference_energies(tmp_path):
     lj = argon_lj()
     atoms = argon_lattice(2)
