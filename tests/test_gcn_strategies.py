@@ -41,8 +41,9 @@ def script():
 def test_smoke_writes_the_comparison_with_the_figures_the_issue_asks_for(script, tmp_path, monkeypatch):
     if not (GCN_DIR / "data" / "layers6" / "synthetic_sq_neutron.csv").exists():
         pytest.skip("the 6-layer synthetic data are not there (synthetic_experiment.py --layers 6)")
-    assert script.main(["--smoke", "--out", str(tmp_path)]) == 0
-    entries = json.loads((tmp_path / "strategies.json").read_text())
+    assert script.main(["--smoke", "--out", str(tmp_path / "strategies")]) == 0
+    entries = json.loads((tmp_path / "strategies" / "strategies.json").read_text())
+    assert json.loads((tmp_path / "strategies.json").read_text()) == entries  # the copy the issue names
     assert [e["name"] for e in entries] == ["base", "c_dispersion"]
     base, c = entries
     for e in entries:

@@ -15,8 +15,12 @@ Each model (the base first) is measured the same way, with every MD run cached u
 4. **Binding curve** E(d) of rigid ideal layers (2×2 bilayer): binding energy and d_min next to the
    reference's (:mod:`exprefine.binding_curve`).
 
+The reference's structure check is the NPT run that defined the synthetic truth
+(``results/synthetic6_work/npt.pt``, 6 ps; ``synthetic_experiment.py``), not a second run.
+
 Outputs in ``--out`` (default ``results/strategies/``): ``<name>.json`` per model, and
-``strategies.json`` / ``strategies.md`` / ``strategies.png`` over all of them.
+``strategies.json`` / ``strategies.md`` / ``strategies.png`` over all of them; ``strategies.json``
+is also copied to the folder above (``results/strategies.json``, the file the issue names).
 
     export OMP_NUM_THREADS=1
     python examples/gcn/strategies.py                       # every strategy whose run exists
@@ -48,6 +52,8 @@ STRATEGIES = (
     ("d_fitting_labels", "strategy_d_fitting_labels.yaml", "D: DeePMD fitting net, λ = 10⁴"),
     ("e_mace_dispersion", "strategy_e_mace_dispersion.yaml", "E: MACE + pair dispersion C6/C8"),
 )
+#: the reference's own NPT run on the truth's cell (synthetic_experiment.py --layers 6): its structure check
+REFERENCE_CHECK = HERE / "results" / "synthetic6_work" / "npt.pt"
 BASE_CONFIG = "strategy_a_fitting.yaml"  # its potential, cell, targets and label data define the base entry
 
 
@@ -168,23 +174,30 @@ def md_settings(protocol: Protocol, kind: str, seed: int, smoke: bool):
                                barostat_coupling="uniaxial_z")
 
 
-def structure_check(cfg, potential, protocol: Protocol, md_dir: Path, name: str, smoke: bool) -> dict:
-    """χ² per point of every target, d and density on a fresh NPT run from the truth's cell."""
+def structure_check(cfg, potential, protocol: Protocol, md_dir: Path, name: str, smoke: bool,
+                    trajectory_file: Path | None = None) -> dict:
+    """χ² per point of every target, d and density on a fresh NPT run from the truth's cell
+    (or on the frames of ``trajectory_file``, a run made before with this potential)."""
     from common import spacing_and_density
     from exprefine.builders import build_state, build_targets
     from exprefine.observables import CellTooSmall
     from exprefine.sampling import sample_or_load
+    from exprefine.trajectory import Trajectory
 
-    state = build_state(cfg)
-    run = sample_or_load(potential, state, md_settings(protocol, "check", 101, smoke), md_dir / f"{name}_check.pt",
-                         progress=not smoke)
+    if trajectory_file is not None:
+        trajectory, speed, source = Trajectory.load(trajectory_file), None, relative(trajectory_file)
+    else:
+        run = sample_or_load(potential, build_state(cfg), md_settings(protocol, "check", 101, smoke),
+                             md_dir / f"{name}_check.pt", progress=not smoke)
+        trajectory, speed, source = run.trajectory, run.steps_per_s, relative(md_dir / f"{name}_check.pt")
     layers = n_layers(cfg)
-    d, d_se, rho, rho_se = spacing_and_density(run.trajectory, layers)
+    d, d_se, rho, rho_se = spacing_and_density(trajectory, layers)
     out = {"d_A": d, "d_se_A": d_se, "density_g_per_cm3": rho, "density_se_g_per_cm3": rho_se,
-           "n_frames": run.trajectory.n_frames, "md_steps_per_s": run.steps_per_s, "chi2_per_point": {}}
+           "n_frames": trajectory.n_frames, "md_steps_per_s": speed, "trajectory_file": source,
+           "chi2_per_point": {}}
     for target in build_targets(cfg):
         try:
-            values = target.observable.evaluate(run.trajectory).double().mean(dim=0)
+            values = target.observable.evaluate(trajectory).double().mean(dim=0)
         except CellTooSmall as exc:
             out["chi2_per_point"][target.name] = None
             out.setdefault("notes", []).append(f"{target.name}: {exc}")
@@ -277,13 +290,17 @@ def binding(potential, protocol: Protocol, smoke: bool) -> dict:
 
 
 def measure(name: str, description: str, cfg, test, potential, reference, reference_tag: str, protocol: Protocol,
-            out_dir: Path, smoke: bool, status: str, files: list[str], n_updates=None, wall=None) -> Entry:
-    """Every stage for one model; the entry is written to ``out_dir/<name>.json``."""
+            out_dir: Path, smoke: bool, status: str, files: list[str], n_updates=None, wall=None,
+            check_file: Path | None = None) -> Entry:
+    """Every stage for one model; the entry is written to ``out_dir/<name>.json``.
+
+    ``check_file``: frames of an earlier NPT run of this potential on the config's cell to use as its
+    structure check instead of a new run."""
     t0 = time.perf_counter()
     md_dir = out_dir / "md"
     entry = Entry(name, description, files, reference_tag, status, n_updates, wall)
     print(f"[{name}] structure check", flush=True)
-    entry.check = structure_check(cfg, potential, protocol, md_dir, name, smoke)
+    entry.check = structure_check(cfg, potential, protocol, md_dir, name, smoke, check_file)
     print(f"[{name}] held-out label frames", flush=True)
     entry.held_out = held_out_errors(test, potential, reference)
     print(f"[{name}] cell sizes {', '.join(protocol.sizes)}", flush=True)
@@ -370,7 +387,9 @@ def summarize(out_dir: Path, names: list[str], sizes: tuple[str, ...]) -> list[E
     chosen = choose(entries)
     for e in entries:
         e.chosen = e.name == chosen
-    (out_dir / "strategies.json").write_text(json.dumps([asdict(e) for e in entries], indent=1))
+    table = json.dumps([asdict(e) for e in entries], indent=1)
+    (out_dir / "strategies.json").write_text(table)
+    (out_dir.parent / "strategies.json").write_text(table)
     (out_dir / "strategies.md").write_text(markdown(entries, sizes))
     plot(out_dir / "strategies.png", entries, sizes)
     return entries
@@ -410,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     test = held_out_set(base_cfg, protocol)
     if "reference" in wanted:
         measure("reference", "base DeePMD + GFN1 D3(BJ), the generator of the data", base_cfg, test, reference, reference,
-                "deepmd", protocol, args.out, args.smoke, "reference", [relative(base_file)])
+                "deepmd", protocol, args.out, args.smoke, "reference", [relative(base_file)],
+                check_file=None if args.smoke else REFERENCE_CHECK)
     if "base" in wanted:
         measure("base", "base DeePMD (labels only)", base_cfg, test, base, reference, "deepmd", protocol, args.out,
                 args.smoke, "base", [relative(base_file)])
