@@ -32,7 +32,7 @@ from ase import Atoms  # noqa: E402
 from ase.io import write  # noqa: E402
 
 from conftest import REPO, argon_lattice, argon_lj  # noqa: E402
-from exprefine.io.lammps_table import tabulate_pairs, write_pair_table  # noqa: E402
+from exprefine.io.lammps_table import lammps_table_lines, tabulate_pairs, write_pair_table  # noqa: E402
 from exprefine.lammps import LammpsError, LammpsInputError, LammpsSession, run_lammps  # noqa: E402
 from exprefine.potentials import LennardJones, Potential, SumPotential  # noqa: E402
 from exprefine.sampling.integrators import conserved_energy_eV, initialize, velocity_verlet_step  # noqa: E402
@@ -191,9 +191,7 @@ def test_pair_table_in_lammps_reproduces_the_correction(tmp_path):
     tables = tabulate_pairs(corrections, ["C", "N"], r_min_A=1.0, n_points=8000)
     table_file = write_pair_table(tmp_path / "correction.table", tables)
     atoms = write_data(_cn_crystal(4), tmp_path / "cn.data", ["C", "N"])
-    pair_lines = [f"pair_style table spline {len(tables[0].r_A)}"] + [
-        f"pair_coeff {1 + ['C', 'N'].index(t.species[0])} {1 + ['C', 'N'].index(t.species[1])} {table_file} "
-        f"{t.keyword} {t.cutoff_A:.10g}" for t in tables]
+    pair_lines = lammps_table_lines(["C", "N"], str(table_file), tables).splitlines()
     with LammpsSession(base) as session:
         session.commands([*HEAD, f"read_data {tmp_path / 'cn.data'}", *pair_lines,
                           "fix mlip all external pf/callback 1 1", "run 0"])

@@ -30,7 +30,7 @@ from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, r
 from .experiment import ExperimentalData, interpolate, load_table
 from .fit_window import fit_window
 from .io.checkpoint import load_checkpoint
-from .io.lammps_table import lammps_overlay_lines, tabulate_pairs, write_pair_table
+from .io.lammps_table import lammps_overlay_lines, lammps_table_lines, tabulate_pairs, write_pair_table
 from .observables import (
     Observable,
 )
@@ -129,9 +129,7 @@ def save_pair_correction(cfg: Config, potential: Potential) -> list[Path]:
     elif len(models) == 1:
         lines = lammps_overlay_lines("mace", "refined.model-lammps.pt", species, table_file.name, tables)
     else:
-        lines = f"pair_style table spline {len(tables[0].r_A)}\n" + "".join(
-            f"pair_coeff {species.index(t.species[0]) + 1} {species.index(t.species[1]) + 1} table "
-            f"{table_file.name} {t.keyword} {t.cutoff_A:.10g}\n" for t in tables)
+        lines = lammps_table_lines(species, table_file.name, tables)
     note = (f"# LAMMPS atom types: {' '.join(f'{k + 1}={s}' for k, s in enumerate(species))}; "
             "the table must be read in metal units\n")
     lines_file = run_dir / "refined_pairs.lammps"

@@ -188,10 +188,33 @@ def lammps_overlay_lines(
     lines = [f"pair_style hybrid/overlay {styles[model_style]} table spline {n}"]
     lines.append(f"pair_coeff * * deepmd {elements}" if model_style == "deepmd"
                  else f"pair_coeff * * mace {model_file} {elements}")
+    lines += _table_coeff_lines(species, table_file, tables, "table ")
+    return "\n".join(lines) + "\n"
+
+
+def lammps_table_lines(
+    species: Sequence[str],
+    table_file: str,
+    tables: Sequence[PairTable],
+    n_table_points: int | None = None,
+) -> str:
+    """LAMMPS input lines that make the pair tables the whole pair style (``pair_style table spline N``).
+
+    Args: as :func:`lammps_overlay_lines` (without a model). Under ``pair_style table`` alone,
+    ``pair_coeff`` takes no style name: ``pair_coeff 1 2 file C_N cutoff``.
+    """
+    n = n_table_points or len(tables[0].r_A)
+    lines = [f"pair_style table spline {n}", *_table_coeff_lines(species, table_file, tables, "")]
+    return "\n".join(lines) + "\n"
+
+
+def _table_coeff_lines(species: Sequence[str], table_file: str, tables: Sequence[PairTable], style: str) -> list[str]:
+    """One ``pair_coeff I J [style ]file keyword cutoff`` line per table (I ≤ J, types in ``species`` order)."""
+    lines = []
     for t in tables:
         i, j = species.index(t.species[0]) + 1, species.index(t.species[1]) + 1
-        lines.append(f"pair_coeff {min(i, j)} {max(i, j)} table {table_file} {t.keyword} {t.cutoff_A:.10g}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"pair_coeff {min(i, j)} {max(i, j)} {style}{table_file} {t.keyword} {t.cutoff_A:.10g}")
+    return lines
 
 
 class TabulatedPairCalculator(Calculator):
