@@ -29,11 +29,10 @@ pytestmark = [
 ]
 
 from ase import Atoms  # noqa: E402
-from ase.io import write  # noqa: E402
 
 from conftest import REPO, argon_lattice, argon_lj  # noqa: E402
 from exprefine.io.lammps_table import lammps_table_lines, tabulate_pairs, write_pair_table  # noqa: E402
-from exprefine.lammps import LammpsError, LammpsInputError, LammpsSession, run_lammps  # noqa: E402
+from exprefine.lammps import LammpsError, LammpsInputError, LammpsSession, run_lammps, write_lammps_data  # noqa: E402
 from exprefine.potentials import LennardJones, Potential, SumPotential  # noqa: E402
 from exprefine.sampling.integrators import conserved_energy_eV, initialize, velocity_verlet_step  # noqa: E402
 from exprefine.state import from_atoms  # noqa: E402
@@ -45,15 +44,6 @@ FORCE_TOL_eV_PER_A = 1e-5
 #: relative tolerance of the pressure tensor (both sides in float64; LAMMPS's bar per eV/Å³ is used)
 PRESSURE_RTOL = 1e-9
 HEAD = ["units metal", "atom_style atomic", "boundary p p p"]
-
-
-def write_data(atoms: Atoms, path: Path, species: list[str]) -> Atoms:
-    """``atoms`` rotated into LAMMPS's box orientation (a along x, b in the xy plane), written as a data file."""
-    atoms = atoms.copy()
-    standard, _ = atoms.cell.standard_form()
-    atoms.set_cell(standard, scale_atoms=True)
-    write(str(path), atoms, format="lammps-data", masses=True, specorder=species, units="metal", atom_style="atomic")
-    return atoms
 
 
 def sheared_argon(seed: int = 1) -> Atoms:
@@ -74,7 +64,7 @@ def by_id(session: LammpsSession, name: str) -> np.ndarray:
 def compare_step0(potential: Potential, atoms: Atoms, species: list[str], tmp_path: Path,
                   type_map: list[str] | None = None) -> dict[str, float]:
     """Worst differences between LAMMPS (fix external, run 0) and exprefine on ``atoms``."""
-    atoms = write_data(atoms, tmp_path / "system.data", species)
+    atoms = write_lammps_data(atoms, tmp_path / "system.data", species)
     with LammpsSession(potential, type_map=type_map) as session:
         session.commands([*HEAD, f"read_data {tmp_path / 'system.data'}", "fix mlip all external pf/callback 1 1",
                           "thermo_style custom step pe press pxx pyy pzz pxy pxz pyz", "run 0"])
@@ -159,7 +149,7 @@ def test_nve_energy_conservation_matches_exprefine_velocity_verlet(tmp_path):
     Both are velocity Verlet with the same forces, so the total energies must fluctuate alike
     (within 5 %), and the fluctuation must shrink as dt² (ratio 4 between 10 fs and 5 fs; 3–5 allowed).
     """
-    atoms = write_data(argon_lattice(2), tmp_path / "argon.data", ["Ar"])
+    atoms = write_lammps_data(argon_lattice(2), tmp_path / "argon.data", ["Ar"])
     n_steps = 100
     spread = {}
     for dt in (10.0, 5.0):
@@ -190,7 +180,7 @@ def test_pair_table_in_lammps_reproduces_the_correction(tmp_path):
     corrections = _correction_terms()
     tables = tabulate_pairs(corrections, ["C", "N"], r_min_A=1.0, n_points=8000)
     table_file = write_pair_table(tmp_path / "correction.table", tables)
-    atoms = write_data(_cn_crystal(4), tmp_path / "cn.data", ["C", "N"])
+    atoms = write_lammps_data(_cn_crystal(4), tmp_path / "cn.data", ["C", "N"])
     pair_lines = lammps_table_lines(["C", "N"], str(table_file), tables).splitlines()
     with LammpsSession(base) as session:
         session.commands([*HEAD, f"read_data {tmp_path / 'cn.data'}", *pair_lines,
@@ -206,7 +196,7 @@ def test_pair_table_in_lammps_reproduces_the_correction(tmp_path):
 
 # ---------------------------------------------------------------------- bad input
 def argon_input(tmp_path: Path, body: list[str]) -> Path:
-    write_data(argon_lattice(2), tmp_path / "argon.data", ["Ar"])
+    write_lammps_data(argon_lattice(2), tmp_path / "argon.data", ["Ar"])
     path = tmp_path / "in.argon"
     path.write_text("\n".join([*HEAD, f"read_data {tmp_path / 'argon.data'}", *body]) + "\n")
     return path
@@ -277,7 +267,7 @@ def test_cli_runs_a_mace_model_file(tmp_path):
                   pbc=True)
     atoms.positions = np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3.5], [3, 3, 0], [3, 0, 3.5], [0, 3, 3.5],
                                 [3, 3, 3.5]], dtype=float)
-    write_data(atoms, tmp_path / "cn.data", ["C", "N"])
+    write_lammps_data(atoms, tmp_path / "cn.data", ["C", "N"])
     path = tmp_path / "in.cn"
     path.write_text("\n".join([*HEAD, "read_data cn.data", "fix mlip all external pf/callback 1 1", "fix nve all nve",
                                "timestep 0.0005", "run 5"]) + "\n")

@@ -70,3 +70,20 @@ def test_box_and_virial_conventions_give_the_pressure_of_the_stress():
     r = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     f = np.array([[0.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
     assert virial_from_forces(r, f) == [0.0, 0.0, 0.0, 0.0, 1.5, 1.0]
+
+
+def test_data_file_in_lammps_orientation_and_missing_types(tmp_path):
+    from ase.io import read
+
+    from exprefine.lammps import write_lammps_data
+
+    atoms = argon_lattice(2)
+    atoms.set_cell(atoms.cell.array @ np.array([[0.9, 0.2, 0.1], [0.0, 1.1, -0.1], [0.1, 0.0, 1.0]]), scale_atoms=True)
+    written = write_lammps_data(atoms, tmp_path / "ar.data", ["Kr", "Ar"])
+    assert np.allclose(np.triu(written.cell.array, 1), 0.0)  # a along x, b in the xy plane
+    np.testing.assert_allclose(written.get_scaled_positions(), atoms.get_scaled_positions(), atol=1e-12)
+    back = read(tmp_path / "ar.data", format="lammps-data", atom_style="atomic", units="metal")
+    assert set(back.arrays["type"].tolist()) == {2}  # Ar is type 2 of [Kr, Ar]
+    np.testing.assert_allclose(back.cell.array, written.cell.array, atol=1e-9)
+    with pytest.raises(ValueError, match=r"elements \['Ar'\] have no atom type in species \['C', 'N'\]"):
+        write_lammps_data(atoms, tmp_path / "x.data", ["C", "N"])
