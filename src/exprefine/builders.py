@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from ase.data import chemical_symbols
 
 from .config import (
+    SINGLE_STATE_POINT,
     Config,
     DeepmdConfig,
     LatticeConfig,
@@ -23,6 +24,8 @@ from .config import (
     PairDispersionConfig,
     PairSplineConfig,
     SamplingConfig,
+    StatePointSpec,
+    SystemConfig,
     TargetConfig,
     config_to_plain,
 )
@@ -35,7 +38,8 @@ from .observables import (
     Observable,
 )
 from .potentials import PairPotential, Potential, SumPotential
-from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, Target
+from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, StatePoint, Target
+from .refine.collective import Collective
 from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
 from .training import TrainSettings
@@ -59,26 +63,47 @@ def lattice_atoms(cfg: LatticeConfig):
     return atoms.repeat(cfg.repeat)
 
 
-def build_state(cfg: Config) -> State:
-    """The starting configuration, replicated ``system.n_replicas`` times."""
-    dtype = _DTYPES[cfg.system.dtype]
-    if cfg.system.lattice is not None:
-        state = from_atoms(lattice_atoms(cfg.system.lattice), dtype=dtype)
+def resolve_device(name: str) -> torch.device:
+    """The device of ``device: auto | cpu | cuda`` (auto: CUDA when one is visible; cuda without one: an error)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda, but torch sees no CUDA device (torch.cuda.is_available() is False)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def config_device(cfg: Config) -> torch.device:
+    """The device of ``cfg`` (``device`` key)."""
+    return resolve_device(cfg.device)
+
+
+def build_system_state(system: SystemConfig, device: torch.device | str = "cpu") -> State:
+    """A state point's starting configuration, replicated ``n_replicas`` times, on ``device``."""
+    dtype = _DTYPES[system.dtype]
+    if system.lattice is not None:
+        state = from_atoms(lattice_atoms(system.lattice), dtype=dtype)
     else:
-        state = read_state(cfg.system.structure_file, dtype=dtype)  # type: ignore[arg-type]
+        assert system.structure_file is not None
+        state = read_state(system.structure_file, dtype=dtype)
         if state.n_systems != 1:
-            raise ValueError(f"{cfg.system.structure_file}: expected one structure, found {state.n_systems}")
+            raise ValueError(f"{system.structure_file}: expected one structure, found {state.n_systems}")
     state.velocities = None
-    return replicate(state, cfg.system.n_replicas) if cfg.system.n_replicas > 1 else state
+    state = replicate(state, system.n_replicas) if system.n_replicas > 1 else state
+    return state.to(device=device)
 
 
-def build_potential(cfg: Config) -> Potential:
-    """The potential of ``cfg.potential`` (parameters from ``initial_checkpoint`` if given)."""
-    dtype = _DTYPES[cfg.system.dtype]
+def build_state(cfg: Config) -> State:
+    """The starting configuration (of the first state point), replicated ``n_replicas`` times."""
+    return build_system_state(cfg.state_points()[0].system)
+
+
+def build_potential(cfg: Config, device: torch.device | str = "cpu") -> Potential:
+    """The potential of ``cfg.potential`` (parameters from ``initial_checkpoint`` if given) on ``device``."""
+    dtype = _DTYPES[cfg.dtype]
     potential = SumPotential([term.build(dtype) for term in cfg.potential.terms]).to(dtype)
     if cfg.potential.initial_checkpoint is not None:
         load_potential_state(potential, cfg.potential.initial_checkpoint)
-    return potential
+    return potential.to(device)
 
 
 def _terms(potential: Potential) -> list[Potential]:
@@ -265,15 +290,43 @@ def data_metadata_problem(t: TargetConfig, state: State, pressure_bar: float | N
 
 
 def check_data_metadata(cfg: Config, state: State) -> None:
-    """One-line errors when a data file's stated composition or density contradicts the simulated system."""
-    for t in cfg.targets:
-        problem = data_metadata_problem(t, state, cfg.sampling.pressure_bar)
+    """One-line errors when a data file's stated composition or density contradicts the simulated system
+    (of the first state point; :func:`build_state_points` checks every one)."""
+    spec = cfg.state_points()[0]
+    _check_point_metadata(spec, state)
+
+
+def _check_point_metadata(spec: StatePointSpec, state: State) -> None:
+    for t in spec.targets:
+        problem = data_metadata_problem(t, state, spec.sampling.pressure_bar)
         if problem is not None:
-            raise ValueError(problem.message)
+            raise ValueError(problem.message if spec.name == SINGLE_STATE_POINT
+                             else f"state point {spec.name}: {problem.message}")
 
 
 def build_targets(cfg: Config) -> list[Target]:
-    return [build_target(t, cfg.sampling.temperature_K) for t in cfg.targets]
+    """The targets of the first (or only) state point."""
+    spec = cfg.state_points()[0]
+    return [build_target(t, spec.sampling.temperature_K) for t in spec.targets]
+
+
+def _resample_steps(s: SamplingConfig) -> int:
+    return int(round(s.resample_equilibration_ps * PS_IN_FS / s.timestep_fs))
+
+
+def build_state_points(cfg: Config, device: torch.device | str = "cpu") -> list[StatePoint]:
+    """Every state point of ``cfg``: structure (on ``device``), targets (weights times the state point's
+    ``weight``), MD settings; each data file is checked against its system."""
+    points = []
+    for spec in cfg.state_points():
+        state = build_system_state(spec.system, device)
+        _check_point_metadata(spec, state)
+        targets = [build_target(t, spec.sampling.temperature_K) for t in spec.targets]
+        if spec.weight != 1.0:
+            targets = [replace(t, weight=t.weight * spec.weight) for t in targets]
+        points.append(StatePoint(spec.name, targets, sampler_settings(spec.sampling), state,
+                                 resample_equilibration_steps=_resample_steps(spec.sampling)))
+    return points
 
 
 def refiner_settings(cfg: Config, progress: bool = True, progress_lines: bool = False) -> RefinerSettings:
@@ -284,8 +337,7 @@ def refiner_settings(cfg: Config, progress: bool = True, progress_lines: bool = 
         learning_rate_decay=r.learning_rate_decay,
         ess_threshold=r.ess_threshold,
         chunk_size=r.chunk_size,
-        resample_equilibration_steps=int(round(cfg.sampling.resample_equilibration_ps * PS_IN_FS
-                                               / cfg.sampling.timestep_fs)),
+        resample_equilibration_steps=_resample_steps(cfg.state_points()[0].sampling),
         max_rollbacks=r.max_rollbacks,
         final_check=r.final_check,
         progress=progress,
@@ -296,24 +348,26 @@ def refiner_settings(cfg: Config, progress: bool = True, progress_lines: bool = 
     )
 
 
-def build_refiner(cfg: Config, progress: bool = True, progress_lines: bool = False) -> Refiner:
+def build_refiner(cfg: Config, progress: bool = True, progress_lines: bool = False,
+                  collective: Collective | None = None) -> Refiner:
     """Everything a refinement needs, from one config (``progress``: bars; ``progress_lines``: a plain
-    line per update instead)."""
-    if not cfg.targets:
+    line per update instead; ``collective``: the ranks of a distributed run)."""
+    if not any(spec.targets for spec in cfg.state_points()):
         raise ValueError("the config has no targets to refine against")
-    potential = build_potential(cfg)
-    start = build_state(cfg)
-    check_data_metadata(cfg, start)
+    device = getattr(collective, "device", None) or config_device(cfg)
+    potential = build_potential(cfg, device)
     return Refiner(
         potential=potential,
-        targets=build_targets(cfg),
-        sampler_settings=sampler_settings(cfg.sampling),
-        start=start,
+        targets=[],
+        sampler_settings=None,
+        start=None,
+        state_points=build_state_points(cfg, device),
         settings=refiner_settings(cfg, progress, progress_lines),
         run_dir=cfg.run_dir,
         config=config_to_plain(cfg),
         learning_rates=term_learning_rates(cfg, potential),
         dft=fused_dft(cfg, build_dft_split(cfg)) if cfg.dft is not None else None,
+        collective=collective,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Union
 
@@ -804,25 +805,116 @@ class DftConfig(_Strict):
         return self
 
 
+#: a state point's name: letters, digits, ``_``, ``-``, ``.`` (it names a folder of the run directory)
+_STATE_POINT_NAME = r"^[A-Za-z0-9_.-]+$"
+#: the name of the one state point of a config with ``system:`` (no folder of its own)
+SINGLE_STATE_POINT = "system"
+
+
+def _unique_target_names(targets: list[TargetConfig], where: str) -> None:
+    names = [t.name for t in targets]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"{where}target names must be unique; repeated: {sorted(dup)}")
+
+
+class StatePointConfig(SystemConfig):
+    """One state point of a refinement over several (``systems:``): its own structure, its own
+    targets, and the keys of the shared ``sampling`` section it changes (``temperature_K``,
+    ``pressure_bar``, ``timestep_fs``, ``production_ps``, ``seed``, ...).
+
+    ``weight`` multiplies the weights of its targets in the total loss.
+    """
+
+    name: str = Field(pattern=_STATE_POINT_NAME)
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    targets: list[TargetConfig] = Field(default_factory=list)
+    weight: float = Field(default=1.0, gt=0)
+
+    @field_validator("sampling")
+    @classmethod
+    def _known_sampling_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        known = list(SamplingConfig.model_fields)
+        for key in v:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                raise ValueError(f"unknown sampling key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return v
+
+    @model_validator(mode="after")
+    def _has_targets(self) -> "StatePointConfig":
+        if not self.targets:
+            raise ValueError(f"state point {self.name!r} has no targets")
+        _unique_target_names(self.targets, f"state point {self.name!r}: ")
+        return self
+
+
+@dataclass(frozen=True)
+class StatePointSpec:
+    """One state point of a config, resolved: its structure, full sampling section and targets."""
+
+    name: str
+    system: SystemConfig
+    sampling: SamplingConfig
+    targets: list[TargetConfig]
+    weight: float = 1.0
+
+
 class Config(_Strict):
-    """The whole run. ``run_dir`` holds resolved config, checkpoints, logs and plots."""
+    """The whole run. ``run_dir`` holds resolved config, checkpoints, logs and plots.
+
+    One state point (``system`` with top-level ``targets``) or several (``systems``, each with its
+    own targets and the ``sampling`` keys it changes; the top-level ``sampling`` is the shared default).
+    ``device``: where the potential, the MD and the reweighting run (``auto``: CUDA when available).
+    """
 
     run_dir: Path
-    system: SystemConfig
+    system: SystemConfig | None = None
+    systems: list[StatePointConfig] | None = None
     potential: PotentialConfig
     sampling: SamplingConfig
     targets: list[TargetConfig] = Field(default_factory=list)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     dft: DftConfig | None = None
     threads: int | None = Field(default=None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
-        names = [t.name for t in self.targets]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"target names must be unique; repeated: {sorted(dup)}")
+        if (self.system is None) == (self.systems is None):
+            raise ValueError("give exactly one of system (one state point) and systems (a list of state points)")
+        _unique_target_names(self.targets, "")
+        if self.systems is not None:
+            if not self.systems:
+                raise ValueError("systems: give at least one state point")
+            if self.targets:
+                raise ValueError("with systems:, each state point lists its own targets (no top-level targets)")
+            names = [s.name for s in self.systems]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"state point names must be unique; repeated: {sorted(dup)}")
+            if len({s.dtype for s in self.systems}) > 1:
+                raise ValueError("systems: every state point needs the same dtype (one potential)")
+            for s in self.systems:
+                try:
+                    SamplingConfig.model_validate({**self.sampling.model_dump(), **s.sampling})
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    raise ValueError(f"state point {s.name!r}: sampling: {first['msg'].removeprefix('Value error, ')}")
         return self
+
+    def state_points(self) -> list[StatePointSpec]:
+        """The state points: one named ``system`` for a config with ``system:``, else those of ``systems:``."""
+        if self.systems is None:
+            assert self.system is not None
+            return [StatePointSpec(SINGLE_STATE_POINT, self.system, self.sampling, list(self.targets))]
+        return [StatePointSpec(s.name, s, SamplingConfig.model_validate({**self.sampling.model_dump(), **s.sampling}),
+                               list(s.targets), s.weight) for s in self.systems]
+
+    @property
+    def dtype(self) -> str:
+        """The floating dtype of the MD and the potential (``float32``/``float64``); reweighting is float64."""
+        return self.state_points()[0].system.dtype
 
 
 # ------------------------------------------------------------------ loading

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .builders import build_observable, build_state, data_metadata_problem, load_target_data, system_composition
-from .config import Config, ConfigError, DeepmdConfig, MaceConfig
+from .builders import build_observable, build_system_state, data_metadata_problem, load_target_data, system_composition
+from .config import Config, ConfigError, DeepmdConfig, MaceConfig, SamplingConfig, SystemConfig, TargetConfig
 from .data import expand_paths
 from .experiment import DataFileError
 from .fit_window import fit_window
@@ -60,12 +60,27 @@ def check_inputs(cfg: Config, source: str = "config") -> InputCheck:
         ConfigError: the first problem found, in one line (file: key = value: what is wrong).
     """
     check = InputCheck()
-    state = _check_system(cfg, source)
-    check.elements = dict(system_composition(state))
-    _check_species(cfg, source, set(check.elements))
     _check_model_files(cfg, source)
-    for k, t in enumerate(cfg.targets):
-        prefix = f"targets.{k}"
+    for i, spec in enumerate(cfg.state_points()):
+        where = "" if cfg.systems is None else f"systems.{i}."
+        state = _check_system(spec.system, source, "system." if cfg.systems is None else where)
+        check.elements.update(dict(system_composition(state)))
+        _check_species(cfg, spec.targets, source, set(system_composition(state)), where)
+        _check_targets(spec.targets, spec.sampling, state, source, where, check)
+    if cfg.dft is not None:
+        try:
+            expand_paths(cfg.dft.file)
+        except FileNotFoundError as exc:
+            raise _fail(source, "dft.file", str(cfg.dft.file), str(exc)) from None
+    return check
+
+
+
+def _check_targets(targets: list[TargetConfig], sampling: SamplingConfig, state: State, source: str, where: str,
+                   check: InputCheck) -> None:
+    """Every data file of ``targets`` against its observable's grid and the system (``where``: key prefix)."""
+    for k, t in enumerate(targets):
+        prefix = f"{where}targets.{k}"
         if t.data is None:
             continue
         try:
@@ -78,7 +93,7 @@ def check_inputs(cfg: Config, source: str = "config") -> InputCheck:
         check.data_files[_display(t.data.file)] = len(data)
         if data.tidy_note is not None:
             check.notes.append(f"{prefix}.data.tidy: {_display(t.data.file)}: {data.tidy_note}")
-        grid = build_observable(t.observable, cfg.sampling.temperature_K).grid()
+        grid = build_observable(t.observable, sampling.temperature_K).grid()
         assert grid is not None
         key = t.given_as.get("fit_range", "fit_range")
         window = fit_window(t.fit_range, data.x, grid.detach().cpu().double().numpy())
@@ -87,31 +102,24 @@ def check_inputs(cfg: Config, source: str = "config") -> InputCheck:
             value = list(t.fit_range) if t.fit_range is not None else None
             raise _fail(source, f"{prefix}.{key}", value, f"{problem} ({_display(t.data.file)})")
         check.notes += [f"{prefix}.{note}" for note in window.notes(key)]
-        metadata = data_metadata_problem(t, state, cfg.sampling.pressure_bar)
+        metadata = data_metadata_problem(t, state, sampling.pressure_bar)
         if metadata is not None:
             raise _fail(source, f"{prefix}.data.{metadata.key}", getattr(t.data, metadata.key), metadata.message)
-    if cfg.dft is not None:
-        try:
-            expand_paths(cfg.dft.file)
-        except FileNotFoundError as exc:
-            raise _fail(source, "dft.file", str(cfg.dft.file), str(exc)) from None
-    return check
 
-
-def _check_system(cfg: Config, source: str) -> State:
+def _check_system(system: SystemConfig, source: str, where: str) -> State:
     """The starting structure (read or built): the first system's atoms."""
-    if cfg.system.structure_file is not None and not cfg.system.structure_file.exists():
-        raise _fail(source, "system.structure_file", _display(cfg.system.structure_file), "file not found")
+    if system.structure_file is not None and not system.structure_file.exists():
+        raise _fail(source, f"{where}structure_file", _display(system.structure_file), "file not found")
     try:
-        return build_state(cfg)
+        return build_system_state(system)
     except Exception as exc:  # ASE readers raise many kinds of errors; any of them means a bad file
-        key = "system.structure_file" if cfg.system.structure_file is not None else "system.lattice"
-        value = _display(cfg.system.structure_file) if cfg.system.structure_file is not None else None
+        key = f"{where}structure_file" if system.structure_file is not None else f"{where}lattice"
+        value = _display(system.structure_file) if system.structure_file is not None else None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _fail(source, key, value, f"cannot be read: {first}") from None
 
 
-def _check_species(cfg: Config, source: str, system: set[str]) -> None:
+def _check_species(cfg: Config, targets: list[TargetConfig], source: str, system: set[str], where: str) -> None:
     """Every species list covers the system's elements; every observable names elements the system has."""
     for k, term in enumerate(cfg.potential.terms):
         species = getattr(term, "species", None)
@@ -121,14 +129,14 @@ def _check_species(cfg: Config, source: str, system: set[str]) -> None:
         if missing:
             raise _fail(source, f"potential.terms.{k}.species", list(species),
                         f"the system also holds {', '.join(missing)} (a {term.kind} term needs every element)")
-    for k, t in enumerate(cfg.targets):
+    for k, t in enumerate(targets):
         obs = t.observable
         named = getattr(obs, "species", None) or getattr(getattr(obs, "of", None), "species", None)
         if named is None:
             continue
         absent = sorted(set(named) - system)
         if absent:
-            raise _fail(source, f"targets.{k}.observable.species", list(named),
+            raise _fail(source, f"{where}targets.{k}.observable.species", list(named),
                         f"{', '.join(absent)} not in the system ({', '.join(sorted(system))})")
 
 

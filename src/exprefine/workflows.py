@@ -16,6 +16,7 @@ from .builders import (
     build_state,
     build_targets,
     check_data_metadata,
+    config_device,
     load_potential_state,
     sampler_settings,
     save_native_models,
@@ -27,6 +28,7 @@ from .io import read_frames, read_lammps_dump
 from .io.checkpoint import save_checkpoint
 from .provenance import RUN_INFO_FILE, append_run_info
 from .refine import Evaluation, RefinementResult, evaluate_targets
+from .refine.collective import Collective, rank_device, start_collective
 from .refine.curves import target_curves, write_curves
 from .refine.plots import plot_curves
 from .sampling import SampleResult, sample
@@ -46,14 +48,28 @@ def _threads(cfg: Config) -> None:
 
 
 def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, progress: bool = True,
-                   progress_lines: bool = False) -> RefinementResult:
+                   progress_lines: bool = False, collective: Collective | None = None) -> RefinementResult:
     """Refine the configured potential against the configured targets; write everything to ``cfg.run_dir``.
 
     A run directory that already holds a checkpoint is continued with ``resume`` and
     is never overwritten silently (``overwrite`` starts afresh). ``progress``: progress bars;
     ``progress_lines``: one plain line per update on stderr instead (for logs and pipes).
+    Launched by torchrun with several ranks (or given a ``collective``), the state points are
+    spread over the ranks and rank 0 alone writes; the process group is started and ended here.
     """
     _threads(cfg)
+    own = collective is None
+    if collective is None:
+        collective = start_collective(rank_device(config_device(cfg)))
+    try:
+        return _refine(cfg, resume, overwrite, progress, progress_lines, collective)
+    finally:
+        if own:
+            collective.close()
+
+
+def _refine(cfg: Config, resume: bool, overwrite: bool, progress: bool, progress_lines: bool,
+            collective: Collective) -> RefinementResult:
     run_dir = Path(cfg.run_dir)
     latest = run_dir / "checkpoints" / "latest.pt"
     if latest.exists() and not (resume or overwrite):
@@ -63,18 +79,24 @@ def run_refinement(cfg: Config, resume: bool = False, overwrite: bool = False, p
         )
     if resume and not latest.exists():
         raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
-    refiner = build_refiner(cfg, progress=progress, progress_lines=progress_lines)
-    if not resume:
-        _remove_refinement_outputs(run_dir)
-    save_resolved(cfg, run_dir / "config.yaml")
-    append_run_info(run_dir)
+    writer = collective.is_writer
+    refiner = build_refiner(cfg, progress=progress and writer, progress_lines=progress_lines, collective=collective)
+    collective.barrier()  # every rank has seen the run directory as it was
+    if writer:
+        if not resume:
+            _remove_refinement_outputs(run_dir, [p.name for p in refiner.points] if not refiner.single else [])
+        save_resolved(cfg, run_dir / "config.yaml")
+        append_run_info(run_dir)
+    collective.barrier()
     result = refiner.run(resume=resume)
-    save_native_models(cfg, refiner.potential)
+    if writer:
+        save_native_models(cfg, refiner.potential)
     return result
 
 
-def _remove_refinement_outputs(run_dir: Path) -> None:
-    """Delete what an earlier refinement wrote (checkpoints, trajectories, model, logs, plots), nothing else."""
+def _remove_refinement_outputs(run_dir: Path, point_names: list[str] | None = None) -> None:
+    """Delete what an earlier refinement wrote (checkpoints, trajectories, model, logs, plots), nothing else
+    (``point_names``: the state points' folders of a run with several)."""
     for sub in ("checkpoints", "trajectories"):
         for path in (run_dir / sub).glob("*.pt"):
             path.unlink()
@@ -82,6 +104,10 @@ def _remove_refinement_outputs(run_dir: Path) -> None:
                     "curves.json", RUN_INFO_FILE):
         for path in run_dir.glob(pattern):
             path.unlink()
+    for name in point_names or []:
+        for pattern in ("trajectories/*.pt", "summary.json", "target_*.png", "curves.json"):
+            for path in (run_dir / name).glob(pattern):
+                path.unlink()
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import warnings
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from .. import __version__, workflows
 from ..config import ConfigError, config_to_plain, load_config
 from ..inputs import check_inputs
 from ..quiet import silence_dependency_noise, warning_line
+from ..refine.collective import RankLost, launched_distributed
 from ..report import write_report
 from ..sampling import SimulationBlowUp
 from ..workflows import RunDirectoryInUse
@@ -100,9 +103,13 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     bars = not args.no_progress and sys.stderr.isatty()
+    if args.command == "refine" and launched_distributed():
+        signal.signal(signal.SIGTERM, _stopped_by_launcher)
     if args.command == "refine":
         result = workflows.run_refinement(cfg, resume=args.resume, overwrite=args.overwrite, progress=bars,
                                           progress_lines=not bars)
+        if launched_distributed() and os.environ.get("RANK", "0") != "0":
+            return 0  # rank 0 reports
         print("targets, before and after refinement (after: an independent check run):"
               if result.after is not None else "targets before refinement:")
         print(targets_table(result.before, result.after))
@@ -153,6 +160,12 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _stopped_by_launcher(signum: int, frame: object) -> None:
+    """torchrun stops the other ranks with SIGTERM when one rank fails: say so instead of dying silently."""
+    raise RankLost(f"rank {os.environ.get('RANK', '?')}: stopped by the launcher (another rank of the run failed); "
+                   "the finished updates are in the run directory's checkpoints/latest.pt: continue with --resume")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -184,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     except SimulationBlowUp as exc:
         print(f"exprefine: simulation failed: {exc}", file=sys.stderr)
         code = 3
+    except RankLost as exc:
+        print(f"exprefine: distributed run ended: {exc}", file=sys.stderr)
+        code = 4
     except KeyboardInterrupt:
         print("exprefine: interrupted; finished updates are in the last checkpoint (use --resume)", file=sys.stderr)
         code = 130

@@ -5,6 +5,7 @@ from .gauss_newton import GaussNewtonSettings, LinearModel, linearize
 from .records import Evaluation, RefinementResult, UpdateRecord, evaluate_targets
 from .refiner import Refiner
 from .settings import RefinerSettings
+from .state_points import StatePoint
 from .targets import Target, total_loss
 from .update_rules import AdamRule, GaussNewtonRule, UpdateRule
 
@@ -19,6 +20,7 @@ __all__ = [
     "RefinementResult",
     "Refiner",
     "RefinerSettings",
+    "StatePoint",
     "Target",
     "UpdateRecord",
     "evaluate_targets",

@@ -86,6 +86,50 @@ class LinearModel:
     loss: float
     ess_fraction: float
 
+    def spread(self, step: torch.Tensor) -> float:
+        """std_i(β ∂U_i/∂θ · Δθ) over the weighted frames: the spread of the predicted energy change."""
+        return _energy_spread(self, step)
+
+    def energy_covariance(self) -> torch.Tensor:
+        """[n_parameters, n_parameters] C = β² Cov_w(∂U/∂θ), so that the spread of a step Δθ is √(Δθᵀ C Δθ)."""
+        g = self.energy_gradients
+        centred = g - self.weights @ g
+        return self.beta_per_eV ** 2 * (centred * self.weights[:, None]).T @ centred
+
+
+@dataclass
+class StackedModel:
+    """The linear models of several state points as one least-squares problem.
+
+    Attributes:
+        predictions, jacobians: those of every target of every state point, in state-point order
+            (float64; jacobians [*shape_k, n_parameters]).
+        energy_covariances: per state point, [n_parameters, n_parameters] β² Cov_w(∂U/∂θ).
+        point_losses: the loss of each state point.
+        ess_fractions: N_eff/N of each state point.
+        n_frames: frames of each state point's trajectory.
+    """
+
+    predictions: list[torch.Tensor]
+    jacobians: list[torch.Tensor]
+    energy_covariances: list[torch.Tensor]
+    point_losses: list[float]
+    ess_fractions: list[float]
+    n_frames: list[int]
+
+    @property
+    def loss(self) -> float:
+        """The total loss: the state points' losses added in their order."""
+        return float(sum(self.point_losses))
+
+    @property
+    def n_parameters(self) -> int:
+        return int(self.energy_covariances[0].shape[0])
+
+    def spread(self, step: torch.Tensor) -> float:
+        """The largest spread √(Δθᵀ C Δθ) over the state points (each caps its own N_eff)."""
+        return max(float((step @ c @ step).clamp_min(0.0).sqrt()) for c in self.energy_covariances)
+
 
 def trainable_parameters(potential: Potential) -> list[torch.nn.Parameter]:
     """The parameters the refiner moves, in a fixed order (the order of the flat vector θ)."""
@@ -193,7 +237,7 @@ def linearize(
     )
 
 
-def residuals_and_jacobian(targets: Sequence[Target], model: LinearModel) -> tuple[torch.Tensor, torch.Tensor]:
+def residuals_and_jacobian(targets: Sequence[Target], model: LinearModel | StackedModel) -> tuple[torch.Tensor, torch.Tensor]:
     """Stacked residuals r [M] and Jacobian J [M, n_parameters] with L = ‖r‖² (float64)."""
     rs, js = [], []
     for target, prediction, jac in zip(targets, model.predictions, model.jacobians):
@@ -206,12 +250,13 @@ def residuals_and_jacobian(targets: Sequence[Target], model: LinearModel) -> tup
     return torch.cat(rs), torch.cat(js)
 
 
-def gauss_newton_step(targets: Sequence[Target], model: LinearModel, damping: float,
+def gauss_newton_step(targets: Sequence[Target], model: LinearModel | StackedModel, damping: float,
                       max_step_kT: float) -> tuple[torch.Tensor, float]:
-    """The damped Gauss–Newton step Δθ [n_parameters] and its energy spread std_i(β ΔU_i).
+    """The damped Gauss–Newton step Δθ [n_parameters] and its energy spread std_i(β ΔU_i)
+    (of several state points: the largest).
 
-    Parameters that no residual depends on (zero columns of J) do not move. The step is
-    shortened along its direction when the spread exceeds ``max_step_kT``.
+    ``targets``: those of ``model``'s predictions, in the same order. Parameters that no residual
+    depends on (zero columns of J) do not move. The step is shortened along its direction when the spread exceeds ``max_step_kT``.
     """
     r, J = residuals_and_jacobian(targets, model)
     A = J.T @ J
@@ -224,7 +269,7 @@ def gauss_newton_step(targets: Sequence[Target], model: LinearModel, damping: fl
         da = diag[active]
         lhs = Aa + damping * torch.diag(da) + 1e-12 * float(da.max()) * torch.eye(len(da), dtype=A.dtype)
         step[active] = -torch.linalg.solve(lhs, g[active])
-    spread = _energy_spread(model, step)
+    spread = model.spread(step)
     if spread > max_step_kT:
         step = step * (max_step_kT / spread)
         spread = max_step_kT

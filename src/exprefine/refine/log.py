@@ -48,7 +48,12 @@ class RunLog:
             "step_spread_kT": record.step_spread_kT,
             "dft_loss": record.dft_loss,
             "rollbacks": record.rollbacks,
+            "gradient_norm": record.gradient_norm,
         }
+        row.update({f"loss_point_{k}": v for k, v in record.point_loss.items()})
+        row.update({f"ess_fraction_{k}": v for k, v in record.point_ess_fraction.items()})
+        if record.point_loss:
+            row["resampled_points"] = " ".join(record.resampled_points)
         row.update({f"loss_{k}": v for k, v in record.target_loss.items()})
         row.update({f"rmse_{k}": v for k, v in record.target_rmse.items()})
         row.update(record.parameters)
@@ -69,7 +74,12 @@ class RunLog:
 def update_line(record: UpdateRecord, n_updates: int, elapsed_s: float) -> str:
     """One plain line for an update (for logs and pipes, where progress bars leave carriage returns)."""
     parts = [f"update {record.update} [{record.update + 1}/{n_updates}]", f"loss {record.loss:.5g}",
-             f"N_eff/N {record.ess_fraction:.2f}", "resampled" if record.resampled else "reweighted"]
+             f"N_eff/N {record.ess_fraction:.2f}"]
+    if record.point_ess_fraction:
+        parts[-1] = "N_eff/N " + " ".join(f"{k} {v:.2f}" for k, v in record.point_ess_fraction.items())
+        parts.append(f"resampled {' '.join(record.resampled_points)}" if record.resampled_points else "reweighted")
+    else:
+        parts.append("resampled" if record.resampled else "reweighted")
     if not record.accepted:
         parts.append("step rejected")
     if record.rollbacks:

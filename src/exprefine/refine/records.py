@@ -39,6 +39,13 @@ class UpdateRecord:
     dft_loss: float = 0.0
     #: samplings that blew up before this update and were rolled back (parameters reset, step shrunk)
     rollbacks: int = 0
+    #: |∂L/∂θ| of the reweighted loss (Adam; 0 for Gauss–Newton)
+    gradient_norm: float = 0.0
+    #: several state points: each one's loss and N_eff/N (``ess_fraction`` is the smallest), and
+    #: those sampled anew before this update (empty with one state point)
+    point_loss: dict[str, float] = field(default_factory=dict)
+    point_ess_fraction: dict[str, float] = field(default_factory=dict)
+    resampled_points: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +89,9 @@ class RefinementResult:
     wall_time_segments_s: list[float] = field(default_factory=list)
     #: the named parameters at the end (the potential's ``summary()``; empty when it offers none)
     parameters: dict[str, float] = field(default_factory=dict)
+    #: several state points: each one's evaluation before and after, by name (empty with one)
+    point_before: dict[str, Evaluation] = field(default_factory=dict)
+    point_after: dict[str, Evaluation] = field(default_factory=dict)
 
     def summary(self, parameters: dict[str, float] | None = None,
                 parameters_before: dict[str, float] | None = None) -> dict[str, Any]:
@@ -138,3 +148,25 @@ def evaluation_to_plain(ev: Evaluation) -> dict[str, Any]:
 
 def evaluation_from_plain(data: dict[str, Any]) -> Evaluation:
     return Evaluation(**data)
+
+
+def merge_evaluations(names: Sequence[str], evaluations: Sequence[Evaluation],
+                      targets: Sequence[Sequence[Target]]) -> Evaluation:
+    """One evaluation of several state points (``names``): their targets as ``point.target``, losses added.
+
+    A single state point's evaluation is returned as it is (its targets keep their names).
+    """
+    if len(evaluations) == 1:
+        return evaluations[0]
+    predictions: list[torch.Tensor] = []
+    rmse: dict[str, float] = {}
+    errors: dict[str, torch.Tensor] = {}
+    for name, ev, point_targets in zip(names, evaluations, targets):
+        predictions += ev.predictions
+        for t in point_targets:
+            rmse[f"{name}.{t.name}"] = ev.rmse[t.name]
+            if t.name in ev.standard_errors:
+                errors[f"{name}.{t.name}"] = ev.standard_errors[t.name]
+    return Evaluation(predictions=predictions, rmse=rmse, loss=float(sum(ev.loss for ev in evaluations)),
+                      n_frames=sum(ev.n_frames for ev in evaluations),
+                      fingerprint="+".join(ev.fingerprint for ev in evaluations), standard_errors=errors)

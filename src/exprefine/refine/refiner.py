@@ -6,6 +6,13 @@ with θ, starting from the last MD state; let the update rule (:mod:`.update_rul
 Adam or Gauss–Newton) evaluate the loss and decide its step; take the step; write a
 log row and a checkpoint. A sampling that blows up (or leaves a cell too thin for an
 observable) is handed to the rule, which rolls θ back; the update is then tried again.
+
+Several state points (:mod:`.state_points`): each has its own trajectory, random stream and
+N_eff/N, and only those below the threshold are sampled again; the loss is their sum. Under
+torchrun the state points are spread over the ranks (:mod:`.collective`): each rank samples and
+reweights its own, the update rule sums over ranks, every rank takes the same step, and rank 0
+alone writes logs, figures and checkpoints (each rank writes its own state points' trajectories).
+A run with one state point keeps the run directory's layout and checkpoint keys of earlier versions.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from ..potentials.base import Potential
 from ..sampling import MDState, SampleResult, SamplerSettings, SimulationBlowUp, sample
 from ..state import State
 from ..trajectory import Trajectory
+from .collective import Collective
 from .curves import target_curves, write_curves
 from .fused import FusedDFT, held_out_errors
 from .log import RunLog, update_line
@@ -39,23 +47,53 @@ from .records import (
     evaluate_targets,
     evaluation_from_plain,
     evaluation_to_plain,
+    merge_evaluations,
 )
 from .settings import RefinerSettings
+from .state_points import SINGLE, StatePoint, check_names, owner, point_dir, qualified
 from .targets import Target
-from .update_rules import AdamRule, Ensemble, GaussNewtonRule, UpdateRule, parameter_summary, reweight
+from .update_rules import (
+    AdamRule,
+    Ensemble,
+    Ensembles,
+    GaussNewtonRule,
+    Step,
+    UpdateRule,
+    gather_points,
+    parameter_summary,
+    reweight,
+)
+
+
+@dataclass
+class _PointLoop:
+    """One of this rank's state points: its current ensemble, where its MD continues, its random stream."""
+
+    ensemble: Ensemble
+    md_start: Any
+    generator: torch.Generator
+
+
+@dataclass
+class _PointEntry:
+    """What rank 0 needs of another rank's state point to write a checkpoint."""
+
+    md_state: dict
+    generator_state: torch.Tensor
+    trajectory_file: str | None
 
 
 @dataclass
 class _Loop:
     """What the update loop carries from one update to the next; the checkpoint stores all of it
-    (with the update rule's own state)."""
+    (with the update rule's own state). Lists run over all state points and are the same on every rank."""
 
-    ensemble: Ensemble
-    md_start: Any
-    #: parameters of the current trajectory (what a blow-up rolls back to)
-    good_state: dict
-    n_samplings: int
-    before: Evaluation
+    local: dict[int, _PointLoop]
+    #: per state point: the parameters of its current trajectory (what a blow-up rolls back to)
+    good_states: list[dict]
+    #: per state point: trajectories sampled so far
+    n_samplings: list[int]
+    before: list[Evaluation]
     dft_before: DFTErrors | None
     history: list[UpdateRecord] = field(default_factory=list)
     next_update: int = 0
@@ -68,15 +106,18 @@ class _Loop:
     #: why the final check did not use the final parameters (None: it did)
     final_note: str | None = None
 
+    def ensembles(self) -> Ensembles:
+        return {k: p.ensemble for k, p in self.local.items()}
+
 
 class Refiner:
     """Refine ``potential`` so that ensemble averages match ``targets``.
 
     Args:
         potential: the model; its trainable parameters are updated in place.
-        targets: experimental targets.
-        sampler_settings: MD settings (ensemble, temperature, lengths, seed).
-        start: initial configuration (replicas as several systems).
+        targets: experimental targets (of the one state point; ignored with ``state_points``).
+        sampler_settings: MD settings (ensemble, temperature, lengths, seed) of the one state point.
+        start: initial configuration (replicas as several systems) of the one state point.
         settings: refinement settings.
         run_dir: where checkpoints, logs, trajectories and plots go (None: keep nothing).
         config: the resolved configuration stored in every checkpoint (plain data).
@@ -84,53 +125,73 @@ class Refiner:
             ``settings.learning_rate``, e.g. meV-scale spline knots next to ln σ.
         dft: labelled frames for fused refinement (λ·L_DFT added at every Adam update) and
             for the held-out errors before/after.
+        state_points: several state points instead of ``targets``/``sampler_settings``/``start``.
+        collective: sums over the ranks of a distributed run (default: one process).
     """
 
     def __init__(
         self,
         potential: Potential,
         targets: Sequence[Target],
-        sampler_settings: SamplerSettings,
-        start: State,
+        sampler_settings: SamplerSettings | None,
+        start: State | None,
         settings: RefinerSettings,
         run_dir: str | Path | None = None,
         config: dict[str, Any] | None = None,
         learning_rates: dict[int, float] | None = None,
         dft: FusedDFT | None = None,
+        state_points: Sequence[StatePoint] | None = None,
+        collective: Collective | None = None,
     ) -> None:
         if dft is not None and dft.weight > 0 and settings.optimizer == "gauss_newton":
             raise ValueError("fused DFT training needs optimizer adam (force residuals do not fit the "
                              "Gauss–Newton model of ensemble averages)")
-        if not targets:
-            raise ValueError("at least one target is needed")
-        names = [t.name for t in targets]
-        if len(set(names)) != len(names):
-            raise ValueError(f"target names must be unique, got {names}")
+        if state_points is None:
+            if not targets:
+                raise ValueError("at least one target is needed")
+            names = [t.name for t in targets]
+            if len(set(names)) != len(names):
+                raise ValueError(f"target names must be unique, got {names}")
+            if sampler_settings is None or start is None:
+                raise ValueError("give sampler_settings and start (or state_points)")
+            state_points = [StatePoint(SINGLE, list(targets), sampler_settings, start)]
+        if not state_points:
+            raise ValueError("at least one state point is needed")
+        check_names(list(state_points))
         if not any(p.requires_grad for p in potential.parameters()):
             raise ValueError("the potential has no trainable parameters")
         self.potential = potential
-        self.targets = list(targets)
-        self.sampler_settings = sampler_settings
-        self.start = start
+        self.points = list(state_points)
+        self.single = len(self.points) == 1
+        self.targets = [t for p in self.points for t in p.targets]
+        self.sampler_settings = self.points[0].sampler_settings
+        self.start = self.points[0].start
         self.settings = settings
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config or {}
-        self.generator = torch.Generator().manual_seed(int(sampler_settings.seed))
+        self.collective = collective or Collective()
+        self.local_indices = [k for k in range(len(self.points))
+                              if owner(k, self.collective.world_size) == self.collective.rank]
         self.dft = dft
-        self.dft_generator = torch.Generator().manual_seed(int(sampler_settings.seed) + 1)
+        self.dft_generator = torch.Generator().manual_seed(int(self.sampler_settings.seed) + 1)
         self.rule: UpdateRule
         if settings.optimizer == "gauss_newton":
-            self.rule = GaussNewtonRule(potential, self.targets, settings.chunk_size, settings.gauss_newton,
-                                        logged_learning_rate=settings.learning_rate)
+            self.rule = GaussNewtonRule(potential, self.points, settings.chunk_size, settings.gauss_newton,
+                                        logged_learning_rate=settings.learning_rate, collective=self.collective)
         else:
-            self.rule = AdamRule(potential, self.targets, settings.chunk_size, settings.learning_rate,
+            self.rule = AdamRule(potential, self.points, settings.chunk_size, settings.learning_rate,
                                  settings.learning_rate_decay, settings.adam_betas, learning_rates, dft,
-                                 self.dft_generator)
+                                 self.dft_generator, collective=self.collective)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
         """The torch optimizer of the Adam rule (None for Gauss–Newton)."""
         return self.rule.optimizer if isinstance(self.rule, AdamRule) else None
+
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes logs, figures and checkpoints (rank 0)."""
+        return self.collective.is_writer
 
     # --------------------------------------------------------------- paths
     def _path(self, *parts: str) -> Path | None:
@@ -140,47 +201,62 @@ class Refiner:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _point_path(self, k: int, *parts: str) -> Path | None:
+        if self.run_dir is None:
+            return None
+        path = point_dir(self.run_dir, self.points[k], self.single).joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     @property
     def latest_checkpoint(self) -> Path | None:
         return self._path("checkpoints", "latest.pt")
 
     # ------------------------------------------------------------ sampling
-    def _sample(self, start: Any, first: bool) -> SampleResult:
-        settings = self.sampler_settings
+    def _generator(self, k: int) -> torch.Generator:
+        point = self.points[k]
+        return torch.Generator(device=point.start.device).manual_seed(int(point.sampler_settings.seed))
+
+    def _sample(self, k: int, start: Any, generator: torch.Generator, first: bool) -> SampleResult:
+        point = self.points[k]
+        settings = point.sampler_settings
         if not first:
-            settings = replace(settings, n_equilibration_steps=self.settings.resample_equilibration_steps)
+            steps = point.resample_equilibration_steps
+            settings = replace(settings, n_equilibration_steps=self.settings.resample_equilibration_steps
+                               if steps is None else steps)
         if isinstance(start, MDState):
             # the forces of the last MD step belong to the previous parameters: recompute them
             out = self.potential.compute(start.state)
             assert out.forces_eV_per_A is not None
             start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV)
-        return sample(self.potential, start, settings, generator=self.generator, progress=self.settings.progress)
+        return sample(self.potential, start, settings, generator=generator, progress=self.settings.progress)
 
-    def _ensemble(self, trajectory: Trajectory, index: int | None = None, file: str | None = None) -> Ensemble:
-        """The trajectory with its static observable values, saved as trajectory ``index`` (or known as ``file``)."""
+    def _ensemble(self, k: int, trajectory: Trajectory, index: int | None = None, file: str | None = None) -> Ensemble:
+        """State point ``k``'s trajectory with its static observable values, saved as trajectory ``index``
+        (or known as ``file``)."""
         static: list[torch.Tensor | None] = []
-        for t in self.targets:
+        for t in self.points[k].targets:
             if t.observable.depends_on_parameters:
                 static.append(None)
             else:
                 static.append(t.observable.evaluate(trajectory, None, self.settings.chunk_size).to(torch.float64))
         if index is not None:
-            path = self._path("trajectories", f"trajectory_{index:04d}.pt")
+            path = self._point_path(k, "trajectories", f"trajectory_{index:04d}.pt")
             if path is not None:
                 trajectory.save(path)
                 file = path.name
         return Ensemble(trajectory, static, file)
 
-    def _load_ensemble(self, file: str) -> Ensemble:
-        path = self._path("trajectories", file)
+    def _load_ensemble(self, k: int, file: str) -> Ensemble:
+        path = self._point_path(k, "trajectories", file)
         assert path is not None, "a run without a run directory has no trajectory files"
-        return self._ensemble(Trajectory.load(path), file=file)
+        return self._ensemble(k, Trajectory.load(path), file=file)
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False) -> RefinementResult:
         """Run (or, with ``resume``, continue from the latest checkpoint) the refinement."""
         t_start = time.perf_counter()
-        log = RunLog(self.run_dir) if self.run_dir is not None else None
+        log = RunLog(self.run_dir) if self.run_dir is not None and self.writer else None
         if resume:
             loop = self._resumed_loop()
             if log is not None:
@@ -190,25 +266,19 @@ class Refiner:
                 log.reset()
             loop = self._fresh_loop()
         bar = None
-        if self.settings.progress and self.settings.n_updates > loop.next_update:
+        if self.settings.progress and self.writer and self.settings.n_updates > loop.next_update:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.settings.n_updates, initial=loop.next_update, desc="refine", unit="update")
         while loop.next_update < self.settings.n_updates:
             t0 = time.perf_counter()
             resampled = self._resample_if_needed(loop)
-            if resampled is None:  # the sampling blew up and θ was rolled back: try again
+            if resampled is None:  # a sampling blew up and θ was rolled back: try again
                 continue
-            step, loop.ensemble = self.rule.propose(loop.ensemble)
-            record = UpdateRecord(
-                update=loop.next_update, loss=step.loss, ess_fraction=step.ess_fraction, resampled=resampled,
-                learning_rate=self.rule.learning_rate, wall_time_s=time.perf_counter() - t0,
-                n_frames=loop.ensemble.trajectory.n_frames,
-                target_loss={t.name: float(t.loss(p)) for t, p in zip(self.targets, step.predictions)},
-                target_rmse={t.name: t.rmse(p) for t, p in zip(self.targets, step.predictions)},
-                parameters=step.parameters, accepted=step.accepted, damping=self.rule.damping,
-                step_spread_kT=step.spread_kT, dft_loss=step.dft_loss, rollbacks=loop.rollbacks_this_update,
-            )
+            step, ensembles = self.rule.propose(loop.ensembles())
+            for k, ensemble in ensembles.items():
+                loop.local[k].ensemble = ensemble
+            record = self._record(loop, step, resampled, time.perf_counter() - t0)
             loop.rollbacks_this_update = 0
             self.rule.apply(step)
             loop.next_update += 1
@@ -217,7 +287,7 @@ class Refiner:
                 log.append(record)
             self._checkpoint(loop, loop.elapsed_before_s + time.perf_counter() - t_start,
                              time.perf_counter() - t_start)
-            if self.settings.progress_lines:
+            if self.settings.progress_lines and self.writer:
                 print(update_line(record, self.settings.n_updates, loop.elapsed_before_s + time.perf_counter() - t_start),
                       file=sys.stderr, flush=True)
             if bar is not None:
@@ -228,28 +298,73 @@ class Refiner:
 
         after = self._final_check(loop) if self.settings.final_check else None
         session = time.perf_counter() - t_start
-        out = RefinementResult(history=loop.history, before=loop.before, after=after,
+        names = [p.name for p in self.points]
+        out = RefinementResult(history=loop.history, before=self._merged(loop.before),
+                               after=None if after is None else self._merged(after),
                                wall_time_s=loop.elapsed_before_s + session,
-                               n_samplings=loop.n_samplings, run_dir=self.run_dir, dft_before=loop.dft_before,
+                               n_samplings=sum(loop.n_samplings), run_dir=self.run_dir, dft_before=loop.dft_before,
                                dft_after=held_out_errors(self.potential, self.dft), final_check_note=loop.final_note,
                                wall_time_segments_s=loop.segments_s + [session],
-                               parameters=parameter_summary(self.potential))
-        if self.run_dir is not None:
+                               parameters=parameter_summary(self.potential),
+                               point_before={} if self.single else dict(zip(names, loop.before)),
+                               point_after={} if self.single or after is None else dict(zip(names, after)))
+        if self.run_dir is not None and self.writer:
             self._write_outputs(out)
         return out
 
+    def _merged(self, evaluations: Sequence[Evaluation]) -> Evaluation:
+        return merge_evaluations([p.name for p in self.points], evaluations, [p.targets for p in self.points])
+
+    def _record(self, loop: _Loop, step: Step, resampled: list[bool], wall_time_s: float) -> UpdateRecord:
+        target_loss, target_rmse = {}, {}
+        for point, estimate in zip(self.points, step.points):
+            for t, p in zip(point.targets, estimate.predictions):
+                target_loss[qualified(point, t.name, self.single)] = float(t.loss(p))
+                target_rmse[qualified(point, t.name, self.single)] = t.rmse(p)
+        several = not self.single
+        return UpdateRecord(
+            update=loop.next_update, loss=step.loss, ess_fraction=step.ess_fraction, resampled=any(resampled),
+            learning_rate=self.rule.learning_rate, wall_time_s=wall_time_s,
+            n_frames=sum(p.n_frames for p in step.points), target_loss=target_loss, target_rmse=target_rmse,
+            parameters=step.parameters, accepted=step.accepted, damping=self.rule.damping,
+            step_spread_kT=step.spread_kT, dft_loss=step.dft_loss, rollbacks=loop.rollbacks_this_update,
+            gradient_norm=step.gradient_norm,
+            point_loss={p.name: e.loss for p, e in zip(self.points, step.points)} if several else {},
+            point_ess_fraction={p.name: e.ess_fraction for p, e in zip(self.points, step.points)} if several else {},
+            resampled_points=[p.name for p, r in zip(self.points, resampled) if r] if several else [],
+        )
+
     def _fresh_loop(self) -> _Loop:
-        """The first trajectory at the starting parameters and the "before" evaluation of every target."""
-        result = self._sample(self.start, first=True)
-        trajectory = result.trajectory
+        """The first trajectory of every state point at the starting parameters, and the "before" evaluations."""
+        local, before = {}, {}
+        for k in self.local_indices:
+            generator = self._generator(k)
+            result = self._sample(k, self.points[k].start, generator, first=True)
+            local[k] = _PointLoop(self._ensemble(k, result.trajectory, 0), result.final, generator)
+            before[k] = evaluate_targets(self.points[k].targets, result.trajectory, self.potential,
+                                         self.settings.chunk_size)
+        n = len(self.points)
         return _Loop(
-            ensemble=self._ensemble(trajectory, 0),
-            md_start=result.final,
-            good_state=copy.deepcopy(self.potential.state_dict()),
-            n_samplings=1,
-            before=evaluate_targets(self.targets, trajectory, self.potential, self.settings.chunk_size),
+            local=local,
+            good_states=[copy.deepcopy(self.potential.state_dict()) for _ in range(n)],
+            n_samplings=[1] * n,
+            before=gather_points(self.collective, before, n),
             dft_before=held_out_errors(self.potential, self.dft),
         )
+
+    def _point_entries(self, ck: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each state point's part of a checkpoint (one state point: the flat keys of earlier versions)."""
+        if "state_points" not in ck:
+            if not self.single:
+                raise ValueError(f"{self.latest_checkpoint} holds a run with one state point, the config has "
+                                 f"{len(self.points)}")
+            return [{key: ck.get(key) for key in ("md_state", "generator_state", "trajectory_file", "n_samplings",
+                                                  "reference_potential_state", "before")}]
+        entries = ck["state_points"]
+        if [e["name"] for e in entries] != [p.name for p in self.points]:
+            raise ValueError(f"{self.latest_checkpoint} holds the state points {[e['name'] for e in entries]}, "
+                             f"the config has {[p.name for p in self.points]}")
+        return entries
 
     def _resumed_loop(self) -> _Loop:
         """The loop as the latest checkpoint left it; parameters, update rule and random streams restored."""
@@ -257,18 +372,22 @@ class Refiner:
         if ckpt_path is None or not ckpt_path.exists():
             raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
         ck = load_checkpoint(ckpt_path)
+        entries = self._point_entries(ck)
         self.potential.load_state_dict(ck["potential_state"])
-        self.generator.set_state(ck["generator_state"])
         if ck.get("dft_generator_state") is not None:
             self.dft_generator.set_state(ck["dft_generator_state"])
-        ensemble = self._load_ensemble(ck["trajectory_file"])
-        self.rule.restore(ck, ensemble, self._load_ensemble)
-        return _Loop(
-            ensemble=ensemble,
-            md_start=State(**ck["md_state"]),
-            good_state=ck["reference_potential_state"],
-            n_samplings=int(ck["n_samplings"]),
-            before=evaluation_from_plain(ck["before"]),
+        local = {}
+        for k in self.local_indices:
+            entry = entries[k]
+            generator = self._generator(k)
+            generator.set_state(entry["generator_state"])
+            md_start = State(**entry["md_state"]).to(device=self.points[k].start.device)
+            local[k] = _PointLoop(self._load_ensemble(k, entry["trajectory_file"]), md_start, generator)
+        loop = _Loop(
+            local=local,
+            good_states=[e["reference_potential_state"] for e in entries],
+            n_samplings=[int(e["n_samplings"]) for e in entries],
+            before=[evaluation_from_plain(e["before"]) for e in entries],
             dft_before=None if ck.get("dft_before") is None else DFTErrors(**ck["dft_before"]),
             history=[UpdateRecord(**r) for r in ck["history"]],
             next_update=int(ck["next_update"]),
@@ -276,107 +395,187 @@ class Refiner:
             segments_s=[float(t) for t in ck.get("wall_time_segments_s", [ck["wall_time_s"]])],
             rollbacks=int(ck.get("rollbacks", 0)),
         )
+        self.rule.restore(ck, loop.ensembles(), self._load_ensemble)
+        return loop
 
-    def _resample_if_needed(self, loop: _Loop) -> bool | None:
-        """Sample a new trajectory when N_eff/N < ``ess_threshold`` (or the update rule asks for one).
+    def _resample_if_needed(self, loop: _Loop) -> list[bool] | None:
+        """Sample new trajectories of the state points whose N_eff/N < ``ess_threshold`` (all of them when
+        the update rule asks for it).
 
-        Returns whether it resampled, or None when the sampling blew up (or left a cell too thin
-        for an observable's range, :class:`CellTooSmall`): the update rule has then rolled θ back
-        and the update is to be tried again.
+        Returns per state point whether it was sampled anew, or None when a sampling blew up (or left
+        a cell too thin for an observable's range, :class:`CellTooSmall`): the update rule has then
+        rolled θ back and the update is to be tried again.
 
         Raises:
             RuntimeError: more than ``max_rollbacks`` blow-ups in a row.
         """
-        if not self.rule.force_resample():
-            check = reweight(self.potential, self.targets, loop.ensemble, self.settings.chunk_size, gradient=False)
-            if check.ess_fraction >= self.settings.ess_threshold:
-                return False
-        try:
-            result = self._sample(loop.md_start, first=False)
-            ensemble = self._ensemble(result.trajectory, loop.n_samplings)
-        except (SimulationBlowUp, CellTooSmall) as exc:
+        n = len(self.points)
+        if self.rule.force_resample():
+            need = [True] * n
+        else:
+            ess = torch.zeros(n, dtype=torch.float64)
+            for k, point_loop in loop.local.items():
+                check = reweight(self.potential, self.points[k].targets, point_loop.ensemble, self.settings.chunk_size,
+                                 gradient=False)
+                ess[k] = check.ess_fraction
+            ess = self.collective.sum(ess)
+            need = [float(ess[k]) < self.settings.ess_threshold for k in range(n)]
+        if not any(need):
+            return need
+        failures: dict[int, str] = {}
+        for k, point_loop in loop.local.items():
+            if not need[k]:
+                continue
+            try:
+                result = self._sample(k, point_loop.md_start, point_loop.generator, first=False)
+                ensemble = self._ensemble(k, result.trajectory, loop.n_samplings[k])
+            except (SimulationBlowUp, CellTooSmall) as exc:
+                failures[k] = str(exc)
+                continue
+            point_loop.ensemble = ensemble
+            point_loop.md_start = result.final
+        failed: dict[int, str] = {}
+        for part in self.collective.gather(failures):
+            failed.update(part)
+        for k in range(n):
+            if need[k] and k not in failed:
+                loop.n_samplings[k] += 1
+                loop.good_states[k] = copy.deepcopy(self.potential.state_dict())
+        if failed:
             loop.rollbacks += 1
             loop.rollbacks_this_update += 1
+            first = min(failed)
+            where = "" if self.single else f"state point {self.points[first].name}: "
             if loop.rollbacks > self.settings.max_rollbacks:
-                raise RuntimeError(f"sampling blew up {loop.rollbacks} times in a row; last: {exc}") from exc
-            loop.ensemble, what = self.rule.roll_back(loop.good_state, loop.ensemble)
-            _warn(f"update {loop.next_update}: {exc} — {what}")
+                raise RuntimeError(f"sampling blew up {loop.rollbacks} times in a row; last: {where}{failed[first]}")
+            ensembles, what = self.rule.roll_back(loop.good_states[first], loop.ensembles())
+            for k, ensemble in ensembles.items():
+                loop.local[k].ensemble = ensemble
+            if self.writer:
+                _warn(f"update {loop.next_update}: {where}{failed[first]} — {what}")
             return None
         loop.rollbacks = 0
-        loop.ensemble = ensemble
-        loop.md_start = result.final
-        loop.n_samplings += 1
-        loop.good_state = copy.deepcopy(self.potential.state_dict())
-        return True
+        return need
 
-    def _final_check(self, loop: _Loop) -> Evaluation:
-        """Every target on a fresh trajectory with the final parameters.
+    def _final_check(self, loop: _Loop) -> list[Evaluation]:
+        """Every target on fresh trajectories with the final parameters.
 
-        The last step was never tested on a trajectory of its own. If its check run blows up or
+        The last step was never tested on a trajectory of its own. If a check run blows up or
         leaves a cell too thin for an observable (:class:`CellTooSmall`), the parameters fall back
         to the update rule's choice (the last good trajectory's; Gauss–Newton: the last accepted
-        point) and the check runs again with them; ``loop.final_note`` says so. A rule that keeps an
+        point) and the checks run again with them; ``loop.final_note`` says so. A rule that keeps an
         accepted point (Gauss–Newton) also falls back when the final step made the loss worse.
         """
         compare = True
-        try:
-            result, after = self._check_run(loop, loop.md_start)
-        except (SimulationBlowUp, CellTooSmall) as exc:
-            state, what = self.rule.fallback_state(loop.good_state)
-            loop.final_note = (f"the check run of the final parameters failed ({exc}); the parameters of the "
+        starts = {k: p.md_start for k, p in loop.local.items()}
+        results, after, failure = self._check_runs(loop, starts)
+        if after is None:
+            state, what = self.rule.fallback_state(loop.good_states[0])
+            loop.final_note = (f"the check run of the final parameters failed ({failure}); the parameters of the "
                                f"last {what} were kept and checked instead")
-            _warn(loop.final_note)
+            if self.writer:
+                _warn(loop.final_note)
             self.potential.load_state_dict(state)
-            result, after = self._check_run(loop, loop.md_start)
+            results, after, failure = self._check_runs(loop, starts)
+            if after is None:
+                raise SimulationBlowUp(f"the check run of the fallback parameters failed too: {failure}")
             compare = False  # the fallback point is the accepted one: nothing to compare it with
-        better = self.rule.better_accepted_state(after.loss) if compare else None
+        total = float(sum(ev.loss for ev in after))
+        better = self.rule.better_accepted_state(total) if compare else None
         if better is not None:
             # the last step was never tested: fall back to the last accepted parameters
-            _warn(f"the last step raised the loss ({after.loss:.4g} > {better[1]:.4g}); "
-                  "keeping the last accepted parameters")
+            if self.writer:
+                _warn(f"the last step raised the loss ({total:.4g} > {better[1]:.4g}); "
+                      "keeping the last accepted parameters")
             self.potential.load_state_dict(better[0])
-            result, after = self._check_run(loop, result.final)
-        path = self._path("trajectories", "final_check.pt")
-        if path is not None:
-            result.trajectory.save(path)
+            results, after, failure = self._check_runs(loop, {k: r.final for k, r in results.items()})
+            if after is None:
+                raise SimulationBlowUp(f"the check run of the last accepted parameters failed: {failure}")
+        for k, result in results.items():
+            path = self._point_path(k, "trajectories", "final_check.pt")
+            if path is not None:
+                result.trajectory.save(path)
         return after
 
-    def _check_run(self, loop: _Loop, start: Any) -> tuple[SampleResult, Evaluation]:
-        """A fresh trajectory from ``start`` at the current parameters and every target's plain average on it."""
-        result = self._sample(start, first=False)
-        loop.n_samplings += 1
-        return result, evaluate_targets(self.targets, result.trajectory, self.potential, self.settings.chunk_size)
+    def _check_runs(self, loop: _Loop, starts: dict[int, Any]
+                    ) -> tuple[dict[int, SampleResult], list[Evaluation] | None, str | None]:
+        """Fresh trajectories of this rank's state points at the current parameters, and every state point's
+        plain averages (None, with the first failure's message, when a run blew up on any rank)."""
+        results: dict[int, SampleResult] = {}
+        outcome: dict[int, Evaluation | str] = {}
+        for k, start in starts.items():
+            try:
+                result = self._sample(k, start, loop.local[k].generator, first=False)
+            except (SimulationBlowUp, CellTooSmall) as exc:
+                outcome[k] = str(exc)
+                continue
+            results[k] = result
+            outcome[k] = evaluate_targets(self.points[k].targets, result.trajectory, self.potential,
+                                          self.settings.chunk_size)
+        everything = gather_points(self.collective, outcome, len(self.points))
+        for k, value in enumerate(everything):
+            if not isinstance(value, str):
+                loop.n_samplings[k] += 1
+        failures = [(k, v) for k, v in enumerate(everything) if isinstance(v, str)]
+        if failures:
+            k, message = failures[0]
+            return results, None, message if self.single else f"state point {self.points[k].name}: {message}"
+        return results, [v for v in everything if isinstance(v, Evaluation)], None
 
     # -------------------------------------------------------------- output
     def _checkpoint(self, loop: _Loop, wall_time_s: float, session_s: float) -> None:
-        """Everything to resume from; ``wall_time_s`` over all sessions, ``session_s`` of this one."""
+        """Everything to resume from; ``wall_time_s`` over all sessions, ``session_s`` of this one.
+
+        Called on every rank: the state points' MD states and random streams are gathered, rank 0
+        writes, and only after that do the ranks delete trajectories the checkpoint no longer names.
+        """
         path = self.latest_checkpoint
         if path is None:
             return
-        save_checkpoint(path, {
-            "next_update": loop.next_update,
-            "potential_state": self.potential.state_dict(),
-            "reference_potential_state": loop.good_state,
-            "generator_state": self.generator.get_state(),
-            "history": [asdict(r) for r in loop.history],
-            "before": evaluation_to_plain(loop.before),
-            "trajectory_file": loop.ensemble.file,
-            "md_state": state_to_plain(loop.md_start),
-            "n_samplings": loop.n_samplings,
-            "wall_time_s": wall_time_s,
-            "wall_time_segments_s": loop.segments_s + [session_s],
-            "rollbacks": loop.rollbacks,
-            **self.rule.checkpoint_entries(),
-            "dft_generator_state": self.dft_generator.get_state(),
-            "dft_before": None if loop.dft_before is None else asdict(loop.dft_before),
-            "config": self.config,
-        })
-        # only now that the checkpoint names the current trajectory may older ones go;
+        local = {k: _PointEntry(state_to_plain(p.md_start), p.generator.get_state(), p.ensemble.file)
+                 for k, p in loop.local.items()}
+        entries: list[_PointEntry] = gather_points(self.collective, local, len(self.points))
+        rule_entries = self.rule.checkpoint_entries()
+        if self.writer:
+            points = [{
+                "name": point.name,
+                "md_state": entry.md_state,
+                "generator_state": entry.generator_state,
+                "trajectory_file": entry.trajectory_file,
+                "n_samplings": loop.n_samplings[k],
+                "reference_potential_state": loop.good_states[k],
+                "before": evaluation_to_plain(loop.before[k]),
+            } for k, (point, entry) in enumerate(zip(self.points, entries))]
+            payload: dict[str, Any] = {
+                "next_update": loop.next_update,
+                "potential_state": self.potential.state_dict(),
+                "history": [asdict(r) for r in loop.history],
+                "n_samplings": sum(loop.n_samplings),
+                "wall_time_s": wall_time_s,
+                "wall_time_segments_s": loop.segments_s + [session_s],
+                "rollbacks": loop.rollbacks,
+                **rule_entries,
+                "dft_generator_state": self.dft_generator.get_state(),
+                "dft_before": None if loop.dft_before is None else asdict(loop.dft_before),
+                "config": self.config,
+            }
+            if self.single:
+                # the keys of runs with one state point, as earlier versions wrote them
+                payload.update({key: value for key, value in points[0].items() if key != "name"})
+            else:
+                payload["state_points"] = points
+            save_checkpoint(path, payload)
+        self.collective.barrier()
+        # only now that the checkpoint names the current trajectories may older ones go;
         # the first is kept as the "before" ensemble
-        keep = {loop.ensemble.file, "trajectory_0000.pt"} | self.rule.kept_trajectory_files()
-        for old in path.parent.parent.glob("trajectories/trajectory_*.pt"):
-            if old.name not in keep:
-                old.unlink()
+        kept = self.rule.kept_trajectory_files()
+        for k, point_loop in loop.local.items():
+            keep = {point_loop.ensemble.file, "trajectory_0000.pt", kept.get(k)}
+            folder = self._point_path(k, "trajectories", "x")
+            assert folder is not None
+            for old in folder.parent.glob("trajectory_*.pt"):
+                if old.name not in keep:
+                    old.unlink()
 
     def _write_outputs(self, result: RefinementResult) -> None:
         assert self.run_dir is not None
@@ -386,12 +585,42 @@ class Refiner:
         })
         plot_history(result.history, self.run_dir / "history.png",
                      final_loss=None if result.after is None else result.after.loss, final_parameters=result.parameters)
-        evaluations = [("before", result.before)] + ([("after", result.after)] if result.after is not None else [])
-        curves = target_curves(self.targets, evaluations)
-        write_curves(curves, self.run_dir / "curves.json")
-        plot_curves(curves, self.run_dir)
+        for k, point in enumerate(self.points):
+            if self.single:
+                before, after = result.before, result.after
+            else:
+                before, after = result.point_before[point.name], result.point_after.get(point.name)
+            evaluations = [("before", before)] + ([("after", after)] if after is not None else [])
+            folder = point_dir(self.run_dir, point, self.single)
+            folder.mkdir(parents=True, exist_ok=True)
+            curves = target_curves(point.targets, evaluations)
+            write_curves(curves, folder / "curves.json")
+            plot_curves(curves, folder)
+            if not self.single:
+                (folder / "summary.json").write_text(json.dumps(_point_summary(point, result), indent=2))
         summary = result.summary()
+        if not self.single:
+            summary["state_points"] = [p.name for p in self.points]
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _point_summary(point: StatePoint, result: RefinementResult) -> dict[str, Any]:
+    """One state point's part of a run: losses and RMSEs before/after, scalar targets, N_eff/N per update."""
+    before = result.point_before[point.name]
+    after = result.point_after.get(point.name)
+    return {
+        "name": point.name,
+        "temperature_K": point.sampler_settings.temperature_K,
+        "pressure_bar": None if point.sampler_settings.barostat is None else point.sampler_settings.barostat.pressure_bar,
+        "loss_before": before.loss,
+        "loss_after": None if after is None else after.loss,
+        "rmse_before": before.rmse,
+        "rmse_after": None if after is None else after.rmse,
+        "scalar_targets_before": before.scalars(),
+        "scalar_targets_after": None if after is None else after.scalars(),
+        "ess_fraction_per_update": [r.point_ess_fraction.get(point.name) for r in result.history],
+        "resampled_updates": [r.update for r in result.history if point.name in r.resampled_points],
+    }
 
 
 def _warn(message: str) -> None:

@@ -11,6 +11,11 @@ checkpoint — the way ``torch.optim`` separates a step from the training loop. 
   check falls back to;
 * :meth:`~UpdateRule.checkpoint_entries` / :meth:`~UpdateRule.restore`: its state in a checkpoint.
 
+With several state points (:mod:`.state_points`) each rank works on its own state points'
+ensembles (a dict from state-point index to :class:`Ensemble`); their losses, gradients and
+Jacobians are combined over ranks through a :class:`~.collective.Collective`, so every rank
+takes the same step.
+
 Two rules: :class:`AdamRule` (any number of parameters; the chunked reweighted gradient, plus
 λ·L_DFT of a labelled batch in fused runs) and :class:`GaussNewtonRule` (few parameters;
 Levenberg–Marquardt steps on the Jacobian of the reweighted averages, see :mod:`.gauss_newton`).
@@ -28,8 +33,10 @@ import torch
 from ..potentials.base import Potential
 from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
 from ..trajectory import Trajectory
+from .collective import Collective
 from .fused import FusedDFT, accumulate_dft_gradient
-from .gauss_newton import GaussNewtonSettings, LinearModel, apply_step, gauss_newton_step, linearize
+from .gauss_newton import GaussNewtonSettings, StackedModel, apply_step, gauss_newton_step, linearize
+from .state_points import StatePoint, owner
 from .targets import Target, total_loss
 
 
@@ -42,21 +49,41 @@ class Ensemble:
     file: str | None
 
 
-@dataclass
-class Step:
-    """What one update computed at θ: the reweighted predictions and loss, and the step to take.
+#: the ensembles of this rank's state points, by state-point index
+Ensembles = dict[int, Ensemble]
 
-    ``delta`` is the Gauss–Newton step (None for Adam, whose gradients are in the parameters' ``.grad``).
-    """
+
+@dataclass
+class PointEstimate:
+    """What the reweighting of one state point gave at θ: its averages, loss and N_eff/N."""
 
     predictions: list[torch.Tensor]
     loss: float
     ess_fraction: float
+    n_frames: int
+
+
+@dataclass
+class Step:
+    """What one update computed at θ: every state point's reweighted predictions and loss, and the step.
+
+    ``delta`` is the Gauss–Newton step (None for Adam, whose gradients are in the parameters' ``.grad``).
+    """
+
+    points: list[PointEstimate]
+    loss: float
     parameters: dict[str, float]
     accepted: bool = True
     spread_kT: float = 0.0
     delta: torch.Tensor | None = None
     dft_loss: float = 0.0
+    #: |∂L/∂θ| of the reweighted loss (Adam; Gauss–Newton: |Jᵀr|·2)
+    gradient_norm: float = 0.0
+
+    @property
+    def ess_fraction(self) -> float:
+        """The smallest N_eff/N of the state points."""
+        return min(p.ess_fraction for p in self.points)
 
 
 def parameter_summary(potential: Potential) -> dict[str, float]:
@@ -74,15 +101,65 @@ def reweight(potential: Potential, targets: Sequence[Target], ensemble: Ensemble
     )
 
 
+def gather_points(collective: Collective, local: dict[int, Any], n_points: int) -> list[Any]:
+    """Every state point's value (each rank gives those of its own), in state-point order."""
+    merged: dict[int, Any] = {}
+    for part in collective.gather(local):
+        merged.update(part)
+    missing = [k for k in range(n_points) if k not in merged]
+    if missing:
+        raise RuntimeError(f"no rank reported state points {missing}")
+    return [merged[k] for k in range(n_points)]
+
+
+def all_ranks_agree(collective: Collective, flag: bool) -> bool:
+    """True when ``flag`` is true on every rank."""
+    return float(collective.sum(torch.tensor([0.0 if flag else 1.0], dtype=torch.float64))[0]) == 0.0
+
+
+def trainable(potential: Potential) -> list[torch.nn.Parameter]:
+    """The parameters the rules move, in a fixed order (that of the flat vectors)."""
+    return [p for p in potential.parameters() if p.requires_grad]
+
+
+def flat_gradient(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[n_parameters] the parameters' .grad in float64 on the CPU (zeros where there is none)."""
+    return torch.cat([torch.zeros(p.numel(), dtype=torch.float64) if p.grad is None
+                      else p.grad.detach().reshape(-1).to(device="cpu", dtype=torch.float64) for p in params])
+
+
+def set_gradient(params: Sequence[torch.Tensor], flat: torch.Tensor, present: Sequence[bool]) -> None:
+    """Write ``flat`` into the parameters' .grad (None where no state point's loss reached the parameter)."""
+    offset = 0
+    for p, has in zip(params, present):
+        n = p.numel()
+        p.grad = flat[offset:offset + n].reshape(p.shape).to(device=p.device, dtype=p.dtype) if has else None
+        offset += n
+
+
 class UpdateRule:
-    """The interface of an update rule (see the module docstring)."""
+    """The interface of an update rule (see the module docstring).
+
+    Args:
+        potential: the model (its trainable parameters are moved in place).
+        points: every state point of the run (on every rank).
+        chunk_size: frames per backward pass.
+        collective: the sums over ranks (the single-process one by default).
+    """
 
     name = ""
 
-    def __init__(self, potential: Potential, targets: Sequence[Target], chunk_size: int) -> None:
+    def __init__(self, potential: Potential, points: Sequence[StatePoint], chunk_size: int,
+                 collective: Collective | None = None) -> None:
         self.potential = potential
-        self.targets = list(targets)
+        self.points = list(points)
         self.chunk_size = chunk_size
+        self.collective = collective or Collective()
+
+    @property
+    def targets(self) -> list[Target]:
+        """Every target of every state point, in state-point order."""
+        return [t for p in self.points for t in p.targets]
 
     @property
     def learning_rate(self) -> float:
@@ -95,20 +172,20 @@ class UpdateRule:
         return 0.0
 
     def force_resample(self) -> bool:
-        """True when the next update needs a fresh trajectory whatever N_eff says."""
+        """True when the next update needs fresh trajectories whatever N_eff says."""
         return False
 
-    def propose(self, ensemble: Ensemble) -> tuple[Step, Ensemble]:
-        """The step from θ, and the ensemble the loop continues with."""
+    def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
+        """The step from θ, and the ensembles (of this rank's state points) the loop continues with."""
         raise NotImplementedError
 
     def apply(self, step: Step) -> None:
         """θ ← θ + step."""
         raise NotImplementedError
 
-    def roll_back(self, good_state: dict, ensemble: Ensemble) -> tuple[Ensemble, str]:
-        """θ after a sampling blew up (``good_state``: the parameters of the current trajectory);
-        the ensemble to continue with and what was done, for the warning."""
+    def roll_back(self, good_state: dict, ensembles: Ensembles) -> tuple[Ensembles, str]:
+        """θ after a sampling blew up (``good_state``: the parameters of the blown-up state point's current
+        trajectory); the ensembles to continue with and what was done, for the warning."""
         raise NotImplementedError
 
     def fallback_state(self, good_state: dict) -> tuple[dict, str]:
@@ -119,36 +196,41 @@ class UpdateRule:
         """Parameters accepted earlier whose loss beats ``final_loss`` (and that loss), if the rule keeps any."""
         return None
 
-    def kept_trajectory_files(self) -> set[str]:
-        """Trajectory files the rule still needs besides the current one."""
-        return set()
+    def kept_trajectory_files(self) -> dict[int, str]:
+        """Trajectory files (by state-point index, this rank's) the rule still needs besides the current ones."""
+        return {}
 
     def checkpoint_entries(self) -> dict[str, Any]:
+        """The rule's state for a checkpoint (called on every rank: it may gather; rank 0 writes it)."""
         raise NotImplementedError
 
-    def restore(self, checkpoint: dict[str, Any], ensemble: Ensemble, load: Callable[[str], Ensemble]) -> None:
-        """The rule's state from a checkpoint; ``ensemble`` is the checkpoint's current one and ``load``
-        reads another trajectory file of the run."""
+    def restore(self, checkpoint: dict[str, Any], ensembles: Ensembles, load: Callable[[int, str], Ensemble]) -> None:
+        """The rule's state from a checkpoint; ``ensembles`` are the checkpoint's current ones (this rank's)
+        and ``load(k, file)`` reads another trajectory file of state point ``k``."""
         raise NotImplementedError
 
 
 class AdamRule(UpdateRule):
     """Adam on the reweighted gradient (plus λ·∂L_DFT/∂θ of a labelled batch in fused runs).
 
+    Each state point's gradient is computed on its own (on the rank that holds it), the rows
+    are summed over ranks and added in state-point order: the same numbers on any number of ranks.
+
     Args:
         learning_rate: the default step size; ``learning_rates`` overrides it per parameter (by identity).
         decay: factor on every step size after each update.
         betas: Adam's (β₁, β₂).
-        dft: the labelled frames of a fused run, and the random stream that draws their batches.
+        dft: the labelled frames of a fused run, and the random stream that draws their batches (the
+            same on every rank, so every rank adds the same λ·∂L_DFT/∂θ).
     """
 
     name = "adam"
 
-    def __init__(self, potential: Potential, targets: Sequence[Target], chunk_size: int, learning_rate: float,
+    def __init__(self, potential: Potential, points: Sequence[StatePoint], chunk_size: int, learning_rate: float,
                  decay: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
                  learning_rates: dict[int, float] | None = None, dft: FusedDFT | None = None,
-                 dft_generator: torch.Generator | None = None) -> None:
-        super().__init__(potential, targets, chunk_size)
+                 dft_generator: torch.Generator | None = None, collective: Collective | None = None) -> None:
+        super().__init__(potential, points, chunk_size, collective)
         self.optimizer = make_adam(potential, learning_rate, betas, learning_rates)
         self.decay = decay
         self.dft = dft
@@ -158,39 +240,55 @@ class AdamRule(UpdateRule):
     def learning_rate(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def propose(self, ensemble: Ensemble) -> tuple[Step, Ensemble]:
+    def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
+        params = trainable(self.potential)
+        n_values = sum(p.numel() for p in params)
+        rows = torch.zeros(len(self.points), n_values, dtype=torch.float64)
+        reached = torch.zeros(len(self.points), len(params), dtype=torch.float64)
+        local = {}
+        for k, ensemble in sorted(ensembles.items()):
+            self.optimizer.zero_grad(set_to_none=True)
+            step = reweight(self.potential, self.points[k].targets, ensemble, self.chunk_size, gradient=True)
+            rows[k] = flat_gradient(params)
+            reached[k] = torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=torch.float64)
+            local[k] = PointEstimate(step.predictions, step.loss, step.ess_fraction, ensemble.trajectory.n_frames)
         self.optimizer.zero_grad(set_to_none=True)
-        step = reweight(self.potential, self.targets, ensemble, self.chunk_size, gradient=True)
-        loss, dft_loss = step.loss, 0.0
+        rows = self.collective.sum(rows)
+        reached = self.collective.sum(reached)
+        points = gather_points(self.collective, local, len(self.points))
+        gradient = rows.sum(0)
+        set_gradient(params, gradient, [bool(v > 0) for v in reached.sum(0)])
+        loss = float(sum(p.loss for p in points))
         parameters = parameter_summary(self.potential)
+        dft_loss = 0.0
         if self.dft is not None and self.dft.weight > 0:
             assert self.dft_generator is not None
             dft_loss = accumulate_dft_gradient(self.potential, self.dft, self.dft_generator)
             loss += self.dft.weight * dft_loss
-        return Step(step.predictions, loss, step.ess_fraction, parameters, dft_loss=dft_loss), ensemble
+        return Step(points, loss, parameters, dft_loss=dft_loss, gradient_norm=float(gradient.norm())), ensembles
 
     def apply(self, step: Step) -> None:
         self.optimizer.step()
         for group in self.optimizer.param_groups:
             group["lr"] *= self.decay
 
-    def roll_back(self, good_state: dict, ensemble: Ensemble) -> tuple[Ensemble, str]:
+    def roll_back(self, good_state: dict, ensembles: Ensembles) -> tuple[Ensembles, str]:
         self.potential.load_state_dict(good_state)
         for group in self.optimizer.param_groups:
             group["lr"] *= 0.5
-        return ensemble, f"parameters rolled back, step size halved to {self.learning_rate:.3g}"
+        return ensembles, f"parameters rolled back, step size halved to {self.learning_rate:.3g}"
 
     def checkpoint_entries(self) -> dict[str, Any]:
         return {"optimizer_state": self.optimizer.state_dict()}
 
-    def restore(self, checkpoint: dict[str, Any], ensemble: Ensemble, load: Callable[[str], Ensemble]) -> None:
+    def restore(self, checkpoint: dict[str, Any], ensembles: Ensembles, load: Callable[[int, str], Ensemble]) -> None:
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
 
 
 def make_adam(potential: Potential, learning_rate: float, betas: tuple[float, float],
               learning_rates: dict[int, float] | None = None) -> torch.optim.Adam:
     """Adam over the trainable parameters, one parameter group per step size."""
-    params = [p for p in potential.parameters() if p.requires_grad]
+    params = trainable(potential)
     rates = learning_rates or {}
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for p in params:
@@ -199,12 +297,55 @@ def make_adam(potential: Potential, learning_rate: float, betas: tuple[float, fl
 
 
 @dataclass
+class PointModel:
+    """What one state point contributes to the Gauss–Newton problem (small: gathered over ranks)."""
+
+    predictions: list[torch.Tensor]
+    jacobians: list[torch.Tensor]
+    energy_covariance: torch.Tensor
+    loss: float
+    ess_fraction: float
+    n_frames: int
+
+
+def stacked_model(potential: Potential, points: Sequence[StatePoint], ensembles: Ensembles, chunk_size: int,
+                  collective: Collective) -> StackedModel:
+    """Linearise every state point of this rank at θ and stack all of them (gathered over ranks)."""
+    local = {}
+    for k, ensemble in sorted(ensembles.items()):
+        model = linearize(potential, ensemble.trajectory, points[k].targets, ensemble.static, chunk_size)
+        local[k] = PointModel(model.predictions, model.jacobians, model.energy_covariance(), model.loss,
+                              model.ess_fraction, ensemble.trajectory.n_frames)
+    parts: list[PointModel] = gather_points(collective, local, len(points))
+    return StackedModel(
+        n_frames=[part.n_frames for part in parts],
+        predictions=[p for part in parts for p in part.predictions],
+        jacobians=[j for part in parts for j in part.jacobians],
+        energy_covariances=[part.energy_covariance for part in parts],
+        point_losses=[part.loss for part in parts],
+        ess_fractions=[part.ess_fraction for part in parts],
+    )
+
+
+def split_predictions(points: Sequence[StatePoint], model: StackedModel) -> list[PointEstimate]:
+    """The stacked predictions back per state point."""
+    out, offset = [], 0
+    for k, point in enumerate(points):
+        n = len(point.targets)
+        out.append(PointEstimate(model.predictions[offset:offset + n], model.point_losses[k], model.ess_fractions[k],
+                                 model.n_frames[k]))
+        offset += n
+    return out
+
+
+@dataclass
 class Anchor:
-    """Gauss–Newton: the last accepted parameters, the ensemble they were evaluated on, and the model there."""
+    """Gauss–Newton: the last accepted parameters, the ensembles (this rank's) they were evaluated on,
+    and the stacked model there."""
 
     potential_state: dict
-    ensemble: Ensemble
-    model: LinearModel
+    ensembles: Ensembles
+    model: StackedModel
 
     @property
     def loss(self) -> float:
@@ -216,8 +357,9 @@ class GaussNewtonRule(UpdateRule):
 
     A θ whose loss exceeds the anchor's is rejected: θ returns to the anchor and the damping
     grows. If the two losses came from different trajectories, the anchor is first re-estimated
-    on a fresh trajectory (its old estimate may have been a lucky fluctuation that no later step
-    could beat). A blown-up sampling counts as a rejection.
+    on fresh trajectories (its old estimate may have been a lucky fluctuation that no later step
+    could beat). A blown-up sampling counts as a rejection. The residuals and Jacobians of all
+    state points form one least-squares problem; each state point's energy spread is capped.
 
     Args:
         settings: damping and step-length control.
@@ -226,9 +368,10 @@ class GaussNewtonRule(UpdateRule):
 
     name = "gauss_newton"
 
-    def __init__(self, potential: Potential, targets: Sequence[Target], chunk_size: int,
-                 settings: GaussNewtonSettings, logged_learning_rate: float = 0.0) -> None:
-        super().__init__(potential, targets, chunk_size)
+    def __init__(self, potential: Potential, points: Sequence[StatePoint], chunk_size: int,
+                 settings: GaussNewtonSettings, logged_learning_rate: float = 0.0,
+                 collective: Collective | None = None) -> None:
+        super().__init__(potential, points, chunk_size, collective)
         self.settings = settings
         self._damping = settings.initial_damping
         self.anchor: Anchor | None = None
@@ -246,54 +389,58 @@ class GaussNewtonRule(UpdateRule):
     def force_resample(self) -> bool:
         return self.reevaluate
 
-    def _new_anchor(self, ensemble: Ensemble, model: LinearModel) -> Anchor:
-        return Anchor(copy.deepcopy(self.potential.state_dict()), ensemble, model)
+    def _new_anchor(self, ensembles: Ensembles, model: StackedModel) -> Anchor:
+        return Anchor(copy.deepcopy(self.potential.state_dict()), dict(ensembles), model)
 
-    def propose(self, ensemble: Ensemble) -> tuple[Step, Ensemble]:
+    def _step(self, model: StackedModel) -> tuple[torch.Tensor, float]:
+        return gauss_newton_step(self.targets, model, self._damping, self.settings.max_step_kT)
+
+    def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
         s = self.settings
-        model = linearize(self.potential, ensemble.trajectory, self.targets, ensemble.static, self.chunk_size)
+        model = stacked_model(self.potential, self.points, ensembles, self.chunk_size, self.collective)
         parameters = parameter_summary(self.potential)  # θ as evaluated, before any rollback below
         accepted, spread, delta = True, 0.0, None
         anchor = self.anchor
         if self.reevaluate:
-            # θ is the last accepted point on a fresh trajectory: its new estimate replaces the old
+            # θ is the last accepted point on fresh trajectories: its new estimate replaces the old
             self.reevaluate = False
-            self.anchor = self._new_anchor(ensemble, model)
+            self.anchor = self._new_anchor(ensembles, model)
         elif anchor is not None and model.loss > anchor.loss:
             accepted = False
             self._damping *= s.damping_increase
             self.potential.load_state_dict(anchor.potential_state)
-            if ensemble.trajectory is anchor.ensemble.trajectory:
+            paired = all(ensembles[k].trajectory is anchor.ensembles[k].trajectory for k in ensembles)
+            if all_ranks_agree(self.collective, paired):
                 # a paired comparison on the same frames: step again, shorter
-                ensemble = anchor.ensemble
+                ensembles = dict(anchor.ensembles)
             else:
-                # two independent noisy estimates: re-estimate the anchor on a fresh trajectory first
+                # independent noisy estimates: re-estimate the anchor on fresh trajectories first
                 self.reevaluate = True
-                delta = torch.zeros(anchor.model.energy_gradients.shape[1], dtype=torch.float64)
+                delta = torch.zeros(anchor.model.n_parameters, dtype=torch.float64)
         else:
             if anchor is not None:
                 self._damping = max(self._damping * s.damping_decrease, s.min_damping)
-            self.anchor = self._new_anchor(ensemble, model)
+            self.anchor = self._new_anchor(ensembles, model)
         if delta is None:
             assert self.anchor is not None
-            delta, spread = gauss_newton_step(self.targets, self.anchor.model, self._damping, s.max_step_kT)
-        return Step(model.predictions, model.loss, model.ess_fraction, parameters, accepted=accepted,
-                    spread_kT=spread, delta=delta), ensemble
+            delta, spread = self._step(self.anchor.model)
+        return Step(split_predictions(self.points, model), model.loss, parameters, accepted=accepted,
+                    spread_kT=spread, delta=delta), ensembles
 
     def apply(self, step: Step) -> None:
         assert step.delta is not None
         apply_step(self.potential, step.delta)
 
-    def roll_back(self, good_state: dict, ensemble: Ensemble) -> tuple[Ensemble, str]:
+    def roll_back(self, good_state: dict, ensembles: Ensembles) -> tuple[Ensembles, str]:
         if self.anchor is None:
             self.potential.load_state_dict(good_state)
-            return ensemble, "parameters rolled back to those of the current trajectory"
+            return ensembles, "parameters rolled back to those of the current trajectory"
         self._damping *= self.settings.damping_increase
         self.potential.load_state_dict(self.anchor.potential_state)
-        delta, _ = gauss_newton_step(self.targets, self.anchor.model, self._damping, self.settings.max_step_kT)
+        delta, _ = self._step(self.anchor.model)
         apply_step(self.potential, delta)
-        return self.anchor.ensemble, (f"parameters rolled back to the last accepted ones, damping raised to "
-                                      f"{self._damping:.3g}")
+        return dict(self.anchor.ensembles), (f"parameters rolled back to the last accepted ones, damping raised to "
+                                             f"{self._damping:.3g}")
 
     def fallback_state(self, good_state: dict) -> tuple[dict, str]:
         if self.anchor is None:
@@ -305,19 +452,30 @@ class GaussNewtonRule(UpdateRule):
             return self.anchor.potential_state, self.anchor.loss
         return None
 
-    def kept_trajectory_files(self) -> set[str]:
-        return {self.anchor.ensemble.file} if self.anchor is not None and self.anchor.ensemble.file else set()
+    def kept_trajectory_files(self) -> dict[int, str]:
+        if self.anchor is None:
+            return {}
+        return {k: e.file for k, e in self.anchor.ensembles.items() if e.file}
 
     def checkpoint_entries(self) -> dict[str, Any]:
         anchor = self.anchor
-        return {"gauss_newton": {
+        files = gather_points(self.collective, {k: e.file for k, e in anchor.ensembles.items()}
+                              if anchor is not None else {k: None for k in self._local_indices()}, len(self.points))
+        state: dict[str, Any] = {
             "damping": self._damping,
             "anchor_potential_state": anchor.potential_state if anchor is not None else None,
-            "anchor_trajectory_file": anchor.ensemble.file if anchor is not None else None,
             "reevaluate": self.reevaluate,
-        }}
+        }
+        if len(self.points) == 1:
+            state["anchor_trajectory_file"] = files[0]
+        else:
+            state["anchor_trajectory_files"] = files
+        return {"gauss_newton": state}
 
-    def restore(self, checkpoint: dict[str, Any], ensemble: Ensemble, load: Callable[[str], Ensemble]) -> None:
+    def _local_indices(self) -> list[int]:
+        return [k for k in range(len(self.points)) if owner(k, self.collective.world_size) == self.collective.rank]
+
+    def restore(self, checkpoint: dict[str, Any], ensembles: Ensembles, load: Callable[[int, str], Ensemble]) -> None:
         state = checkpoint.get("gauss_newton")
         if state is None:
             return
@@ -325,11 +483,10 @@ class GaussNewtonRule(UpdateRule):
         self.reevaluate = bool(state.get("reevaluate", False))
         if state["anchor_potential_state"] is None:
             return
-        anchor_file = state["anchor_trajectory_file"]
-        anchor_ensemble = ensemble if anchor_file == ensemble.file else load(anchor_file)
+        files = state.get("anchor_trajectory_files") or [state.get("anchor_trajectory_file")]
+        anchor_ensembles = {k: e if files[k] == e.file else load(k, files[k]) for k, e in ensembles.items()}
         current = copy.deepcopy(self.potential.state_dict())
         self.potential.load_state_dict(state["anchor_potential_state"])
-        model = linearize(self.potential, anchor_ensemble.trajectory, self.targets, anchor_ensemble.static,
-                          self.chunk_size)
+        model = stacked_model(self.potential, self.points, anchor_ensembles, self.chunk_size, self.collective)
         self.potential.load_state_dict(current)
-        self.anchor = Anchor(state["anchor_potential_state"], anchor_ensemble, model)
+        self.anchor = Anchor(state["anchor_potential_state"], anchor_ensembles, model)
