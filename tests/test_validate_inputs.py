@@ -10,6 +10,7 @@ import yaml
 
 from conftest import REPO
 from exprefine import workflows
+from exprefine.builders import build_targets
 from exprefine.cli.main import main
 from exprefine.config import ConfigError, load_config
 
@@ -124,7 +125,7 @@ def test_a_fit_range_past_the_data_is_clipped_with_a_note(tmp_path, capsys):
     assert "note:" in out and "fit_range_A [3, 7.5] runs past the data [0.5, 6.5]" in out
     cfg = load_config(tmp_path / "new.yaml")
     with pytest.warns(UserWarning, match="runs past the data"):
-        (target,) = workflows.build_targets(cfg)
+        (target,) = build_targets(cfg)
     assert float(target.observable.grid()[target.mask].max()) <= 6.5
 
 

@@ -293,10 +293,11 @@ def check_data_metadata(cfg: Config, state: State) -> None:
     """One-line errors when a data file's stated composition or density contradicts the simulated system
     (of the first state point; :func:`build_state_points` checks every one)."""
     spec = cfg.state_points()[0]
-    _check_point_metadata(spec, state)
+    check_point_metadata(spec, state)
 
 
-def _check_point_metadata(spec: StatePointSpec, state: State) -> None:
+def check_point_metadata(spec: StatePointSpec, state: State) -> None:
+    """One-line errors when a data file of state point ``spec`` contradicts its system (composition, density)."""
     for t in spec.targets:
         problem = data_metadata_problem(t, state, spec.sampling.pressure_bar)
         if problem is not None:
@@ -320,7 +321,7 @@ def build_state_points(cfg: Config, device: torch.device | str = "cpu") -> list[
     points = []
     for spec in cfg.state_points():
         state = build_system_state(spec.system, device)
-        _check_point_metadata(spec, state)
+        check_point_metadata(spec, state)
         targets = [build_target(t, spec.sampling.temperature_K) for t in spec.targets]
         if spec.weight != 1.0:
             targets = [replace(t, weight=t.weight * spec.weight) for t in targets]

@@ -13,25 +13,26 @@ from .builders import (
     build_dft_split,
     build_potential,
     build_refiner,
-    build_state,
-    build_targets,
-    check_data_metadata,
+    build_system_state,
+    build_target,
+    check_point_metadata,
     config_device,
     load_potential_state,
     sampler_settings,
     save_native_models,
     train_settings,
 )
-from .config import Config, config_to_plain, save_resolved
+from .config import SINGLE_STATE_POINT, Config, StatePointSpec, config_to_plain, save_resolved
 from .data import evaluate_dft_errors
 from .io import read_frames, read_lammps_dump
 from .io.checkpoint import save_checkpoint
 from .provenance import RUN_INFO_FILE, append_run_info
-from .refine import Evaluation, RefinementResult, evaluate_targets
+from .refine import Evaluation, RefinementResult, Target, evaluate_targets
 from .refine.collective import Collective, rank_device, start_collective
 from .refine.curves import target_curves, write_curves
 from .refine.plots import plot_curves
 from .sampling import SampleResult, sample
+from .state import State
 from .training import TrainResult, train
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,35 +157,65 @@ def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, pro
 
 @dataclass
 class SamplingReport:
-    """A sampling run and, if the config has targets, their comparison with the data."""
+    """One state point's sampling run and, if it has targets, their comparison with the data."""
 
     result: SampleResult
     evaluation: Evaluation | None
     out_dir: Path
+    state_point: str = SINGLE_STATE_POINT
 
 
-def _sample_and_compare(cfg: Config, potential, out_dir: Path, progress: bool) -> SamplingReport:
-    """MD with ``potential``, then every target against it; the data files are read before the MD
-    (a bad file fails in seconds, not after the simulation)."""
-    state = build_state(cfg)
-    targets = build_targets(cfg) if cfg.targets else []
-    check_data_metadata(cfg, state)
+@dataclass
+class _PointJob:
+    """What one state point's sampling needs, built (data files read) before any MD starts."""
+
+    spec: StatePointSpec
+    state: State
+    targets: list[Target]
+    out_dir: Path
+
+
+def _point_out_dir(cfg: Config, spec: StatePointSpec, folder: Path) -> Path:
+    """``folder`` for a config with one state point, else ``folder/NAME`` for each."""
+    return folder if cfg.systems is None else folder / spec.name
+
+
+def _point_jobs(cfg: Config, folder: Path) -> list[_PointJob]:
+    """Every state point's structure and targets; the data files of all of them are read and checked
+    before the first MD (a bad file fails in seconds, not after the simulations)."""
+    jobs = []
+    for spec in cfg.state_points():
+        state = build_system_state(spec.system)
+        check_point_metadata(spec, state)
+        targets = [build_target(t, spec.sampling.temperature_K) for t in spec.targets]
+        jobs.append(_PointJob(spec, state, targets, _point_out_dir(cfg, spec, folder)))
+    return jobs
+
+
+def _sample_and_compare(cfg: Config, potential, folder: Path, progress: bool) -> list[SamplingReport]:
+    """MD with ``potential`` at every state point (its own structure and sampling settings, the shared
+    section with its overrides), then each of its targets against its trajectory."""
+    return [_sample_point(cfg, potential, job, progress) for job in _point_jobs(cfg, folder)]
+
+
+def _sample_point(cfg: Config, potential, job: _PointJob, progress: bool) -> SamplingReport:
+    out_dir = job.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out_dir / "config.yaml")
     append_run_info(out_dir)
-    settings = sampler_settings(cfg.sampling)
-    result = sample(potential, state, settings, progress=progress)
+    result = sample(potential, job.state, sampler_settings(job.spec.sampling), progress=progress)
     result.trajectory.save(out_dir / "trajectory.pt")
     evaluation = None
-    if targets:
-        evaluation = evaluate_targets(targets, result.trajectory, potential)
-        _write_comparison(targets, evaluation, out_dir)
+    if job.targets:
+        evaluation = evaluate_targets(job.targets, result.trajectory, potential)
+        _write_comparison(job.targets, evaluation, out_dir)
         (out_dir / "evaluation.json").write_text(json.dumps({
+            "state_point": job.spec.name, "temperature_K": job.spec.sampling.temperature_K,
             "rmse": evaluation.rmse, "loss": evaluation.loss, "n_frames": evaluation.n_frames,
             "scalar_targets": evaluation.scalars(),
             "fingerprint": evaluation.fingerprint, "wall_time_s": result.wall_time_s,
         }, indent=2))
-    return SamplingReport(result=result, evaluation=evaluation, out_dir=out_dir)
+    return SamplingReport(result=result, evaluation=evaluation, out_dir=out_dir, state_point=job.spec.name)
 
 
 def _write_comparison(targets, evaluation: Evaluation, out_dir: Path) -> None:
@@ -194,8 +225,9 @@ def _write_comparison(targets, evaluation: Evaluation, out_dir: Path) -> None:
     plot_curves(curves, out_dir)
 
 
-def run_sampling(cfg: Config, progress: bool = True) -> SamplingReport:
-    """MD with the configured potential; trajectory and target comparison in ``run_dir/sample``."""
+def run_sampling(cfg: Config, progress: bool = True) -> list[SamplingReport]:
+    """MD with the configured potential at every state point; trajectory and target comparison in
+    ``run_dir/sample`` (one state point) or ``run_dir/sample/NAME`` (``systems:``), in config order."""
     _threads(cfg)
     return _sample_and_compare(cfg, build_potential(cfg), Path(cfg.run_dir) / "sample", progress)
 
@@ -210,20 +242,23 @@ class FramesReport:
 
 
 def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str] | None = None,
-                    checkpoint: str | Path | None = None, every: int = 1) -> FramesReport:
+                    checkpoint: str | Path | None = None, every: int = 1,
+                    state_point: str | None = None) -> FramesReport:
     """Every target's observable on existing frames, against the data; plots and JSON in ``run_dir/evaluate_frames``.
 
     A file ending in ``.lammpstrj``/``.dump`` or containing ``dump`` is read as a LAMMPS text
     dump (``type_map`` names the element of LAMMPS types 1, 2, ...); anything else through ASE.
     The configured potential (with ``checkpoint``'s parameters if given) serves the
-    observables that need one (pressure).
+    observables that need one (pressure). With ``systems:`` the frames belong to one state point:
+    ``state_point`` names it (its targets and temperature; output in ``run_dir/evaluate_frames/NAME``).
     """
     _threads(cfg)
     path = Path(frames_file)
     if not path.exists():
         raise FileNotFoundError(f"frames file not found: {path}")
-    targets = build_targets(cfg)  # the data files, read before the frames
-    temperature = cfg.sampling.temperature_K
+    spec = frames_state_point(cfg, state_point)
+    targets = [build_target(t, spec.sampling.temperature_K) for t in spec.targets]  # read before the frames
+    temperature = spec.sampling.temperature_K
     if path.suffix in (".lammpstrj", ".dump") or "dump" in path.name:
         trajectory = read_lammps_dump(path, type_map, temperature_K=temperature, every=every)
     else:
@@ -232,20 +267,38 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     if checkpoint is not None:
         load_potential_state(potential, checkpoint)
     evaluation = evaluate_targets(targets, trajectory, potential)
-    out_dir = Path(cfg.run_dir) / "evaluate_frames"
+    out_dir = _point_out_dir(cfg, spec, Path(cfg.run_dir) / "evaluate_frames")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out_dir / "config.yaml")
     append_run_info(out_dir)
     _write_comparison(targets, evaluation, out_dir)
     (out_dir / "evaluation.json").write_text(json.dumps({
-        "frames_file": str(path), "n_frames": trajectory.n_frames, "rmse": evaluation.rmse, "loss": evaluation.loss,
+        "frames_file": str(path), "state_point": spec.name, "n_frames": trajectory.n_frames,
+        "rmse": evaluation.rmse, "loss": evaluation.loss,
         "scalar_targets": evaluation.scalars(),
     }, indent=2))
     return FramesReport(evaluation=evaluation, n_frames=trajectory.n_frames, out_dir=out_dir)
 
 
-def run_evaluation(cfg: Config, checkpoint: str | Path, progress: bool = True) -> SamplingReport:
-    """Sample with the parameters of ``checkpoint`` and compare with every target (``run_dir/evaluate``)."""
+def frames_state_point(cfg: Config, name: str | None) -> StatePointSpec:
+    """The state point whose targets existing frames are compared with: the only one, or the one named."""
+    points = cfg.state_points()
+    names = [p.name for p in points]
+    if name is None:
+        if len(points) > 1:
+            raise ValueError(f"evaluate --frames: the config has {len(points)} state points ({', '.join(names)}); "
+                             f"name the frames' one with --state-point NAME")
+        return points[0]
+    if cfg.systems is None:
+        raise ValueError("--state-point: the config has one state point (system:), not a systems: list")
+    if name not in names:
+        raise ValueError(f"--state-point {name!r}: no such state point; the config has {', '.join(names)}")
+    return points[names.index(name)]
+
+
+def run_evaluation(cfg: Config, checkpoint: str | Path, progress: bool = True) -> list[SamplingReport]:
+    """Sample every state point with the parameters of ``checkpoint`` and compare with its targets
+    (``run_dir/evaluate`` or ``run_dir/evaluate/NAME``)."""
     _threads(cfg)
     potential = build_potential(cfg)
     load_potential_state(potential, checkpoint)

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type-map", nargs="+", default=None, metavar="ELEMENT",
                    help="elements of LAMMPS atom types 1, 2, ... (for dumps without an element column)")
     p.add_argument("--every", type=int, default=1, help="use every n-th frame of --frames")
+    p.add_argument("--state-point", default=None, metavar="NAME",
+                   help="with --frames and a systems: config, the state point the frames belong to")
 
     p = sub.add_parser("config", help="work with configuration files")
     csub = p.add_subparsers(dest="config_command", required=True)
@@ -142,22 +144,31 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "evaluate" and args.frames is not None:
         frames = workflows.evaluate_frames(cfg, args.frames, type_map=args.type_map, checkpoint=args.checkpoint,
-                                           every=args.every)
+                                           every=args.every, state_point=args.state_point)
         print(f"{frames.n_frames} frames of {args.frames} -> {frames.out_dir}")
         print(targets_table(frames.evaluation, None, before_label="model"))
         return 0
+    if args.command == "evaluate" and args.state_point is not None:
+        raise ValueError("--state-point goes with --frames; without it evaluate samples every state point")
     if args.command == "sample":
-        sampled = workflows.run_sampling(cfg, progress=bars)
+        reports = workflows.run_sampling(cfg, progress=bars)
     else:
         if args.checkpoint is None:
             raise ValueError("evaluate needs --checkpoint (sample with its parameters) or --frames (existing frames)")
-        sampled = workflows.run_evaluation(cfg, args.checkpoint, progress=bars)
-    print(f"{sampled.result.trajectory.n_frames} frames in {sampled.result.wall_time_s:.1f} s "
+        reports = workflows.run_evaluation(cfg, args.checkpoint, progress=bars)
+    for sampled in reports:
+        print_sampling(sampled, several=len(reports) > 1)
+    return 0
+
+
+def print_sampling(sampled: workflows.SamplingReport, several: bool) -> None:
+    """One state point's frames, wall time, target table and where its files are."""
+    head = f"state point {sampled.state_point}: " if several else ""
+    print(f"{head}{sampled.result.trajectory.n_frames} frames in {sampled.result.wall_time_s:.1f} s "
           f"-> {sampled.out_dir / 'trajectory.pt'}")
     if sampled.evaluation is not None:
         print(targets_table(sampled.evaluation, None, before_label="model"))
         print(f"figures: {sampled.out_dir}/target_*.png (exprefine report {sampled.out_dir})")
-    return 0
 
 
 def _stopped_by_launcher(signum: int, frame: object) -> None:
