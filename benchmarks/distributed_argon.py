@@ -1,0 +1,92 @@
+"""Wall time of the two-state-point argon refinement with 1 and with 2 processes (prints figures).
+
+Runs ``examples/argon/two_state_points.yaml`` (500 atoms per state point; its synthetic data must
+exist: run ``python examples/argon/two_state_points.py`` once) for ``--updates`` updates without
+the final check, first as ``python -m exprefine refine`` (1 rank: both state points in turn), then
+as ``torchrun --nproc-per-node 2`` (gloo; one state point per rank), each with one torch thread
+per process, and prints the wall time of the refinement and per update of both, their ratio, and
+whether both runs took the same losses (they must: same seeds, exact sums).
+
+Run:  python benchmarks/distributed_argon.py [--updates 2] [--out /tmp/dist_argon] [--json FILE]
+
+Issue 18's goal is ≥ 1.7× faster with 2 processes on a 2-core machine; other jobs on the same
+cores change the figure, so the load average before each run is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "examples" / "argon" / "two_state_points.yaml"
+
+
+@dataclass
+class RankRun:
+    """One refinement: ranks, wall time of the whole command and of the refinement itself (s)."""
+
+    ranks: int
+    command_wall_s: float
+    refinement_wall_s: float
+    per_update_s: list[float]
+    losses: list[float]
+    load_average_before: float
+
+
+def command(ranks: int, run_dir: Path, updates: int) -> list[str]:
+    cli = ["-m", "exprefine", "refine", str(CONFIG), "--no-progress", "--overwrite",
+           "--set", f"run_dir={run_dir}", "--set", f"refine.n_updates={updates}", "--set", "refine.final_check=false"]
+    if ranks == 1:
+        return [sys.executable, *cli]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", *cli]
+
+
+def run(ranks: int, run_dir: Path, updates: int) -> RankRun:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    load = os.getloadavg()[0]
+    t = time.perf_counter()
+    done = subprocess.run(command(ranks, run_dir, updates), env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"{ranks} rank(s) failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    elapsed = [0.0] + [float(r["wall_time_s"]) for r in rows]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return RankRun(ranks, wall, float(summary["wall_time_s"]), [b - a for a, b in zip(elapsed, elapsed[1:])],
+                   [float(r["loss"]) for r in rows], load)
+
+
+def main(argv: list[str] | None = None) -> list[RankRun]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/exprefine_distributed_argon"))
+    parser.add_argument("--json", type=Path, default=None, help="also write both runs to this JSON file")
+    args = parser.parse_args(argv)
+    print(f"{CONFIG.relative_to(REPO)}, {args.updates} updates, 1 torch thread per process, "
+          f"{os.cpu_count()} cores", flush=True)
+    runs = []
+    for ranks in (1, 2):
+        r = run(ranks, args.out / f"ranks_{ranks}", args.updates)
+        runs.append(r)
+        print(f"{ranks} rank(s): refinement {r.refinement_wall_s:7.1f} s (command {r.command_wall_s:7.1f} s), "
+              f"per update {', '.join(f'{s:.1f}' for s in r.per_update_s)} s; load average before "
+              f"{r.load_average_before:.2f}", flush=True)
+    one, two = runs
+    same = len(one.losses) == len(two.losses) and all(
+        abs(a - b) <= 1e-10 * max(abs(a), 1e-300) for a, b in zip(one.losses, two.losses))
+    print(f"speed-up with 2 ranks: refinement {one.refinement_wall_s / two.refinement_wall_s:.2f}×, "
+          f"command {one.command_wall_s / two.command_wall_s:.2f}×; same losses (1e-10): {same}")
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
+    return runs
+
+
+if __name__ == "__main__":
+    main()
