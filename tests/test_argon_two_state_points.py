@@ -45,3 +45,19 @@ def test_smoke_refines_both_state_points(tmp_path):
     assert (tmp_path / "g_r_synthetic_120K.csv").read_text().startswith("r_angstrom,g\n")
     for name in ("T85_yarnell", "T120_synthetic"):
         assert (tmp_path / "run" / name / "target_g_r.png").exists()
+
+
+def test_distributed_benchmark_runs_the_config_with_one_and_two_ranks(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        bench = importlib.import_module("distributed_argon")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    one, two = bench.command(1, tmp_path / "a", 3), bench.command(2, tmp_path / "a", 3)
+    assert one[1:4] == ["-m", "exprefine", "refine"]
+    assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert two[5:] == one[1:]  # the same refinement behind the launcher
+    overrides = [one[k + 1] for k, arg in enumerate(one) if arg == "--set"]
+    if (ARGON / "data" / "synthetic_120K" / "g_r.csv").exists():
+        cfg = load_config(bench.CONFIG, overrides)
+        assert (cfg.refine.n_updates, cfg.refine.final_check, cfg.run_dir) == (3, False, tmp_path / "a")
