@@ -29,8 +29,12 @@ from pydantic import (
 
 from .observables import (
     AngularDistribution,
+    BulkModulus,
     Density,
+    ElasticConstant,
+    HeatCapacity,
     InterlayerSpacing,
+    LatticeParameter,
     Observable,
     PairDistributionFunction,
     PeakPosition,
@@ -573,10 +577,76 @@ class InterlayerSpacingConfig(_ObservableConfig):
         return InterlayerSpacing(self.n_layers, self.axis)
 
 
+class LatticeParameterConfig(_ObservableConfig):
+    """Mean length (Å) of cell vector a, b or c over ``repeats`` unit cells, or a cell angle (degrees), NPT."""
+
+    kind: Literal["lattice_parameter"]
+    grid_unit: ClassVar[str | None] = None
+    parameter: Literal["a", "b", "c", "alpha", "beta", "gamma"]
+    repeats: int = Field(default=1, ge=1)
+
+    @property
+    def unit_of_value(self) -> str:
+        return "A" if self.parameter in ("a", "b", "c") else "deg"
+
+    def build(self, temperature_K: float) -> Observable:
+        return LatticeParameter(self.parameter, self.repeats)
+
+
+class ElasticConstantConfig(_ObservableConfig):
+    """Isothermal elastic constant C_ij (Voigt, GPa) from NVT stress fluctuations.
+
+    ``component``: C11 … C66; ``cubic_average``: average over the cubic equivalents (C11/C22/C33,
+    C12/C13/C23, C44/C55/C66) of the same frames.
+    """
+
+    kind: Literal["elastic_constant"]
+    grid_unit: ClassVar[str | None] = None
+    scalar_unit: ClassVar[str | None] = "GPa"
+    component: str = Field(pattern=r"^C[1-6][1-6]$")
+    cubic_average: bool = False
+
+    def build(self, temperature_K: float) -> Observable:
+        return ElasticConstant(self.component, temperature_K, cubic_average=self.cubic_average)
+
+
+class BulkModulusConfig(_ObservableConfig):
+    """Isothermal bulk modulus (GPa) from NPT volume fluctuations (isotropic or anisotropic barostat)."""
+
+    kind: Literal["bulk_modulus"]
+    grid_unit: ClassVar[str | None] = None
+    scalar_unit: ClassVar[str | None] = "GPa"
+
+    def build(self, temperature_K: float) -> Observable:
+        return BulkModulus(temperature_K)
+
+
+class HeatCapacityConfig(_ObservableConfig):
+    """Classical heat capacity from energy fluctuations plus the analytic kinetic part (3/2) N k_B.
+
+    Without ``pressure_bar``: C_V from NVT frames; with it: C_P from NPT frames sampled at that
+    pressure. ``per``: ``mole`` (J/(mol K), per mole of atoms: value_J_per_mol_K) or ``gram``
+    (J/(g K): value_J_per_g_K).
+    """
+
+    kind: Literal["heat_capacity"]
+    grid_unit: ClassVar[str | None] = None
+    per: Literal["mole", "gram"] = "mole"
+    pressure_bar: float | None = None
+
+    @property
+    def unit_of_value(self) -> str:
+        return "J_per_mol_K" if self.per == "mole" else "J_per_g_K"
+
+    def build(self, temperature_K: float) -> Observable:
+        return HeatCapacity(temperature_K, per=self.per, pressure_bar=self.pressure_bar)
+
+
 #: every kind of observable a target may name (the registry: a new kind is an _ObservableConfig added here)
 ObservableConfig = Annotated[
     Union[RdfConfig, PressureConfig, DensityConfig, TotalRdfConfig, PdfConfig, StructureFactorConfig, AdfConfig,
-          PeakPositionConfig, InterlayerSpacingConfig],
+          PeakPositionConfig, InterlayerSpacingConfig, LatticeParameterConfig, ElasticConstantConfig,
+          BulkModulusConfig, HeatCapacityConfig],
     Field(discriminator="kind"),
 ]
 
@@ -593,12 +663,14 @@ def _scalar_unit(obs: _ObservableConfig) -> str | None:
     """The unit suffix of a scalar target's value_*/sigma_* keys, or None for a curve."""
     if isinstance(obs, PeakPositionConfig):
         return _grid_unit(obs.of)
+    if isinstance(obs, (LatticeParameterConfig, HeatCapacityConfig)):
+        return obs.unit_of_value
     return obs.scalar_unit
 
 
 _X_UNITS = {"A": ("angstrom", "nm"), "inv_A": ("inverse_angstrom", "inverse_nm"), "deg": ("degree",),
             "rad": ("radian",)}
-_SCALAR_UNITS = ("bar", "g_per_cm3", "A", "inv_A", "deg", "rad")
+_SCALAR_UNITS = ("bar", "g_per_cm3", "A", "inv_A", "deg", "rad", "GPa", "J_per_mol_K", "J_per_g_K")
 
 
 
@@ -636,7 +708,9 @@ class TargetConfig(_Strict):
     G(r)), ``fit_range_inv_A`` (S(Q), F(Q)) or ``fit_range_deg``/``fit_range_rad`` (angles).
     Scalars take a value and optionally its σ with the observable's unit: ``value_bar``
     (pressure), ``value_g_per_cm3`` (density), ``value_A`` (interlayer spacing, a peak in
-    r), ``value_inv_A`` (a peak in Q), ``value_deg``/``value_rad`` (a peak in angle).
+    r, a lattice length), ``value_inv_A`` (a peak in Q), ``value_deg``/``value_rad`` (a peak in
+    angle, ``value_deg`` a lattice angle), ``value_GPa`` (elastic constant, bulk modulus),
+    ``value_J_per_mol_K``/``value_J_per_g_K`` (heat capacity).
 
     The unit-suffixed keys are read into ``fit_range``, ``value`` and ``sigma`` (in the unit of
     the observable, which must be the unit of the key) and written back with their suffix.

@@ -18,6 +18,18 @@ AMU_A2_PER_FS2_IN_eV = 1.66053906660e-27 * 1e-20 / 1e-30 / 1.602176634e-19
 #: 1 eV/Å³ in bar.
 eV_PER_A3_IN_bar = 1.602176634e-19 / 1e-30 / 1e5
 
+#: 1 eV/Å³ in GPa.
+eV_PER_A3_IN_GPa = 1.602176634e-19 / 1e-30 / 1e9
+
+#: 1 eV in J.
+eV_IN_J = 1.602176634e-19
+
+#: Avogadro constant in 1/mol (exact); 1 amu is 1 g/mol.
+AVOGADRO_per_mol = 6.02214076e23
+
+#: 1 amu in g.
+AMU_IN_G = 1.66053906660e-24
+
 #: 1 kJ/mol in eV.
 kJ_PER_MOL_IN_eV = 1e3 / 6.02214076e23 / 1.602176634e-19
 

@@ -4,6 +4,9 @@ from .adf import AngularDistribution
 from .base import CellTooSmall, Observable, thick_enough
 from .binning import RadialBinning
 from .density import Density
+from .elastic import BulkModulus, ElasticConstant, StrainDerivatives, strain_derivatives
+from .heat_capacity import HeatCapacity
+from .lattice import LatticeParameter
 from .peaks import InterlayerSpacing, PeakPosition
 from .pressure import Pressure
 from .rdf import RadialDistribution
@@ -23,4 +26,10 @@ __all__ = [
     "TotalRDF",
     "PairDistributionFunction",
     "StructureFactor",
+    "ElasticConstant",
+    "BulkModulus",
+    "StrainDerivatives",
+    "strain_derivatives",
+    "HeatCapacity",
+    "LatticeParameter",
 ]

@@ -8,6 +8,8 @@ virial) say so with ``depends_on_parameters`` and are then recomputed with a gra
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -15,6 +17,7 @@ from ..neighbors import cell_heights_A
 from ..potentials.base import Potential
 from ..state import State
 from ..trajectory import Trajectory
+from ..units import BOLTZMANN_eV_per_K
 
 
 class CellTooSmall(ValueError):
@@ -51,6 +54,25 @@ def check_cell_heights(name: str, r_max_A: float, cells: torch.Tensor) -> None:
             f"{0.5 * smallest:g} Å (height {smallest:g} Å) by more than {100 * HEIGHT_TOLERANCE:g} %; "
             "use a larger cell or a smaller r_max"
         )
+
+
+#: Relative mismatch allowed between an observable's temperature and a trajectory's kT.
+TEMPERATURE_RTOL = 1e-3
+
+
+def positive_temperature(temperature_K: float) -> float:
+    """``temperature_K`` as a float; a one-line error unless it is positive and finite."""
+    temperature_K = float(temperature_K)
+    if not (math.isfinite(temperature_K) and temperature_K > 0):
+        raise ValueError(f"temperature_K must be positive and finite, got {temperature_K}")
+    return temperature_K
+
+
+def check_temperature(name: str, temperature_K: float, trajectory: Trajectory) -> None:
+    """Raise a one-line ValueError if ``trajectory`` was sampled at another temperature than ``temperature_K``."""
+    traj_T = trajectory.kT_eV / BOLTZMANN_eV_per_K
+    if abs(traj_T - temperature_K) > TEMPERATURE_RTOL * temperature_K:
+        raise ValueError(f"{name}: temperature_K = {temperature_K:g} K but the trajectory was sampled at {traj_T:g} K")
 
 
 class Observable:

@@ -161,8 +161,12 @@ def _flatten(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor
 
 
 def _direct_jacobian(observable: Observable, trajectory: Trajectory, potential: Potential,
-                     weights: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """Σ_i w_i ∂O_i/∂θ for an observable that depends on θ: [n_out, n_parameters]."""
+                     weights: torch.Tensor, chunk_size: int, coefficients: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_i w_i ∂O_i/∂θ for an observable that depends on θ: [n_out, n_parameters].
+
+    With ``coefficients`` [n_out, n_frames, n_values] (∂prediction/∂O_i of a nonlinear reduction,
+    per-frame values flattened) the sum is Σ_i Σ_c coefficients[:, i, c] ∂O_ic/∂θ instead.
+    """
     params = trainable_parameters(potential)
     dtype = _potential_dtype(potential, trajectory)
     total = None
@@ -170,7 +174,11 @@ def _direct_jacobian(observable: Observable, trajectory: Trajectory, potential: 
         state = trajectory.as_state(sl).to(dtype=dtype)
         with torch.enable_grad():
             values = observable.per_frame(state, potential).to(torch.float64)
-            weighted = torch.tensordot(weights[sl], values.reshape(values.shape[0], -1), dims=([0], [0]))
+            flat = values.reshape(values.shape[0], -1)
+            if coefficients is None:
+                weighted = torch.tensordot(weights[sl], flat, dims=([0], [0]))
+            else:
+                weighted = torch.einsum("mic,ic->m", coefficients[:, sl], flat)
             rows = []
             for m in range(weighted.shape[0]):
                 grads = torch.autograd.grad(weighted[m], params, retain_graph=m + 1 < weighted.shape[0],
@@ -215,13 +223,16 @@ def linearize(
             jac = -beta * ((flat - mean) * w[:, None]).T @ grad_u
         else:
             # a nonlinear reduction (e.g. a peak position): chain rule through ∂w_i/∂θ = −β w_i (G_i − Ḡ)
-            if obs.depends_on_parameters:
-                raise NotImplementedError(f"{obs.name}: a nonlinear reduction of parameter-dependent values")
             prediction = obs.reduce(values, w).detach()
             d_pred_d_w = torch.autograd.functional.jacobian(lambda ww: obs.reduce(values, ww).reshape(-1), w)
             d_w = -beta * w[:, None] * (grad_u - w @ grad_u)
             jac = d_pred_d_w.reshape(-1, w.shape[0]) @ d_w
-        if obs.depends_on_parameters:
+            if obs.depends_on_parameters:
+                # fluctuation formulas: the prediction depends on θ also through the moments of O_i(θ)
+                d_pred_d_o = torch.autograd.functional.jacobian(lambda vv: obs.reduce(vv, w).reshape(-1), values)
+                coefficients = d_pred_d_o.reshape(d_pred_d_o.shape[0], values.shape[0], -1)
+                jac = jac + _direct_jacobian(obs, trajectory, potential, w, chunk_size, coefficients)
+        if obs.depends_on_parameters and type(obs).reduce is Observable.reduce:
             jac = jac + _direct_jacobian(obs, trajectory, potential, w, chunk_size)
         predictions.append(prediction)
         jacobians.append(jac.reshape(*prediction.shape, grad_u.shape[1]))
