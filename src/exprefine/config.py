@@ -51,6 +51,7 @@ from .potentials import (
     PairSpline,
     Potential,
     RepulsivePrior,
+    StillingerWeberPair,
     StillingerWeberThreeBody,
 )
 from .units import BOLTZMANN_eV_per_K, kJ_PER_MOL_IN_eV
@@ -324,6 +325,41 @@ class ThreeBodyConfig(_Term):
                                         self.a, trainable=self.trainable)
 
 
+class StillingerWeberPairConfig(_Term):
+    """Stillinger–Weber two-body term A ε [B (σ/r)^p − (σ/r)^q] exp(σ/(r − aσ)), r < aσ.
+
+    Trained: ln ε and ln B (``trainable``: true, false or a list of ``epsilon``, ``B``); σ, a,
+    A, p, q are fixed. With ``stillinger_weber_3b`` (λε = λ·ε, same σ and a) it is the full
+    potential; silicon: ε = 2.1683 eV, σ = 2.0951 Å, a = 1.8, A = 7.049556277,
+    B = 0.6022245584, p = 4, q = 0 (and λ = 21, γ = 1.2, θ₀ = 109.47°).
+    """
+
+    kind: Literal["stillinger_weber_2b"]
+    species: list[Element]
+    epsilon_eV: float | None = Field(default=None, gt=0)
+    epsilon_K: float | None = Field(default=None, gt=0)
+    epsilon_kJ_per_mol: float | None = Field(default=None, gt=0)
+    sigma_A: float = Field(gt=0)
+    a: float = Field(gt=0)
+    A: float = Field(gt=0)
+    B: float = Field(gt=0)
+    p: float = 4.0
+    q: float = 0.0
+    trainable: bool | list[Literal["epsilon", "B"]] = True
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in ln ε, ln B (default: refine's)
+
+    @model_validator(mode="after")
+    def _one_each(self) -> "StillingerWeberPairConfig":
+        _one_energy(self, "epsilon")
+        return self
+
+    def build(self, dtype: torch.dtype) -> Potential:
+        epsilon = _energy_eV(self, "epsilon")
+        assert isinstance(epsilon, float)
+        return StillingerWeberPair(self.species, epsilon, self.sigma_A, self.a, self.A, self.B, self.p, self.q,
+                                   trainable=self.trainable)
+
+
 class RepulsiveConfig(_SigmaEpsilonPairs):
     """Fixed prior 4ε(σ/r)¹², shifted to zero at ``cutoff_A``; not trainable."""
 
@@ -363,7 +399,7 @@ class DeepmdConfig(_Term):
 
 #: every kind of potential term a config may name (the registry: a new kind is a _Term subclass added here)
 PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDispersionConfig, MaceConfig, ThreeBodyConfig,
-                                RepulsiveConfig, DeepmdConfig],
+                                StillingerWeberPairConfig, RepulsiveConfig, DeepmdConfig],
                           Field(discriminator="kind")]
 
 

@@ -11,11 +11,12 @@ from .mace import MacePotential  # mace-torch itself is imported only when a mod
 from .repulsive import RepulsivePrior
 from .selection import select_trainable
 from .spline import PairSpline
+from .stillinger_weber import StillingerWeberPair, stillinger_weber_silicon
 from .sum import SumPotential
 from .three_body import StillingerWeberThreeBody
 from .torch_model import TorchEnergyModel
 
 __all__ = ["Potential", "PotentialOutput", "PairPotential", "LennardJones", "SumPotential", "PairSpline", "PairDispersion",
            "ExprefineCalculator", "MacePotential", "DeepmdPotential", "TorchEnergyModel", "select_trainable", "RepulsivePrior",
-           "StillingerWeberThreeBody",
+           "StillingerWeberThreeBody", "StillingerWeberPair", "stillinger_weber_silicon",
            "D3Dispersion", "D3Parameters", "MODEL_SUFFIXES", "load_model_file"]
