@@ -58,3 +58,18 @@ def test_frames_of_several_state_points_need_a_name(tmp_path, capsys):
     code, _, err = _run(["evaluate", str(path), "--frames", str(frames), "--state-point", "warm"], capsys)
     assert code == 2 and "--state-point 'warm': no such state point; the config has cold, hot" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_a_checkpoint_samples_every_state_point(tmp_path, capsys):
+    raw = _short(two_state_points(tmp_path / "run", n_updates=1))
+    raw["refine"]["final_check"] = False
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    code, _, err = _run(["refine", str(path), "--no-progress"], capsys)
+    assert code == 0, err
+    code, out, err = _run(["evaluate", str(path), "--checkpoint", str(tmp_path / "run" / "final_model.pt")], capsys)
+    assert code == 0, err
+    for name in ("cold", "hot"):
+        evaluation = json.loads((tmp_path / "run" / "evaluate" / name / "evaluation.json").read_text())
+        assert evaluation["state_point"] == name and evaluation["n_frames"] == 3
+    assert out.count("state point ") == 2
