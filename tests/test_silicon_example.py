@@ -1,0 +1,28 @@
+"""The silicon closed-loop example runs in --smoke mode and writes its result."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "silicon" / "closed_loop.py"
+
+
+def test_closed_loop_smoke_mode_writes_a_result(tmp_path):
+    spec = importlib.util.spec_from_file_location("silicon_closed_loop", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    out = tmp_path / "closed_loop.json"
+    result = module.main(["--smoke", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert [t["name"] for t in data["targets"]] == ["lattice_a", "elastic_C11", "elastic_C12", "elastic_C44"]
+    assert set(data["parameters"]) == {"epsilon_eV", "B"}
+    # one round moves ε towards the generator's (from 6 % too large)
+    truth, start, final = result.parameters["epsilon_eV"]
+    assert abs(final - truth) < abs(start - truth)
+    assert all(math.isfinite(e["value"]) for e in data["final"])
