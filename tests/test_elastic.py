@@ -197,7 +197,7 @@ def test_targets_in_the_config_carry_units():
 def test_bulk_modulus_from_volume_fluctuations_agrees_with_the_stress_fluctuation_constants():
     # LJ argon at 20 K, 1 bar: K_T = k_B T ⟨V⟩/Var(V) from NPT (stochastic cell rescaling) against
     # (C11 + 2 C12)/3 from NVT stress fluctuations in the cubic cell of the mean NPT volume
-    # (the pressure correction P/3 is 1e-5 GPa here). Measured: 2.35 ± 0.26 vs 2.380 ± 0.017 GPa.
+    # (the pressure correction P/3 is 3e-5 GPa here). Measured: 2.35 ± 0.26 vs 2.380 ± 0.017 GPa.
     temperature_K, seed = 20.0, 2
     start = replicate(from_atoms(bulk("Ar", "fcc", a=5.30, cubic=True).repeat(2)), 4)
     barostat = BarostatSettings(pressure_bar=1.0, compressibility_per_bar=3e-5, time_fs=300.0, interval_steps=2)

@@ -15,6 +15,12 @@ the frames. This is the classical heat capacity (3N k_B for a harmonic solid: no
 freezing of the vibrations, which matters below the Debye temperature — for silicon at 300 K
 the measured C_P is about 20 J/(mol K), the classical value 24.9).
 
+Finite periodic cells: U is unchanged by a rigid translation of all atoms, so a harmonic crystal
+of N atoms has 3N − 3 vibrational modes and Var(U)/(k_B T²) = (3N − 3)/2 k_B; with the kinetic
+part C_V = 3N k_B (1 − 1/(2N)) (32 atoms: 24.55 instead of 24.94 J/(mol K)). Nothing is
+corrected for it; use cells of a few hundred atoms (0.2 % at 216) when C is a target. An Einstein
+solid (atoms tethered to sites) has 3N modes and gives 3N k_B exactly.
+
 Units: per mole of atoms, J/(mol K) (C / N times Avogadro's number), or per gram, J/(g K)
 (C over the mass of the cell).
 
