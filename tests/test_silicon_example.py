@@ -26,3 +26,11 @@ def test_closed_loop_smoke_mode_writes_a_result(tmp_path):
     truth, start, final = result.parameters["epsilon_eV"]
     assert abs(final - truth) < abs(start - truth)
     assert all(math.isfinite(e["value"]) for e in data["final"])
+
+
+def test_experiment_config_is_valid():
+    from exprefine.config import load_config
+
+    cfg = load_config(EXAMPLE.parent / "experiment.yaml")
+    kinds = [t.observable.kind for point in cfg.systems or [] for t in point.targets]  # type: ignore[union-attr]
+    assert kinds == ["lattice_parameter", "elastic_constant", "elastic_constant", "elastic_constant"]
