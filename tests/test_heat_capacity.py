@@ -1,4 +1,5 @@
-"""Heat capacity: C_V of a harmonic (Einstein) solid equals 3 N k_B within its standard error; units; checks."""
+"""Heat capacity: C_V of a harmonic (Einstein) solid equals 3 N k_B within its standard error; units; checks.
+Also lattice parameters of a triclinic cell and the thermal expansion of two runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ase.build import bulk
 from exprefine.blocking import block_standard_error
 from exprefine.builders import build_target
 from exprefine.config import TargetConfig
-from exprefine.observables import HeatCapacity, LatticeParameter
+from exprefine.observables import HeatCapacity, LatticeParameter, linear_thermal_expansion
 from exprefine.potentials import Potential
 from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import State, from_atoms, replicate
@@ -117,3 +118,14 @@ def test_targets_in_the_config_carry_units():
     with pytest.raises(ValueError, match="value_deg"):
         TargetConfig.model_validate({"name": "g", "observable": {"kind": "lattice_parameter", "parameter": "gamma"},
                                      "value_A": 90.0})
+
+
+def test_linear_thermal_expansion_from_two_runs():
+    # silicon-like numbers: a = 5.4300 ± 0.0002 Å at 100 K, 5.4313 ± 0.0002 Å at 300 K
+    te = linear_thermal_expansion(5.4300, 0.0002, 100.0, 5.4313, 0.0002, 300.0)
+    mean = 0.5 * (5.4300 + 5.4313)
+    assert te.alpha_per_K == pytest.approx(0.0013 / (mean * 200.0), rel=1e-12)
+    assert te.standard_error_per_K == pytest.approx(0.0002 * 2**0.5 / (mean * 200.0), rel=1e-12)
+    assert te.temperature_K == 200.0
+    with pytest.raises(ValueError, match="must differ"):
+        linear_thermal_expansion(5.43, 0.0, 300.0, 5.43, 0.0, 300.0)

@@ -6,7 +6,7 @@ from .binning import RadialBinning
 from .density import Density
 from .elastic import BulkModulus, ElasticConstant, StrainDerivatives, strain_derivatives
 from .heat_capacity import HeatCapacity
-from .lattice import LatticeParameter
+from .lattice import LatticeParameter, ThermalExpansion, linear_thermal_expansion
 from .peaks import InterlayerSpacing, PeakPosition
 from .pressure import Pressure
 from .rdf import RadialDistribution
@@ -32,4 +32,6 @@ __all__ = [
     "strain_derivatives",
     "HeatCapacity",
     "LatticeParameter",
+    "ThermalExpansion",
+    "linear_thermal_expansion",
 ]

@@ -4,11 +4,17 @@ For a supercell of ``repeats`` unit cells along a lattice vector, the lattice pa
 length of that vector over ``repeats``; the angles are those between the cell vectors
 (α between b and c, β between a and c, γ between a and b). The reweighted estimate is the mean
 ⟨|a|⟩ (not ⟨V⟩^(1/3)); lengths and angles do not depend on θ, so the gradient flows through the
-weights only. In NVT the cell is fixed and these are constants; the thermal expansion follows
-from lattice parameters at several temperatures.
+weights only. In NVT the cell is fixed and these are constants.
+
+Thermal expansion. Until a target can span several state points, the linear thermal expansion
+coefficient is the finite difference of two NPT runs, α = (a₂ − a₁) / (ā (T₂ − T₁)) with
+ā = (a₁ + a₂)/2 (:func:`linear_thermal_expansion`, standard error propagated from the two runs'
+independent errors); it is a central difference, exact to O(ΔT²) for α at the mean temperature.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -53,3 +59,31 @@ class LatticeParameter(Observable):
         u, v = [cell[:, k] for k in range(3) if k != self.index]
         cos = (u * v).sum(-1) / (torch.linalg.norm(u, dim=-1) * torch.linalg.norm(v, dim=-1))
         return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
+
+
+@dataclass
+class ThermalExpansion:
+    """Linear thermal expansion coefficient from two temperatures.
+
+    Attributes:
+        alpha_per_K: α = (a₂ − a₁) / (ā (T₂ − T₁)), 1/K.
+        standard_error_per_K: its standard error from those of a₁ and a₂ (independent runs), 1/K.
+        temperature_K: (T₁ + T₂)/2, where α is estimated.
+    """
+
+    alpha_per_K: float
+    standard_error_per_K: float
+    temperature_K: float
+
+
+def linear_thermal_expansion(a1_A: float, se1_A: float, temperature1_K: float,
+                             a2_A: float, se2_A: float, temperature2_K: float) -> ThermalExpansion:
+    """α from the mean lattice parameters a₁ ± se₁ at T₁ and a₂ ± se₂ at T₂ (Å, K) of two NPT runs."""
+    dT = temperature2_K - temperature1_K
+    if dT == 0:
+        raise ValueError("the two temperatures must differ")
+    mean = 0.5 * (a1_A + a2_A)
+    alpha = (a2_A - a1_A) / (mean * dT)
+    se = (se1_A**2 + se2_A**2) ** 0.5 / (mean * abs(dT))
+    return ThermalExpansion(alpha_per_K=alpha, standard_error_per_K=se,
+                            temperature_K=0.5 * (temperature1_K + temperature2_K))
