@@ -194,6 +194,7 @@ def test_targets_in_the_config_carry_units():
                                      "value_bar": 1.0})
 
 
+@pytest.mark.slow  # ~20 s: 4 × 35 ps of NPT for the volume fluctuations
 def test_bulk_modulus_from_volume_fluctuations_agrees_with_the_stress_fluctuation_constants():
     # LJ argon at 20 K, 1 bar: K_T = k_B T ⟨V⟩/Var(V) from NPT (stochastic cell rescaling) against
     # (C11 + 2 C12)/3 from NVT stress fluctuations in the cubic cell of the mean NPT volume

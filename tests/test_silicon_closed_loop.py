@@ -42,6 +42,7 @@ def mean_and_error(obs: Observable, trajectory: Trajectory, potential: SumPotent
     return value, float(block_standard_error(values, 10, obs.reduce))
 
 
+@pytest.mark.slow  # ~25 s: four short MD runs of 64 silicon atoms
 def test_stillinger_weber_B_recovered_from_elastic_constants_and_lattice_constant():
     generator = stillinger_weber_silicon(trainable_pair=False, trainable_three_body=False)
     lattice_obs = LatticeParameter("a", repeats=2)
