@@ -6,10 +6,10 @@ NPT run at 1 bar, and C11, C12, C44 (cubic averages) of an NVT run in the cubic 
 lattice constant; σ of each is its block-averaging standard error. The model starts from the
 pair strength ε and the repulsion B perturbed (×1.06, ×1.03) and is refined with damped
 Gauss–Newton steps: each iteration samples NPT (lattice constant) and NVT at the target lattice
-constant (C_ij at the measured volume), linearises both by reweighting and takes one stacked
-step. The three-body term stays at the generator's values.
+constant (C_ij at the measured volume), linearises both by reweighting and takes two stacked
+steps on those frames. The three-body term stays at the generator's values.
 
-    python examples/silicon/closed_loop.py            # 4 × 64 atoms, 10-ps runs (minutes)
+    python examples/silicon/closed_loop.py            # 4 × 64 atoms, 10-ps runs, 3 rounds (not yet run)
     python examples/silicon/closed_loop.py --smoke    # 64 atoms, 0.6-ps runs (CI: runs, not converged)
 
 Prints a table of targets before/after and the parameters; writes ``results/closed_loop.json``
