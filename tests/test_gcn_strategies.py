@@ -59,4 +59,4 @@ def test_smoke_writes_the_comparison_with_the_figures_the_issue_asks_for(script,
     # the base misses D3: a force error against the reference that is neither zero nor absurd
     assert 5.0 < base["held_out"]["vs_reference"]["force_rmse_meV_per_A"] < 200.0
     assert base["binding"]["binding_energy_meV_per_atom"] > 0 and 3.0 < base["binding"]["d_min_A"] < 7.0
-    assert (tmp_path / "strategies.md").read_text().count("\n") == 4  # header, rule, two models
+    assert (tmp_path / "strategies" / "strategies.md").read_text().count("\n") == 4  # header, rule, two models
