@@ -26,7 +26,9 @@ Reads the run's ``config.yaml`` (its potential, truth cell, targets and label da
    and on MD frames of the reference and of each model per cell size (no tblite needed), and the
    rigid-layer binding curves of base, refined and reference (strategies.py does the same for
    every strategy).
-7. **History**: the run's loss/ESS plot and target plots, its wall time; the hardware.
+7. **The run itself** (`exprefine report`, :func:`exprefine.report.build_report`, after the study's
+   sections): targets before/after, loss, N_eff/N and parameter history with rejected steps marked,
+   parameters, wall time, hardware, versions and the resolved config.
 
 Every MD run is saved in ``<run>/report/`` and reused when the report is written again.
 """
@@ -35,9 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -398,6 +397,37 @@ def table(rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(r) + " |" for r in rows[1:]]
 
 
+def study_sections(lines: list[str]) -> list:
+    """The study's markdown lines (the first is its ``# title``) cut into report sections at ``## `` headings."""
+    from exprefine.report import Section
+
+    sections: list = []
+    for line in lines[1:]:
+        if line.startswith("## "):
+            sections.append(Section(line[3:], ""))
+        elif sections:
+            sections[-1].body += line + "\n"
+        elif line.strip():
+            sections.append(Section("Models", line + "\n"))
+    for section in sections:
+        section.body = section.body.strip()
+    return sections
+
+
+def write_markdown(out: Path, run: Path, lines: list[str]) -> Path:
+    """``out/report.md``: the study's sections (``lines``), then exprefine's own report of the run —
+    the targets before/after the refinement, loss/N_eff/parameter history, parameters, wall time,
+    hardware, versions and the resolved config (:func:`exprefine.report.build_report`)."""
+    from exprefine.report import build_report, render_markdown
+
+    report = build_report(run, out)
+    report.title = lines[0].removeprefix("# ")
+    report.sections = study_sections(lines) + report.sections
+    path = out / "report.md"
+    path.write_text(render_markdown(report))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="a finished exprefine refine run folder")
@@ -427,7 +457,6 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(**SMOKE)
         args = p.parse_args(argv)
     setup(args.threads)
-    import torch
 
     t0 = time.perf_counter()
     run = args.run.resolve()
@@ -471,9 +500,6 @@ def main(argv: list[str] | None = None) -> int:
                                     args.smoke)
     loop = closed_loop(cfg, test, base, refined, out / "closed_loop_md", args.closed_loop_sizes, args.smoke) \
         if args.closed_loop_sizes else None
-    for src in ("history.png",):
-        if (run / src).exists():
-            shutil.copyfile(run / src, out / src)
     summary = json.loads((run / "summary.json").read_text())
     truth_cell = synthetic.get("truth_cell", {})
 
@@ -545,13 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += table(rows) + [
         "", f"Figures: `{relative_to_repo(tr_out / base_file.stem / 'transferability.png')}`, "
         f"`{relative_to_repo(tr_out / (run.name + '_refined') / 'transferability.png')}`.", "",
-        *(closed_loop_lines(loop, args.closed_loop_sizes) if loop else []),
-        "## Refinement history", "", "![history](history.png)", "",
-        f"{summary.get('n_updates')} updates, {summary.get('n_samplings')} trajectories, "
-        f"{summary.get('wall_time_s', 0):.0f} s. Hardware: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} thread(s); GPU: "
-        f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}.", ""]
-    (out / "report.md").write_text("\n".join(lines))
+        *(closed_loop_lines(loop, args.closed_loop_sizes) if loop else [])]
+    write_markdown(out, run, lines)
     (out / "report.json").write_text(json.dumps({
         "targets": {k: asdict(v) for k, v in results.items()}, "dft_test": dft,
         "native_tool": None if native is None else {"run": asdict(native), "chi2_vs_exprefine": native_vs_exprefine},
