@@ -181,14 +181,19 @@ def structure_check(cfg, potential, protocol: Protocol, md_dir: Path, name: str,
     from common import spacing_and_density
     from exprefine.builders import build_state, build_targets
     from exprefine.observables import CellTooSmall
-    from exprefine.sampling import sample_or_load
+    from exprefine.sampling import SimulationBlowUp, sample_or_load
     from exprefine.trajectory import Trajectory
 
     if trajectory_file is not None:
         trajectory, speed, source = Trajectory.load(trajectory_file), None, relative(trajectory_file)
     else:
-        run = sample_or_load(potential, build_state(cfg), md_settings(protocol, "check", 101, smoke),
-                             md_dir / f"{name}_check.pt", progress=not smoke)
+        try:
+            run = sample_or_load(potential, build_state(cfg), md_settings(protocol, "check", 101, smoke),
+                                 md_dir / f"{name}_check.pt", progress=not smoke)
+        except SimulationBlowUp as exc:  # a result too: the model is not usable for MD
+            return {"d_A": None, "d_se_A": None, "density_g_per_cm3": None, "density_se_g_per_cm3": None,
+                    "n_frames": 0, "md_steps_per_s": None, "trajectory_file": None, "chi2_per_point": {},
+                    "blew_up": str(exc)}
         trajectory, speed, source = run.trajectory, run.steps_per_s, relative(md_dir / f"{name}_check.pt")
     layers = n_layers(cfg)
     d, d_se, rho, rho_se = spacing_and_density(trajectory, layers)
@@ -259,17 +264,26 @@ def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md
     """Per cell size: errors vs the reference on the reference's MD frames and on the model's own."""
     from common import spacing_and_density
     from exprefine.closed_loop import compare_to_reference
-    from exprefine.sampling import sample_or_load
+    from exprefine.sampling import SimulationBlowUp, sample_or_load
 
     out = {}
     for k, size in enumerate(protocol.sizes):
         settings = md_settings(protocol, "size", 200 + k, smoke)
         ref_run = sample_or_load(reference, bilayer(size), settings, md_dir / f"reference_{reference_tag}_{size}.pt",
                                  progress=not smoke)
-        own_run = ref_run if name == "reference" else sample_or_load(potential, bilayer(size), settings,
-                                                                    md_dir / f"{name}_{size}.pt", progress=not smoke)
-        row = {"n_atoms": ref_run.trajectory.n_atoms, "d_A": spacing_and_density(own_run.trajectory, 2)[0]}
+        try:
+            own_run = ref_run if name == "reference" else sample_or_load(potential, bilayer(size), settings,
+                                                                        md_dir / f"{name}_{size}.pt",
+                                                                        progress=not smoke)
+        except SimulationBlowUp as exc:  # its own MD is unusable; the reference's frames still score it
+            own_run, blew_up = None, str(exc)
+        row: dict = {"n_atoms": ref_run.trajectory.n_atoms,
+                     "d_A": None if own_run is None else spacing_and_density(own_run.trajectory, 2)[0]}
+        if own_run is None:
+            row["own_frames"] = {"blew_up": blew_up}
         for key, run in (("reference_frames", ref_run), ("own_frames", own_run)):
+            if run is None:
+                continue
             e = compare_to_reference({"model": potential}, reference, run.trajectory, name=key).errors["model"]
             row[key] = {"force_rmse_meV_per_A": e.force_rmse_meV_per_A,
                         "energy_sd_meV_per_atom": e.energy_sd_meV_per_atom,
@@ -344,7 +358,8 @@ def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
         chi2 = e.check["chi2_per_point"]
         row = [e.name + (" **(chosen)**" if e.chosen else ""), e.status,
                num(chi2.get("sq_low_q"), ".3g"), num(chi2.get("sq_high_q"), ".3g"), num(chi2.get("pdf"), ".3g"),
-               f"{e.check['d_A']:.3f} ± {e.check['d_se_A']:.3f}", f"{e.check['density_g_per_cm3']:.3f}",
+               "MD blew up" if e.check.get("blew_up") else f"{e.check['d_A']:.3f} ± {e.check['d_se_A']:.3f}",
+               num(e.check["density_g_per_cm3"], ".3f"),
                f"{e.held_out['vs_label']['force_rmse_meV_per_A']:.1f}",
                f"{e.held_out['vs_truth']['force_rmse_meV_per_A']:.1f}",
                f"{e.held_out['vs_reference']['force_rmse_meV_per_A']:.1f}"]
