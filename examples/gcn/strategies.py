@@ -330,8 +330,10 @@ def measure(name: str, description: str, cfg, test, potential, reference, refere
 # ----------------------------------------------------------------------------- the summary
 def choose(entries: list[Entry]) -> str | None:
     """The strategy the README recommends: the lowest largest force error vs the reference over the cell
-    sizes among the finished ones whose label forces stay within 5 % of the base's and whose low-Q S(Q)
-    χ² is at least 10× below the base's; None if none qualifies."""
+    sizes among the finished ones whose label forces stay within 5 % of the base's, whose low-Q S(Q)
+    χ² is at least 10× below the base's and whose largest force error vs the reference is below the
+    base's (a refinement that fixes the structure with worse forces is not recommended); None if none
+    qualifies."""
     base = next((e for e in entries if e.name == "base"), None)
     if base is None:
         return None
@@ -339,9 +341,13 @@ def choose(entries: list[Entry]) -> str | None:
           and e.label_force_rmse_meV_per_A <= 1.05 * base.label_force_rmse_meV_per_A
           and e.sq_low_q_chi2_per_point is not None and base.sq_low_q_chi2_per_point is not None
           and e.sq_low_q_chi2_per_point <= 0.1 * base.sq_low_q_chi2_per_point]
+    def worst_force(e: Entry) -> float:
+        return max(s["force_rmse_vs_reference_meV_per_A"] for s in e.sizes.values())
+
+    ok = [e for e in ok if worst_force(e) < worst_force(base)]
     if not ok:
         return None
-    return min(ok, key=lambda e: max(s["force_rmse_vs_reference_meV_per_A"] for s in e.sizes.values())).name
+    return min(ok, key=worst_force).name
 
 
 def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
