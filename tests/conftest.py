@@ -17,6 +17,18 @@ from exprefine.trajectory import Trajectory
 from exprefine.units import kelvin_to_eV
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def import_script(folder: Path, name: str):
+    """The example or benchmark script ``folder/name.py`` as a module (its folder on sys.path while importing)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
 ARGON_DENSITY_PER_A3 = 0.02125
 SIGMA_TRUE_A = 3.405
 EPSILON_TRUE_K = 119.8

@@ -3,24 +3,18 @@ g(r) made on the spot by the generator) in one refinement of 32 atoms each, in s
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, import_script
 from exprefine.config import load_config
 
 ARGON = REPO / "examples" / "argon"
 
 
 def _script():
-    sys.path.insert(0, str(ARGON))
-    try:
-        return importlib.import_module("two_state_points")
-    finally:
-        sys.path.remove(str(ARGON))
+    return import_script(ARGON, "two_state_points")
 
 
 def test_config_has_the_measured_and_the_synthetic_state_point():
@@ -48,11 +42,7 @@ def test_smoke_refines_both_state_points(tmp_path):
 
 
 def test_distributed_benchmark_runs_the_config_with_one_and_two_ranks(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        bench = importlib.import_module("distributed_argon")
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    bench = import_script(REPO / "benchmarks", "distributed_argon")
     one, two = bench.command(1, tmp_path / "a", 3), bench.command(2, tmp_path / "a", 3)
     assert one[1:4] == ["-m", "exprefine", "refine"]
     assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]

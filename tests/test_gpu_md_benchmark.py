@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, import_script
 
 BENCHMARKS = REPO / "benchmarks"
 
 
 def _script():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module("gpu_md")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return import_script(BENCHMARKS, "gpu_md")
 
 
 def test_sizes_map_to_bilayer_cells():
