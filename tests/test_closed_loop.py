@@ -79,6 +79,27 @@ def test_dispersion_at_zero_strength_is_zero_and_bad_groups_are_named():
         PairDispersion(["C", "N"], 8.0, switch_on_A=9.0)
 
 
+def test_dispersion_scales_multiply_the_terms_and_old_files_load_with_scale_one():
+    state = from_atoms(_cn_crystal(4))
+    base = _dispersion()
+    only6 = _dispersion()
+    only6.c8_eV_A8.data.zero_()
+    scaled = PairDispersion(["C", "N"], 7.0, c6_eV_A6=[18.0, 15.0, 12.5], c8_eV_A8=[300.0, 250.0, 210.0],
+                            damping_radius_A=[3.4, 3.3, 3.2], switch_on_A=5.0, s6=0.5, s8=2.0, trainable=["s6", "s8"])
+    e6 = float(only6.energy(state)[0].detach())
+    e8 = float(base.energy(state)[0].detach()) - e6
+    energy = scaled.energy(state)
+    assert abs(float(energy[0]) - (0.5 * e6 + 2.0 * e8)) < 1e-12 * abs(e8)
+    g6, g8 = torch.autograd.grad(energy.sum(), [scaled.s6, scaled.s8])  # linear: the unscaled parts
+    assert abs(float(g6) - e6) < 1e-12 * abs(e6) and abs(float(g8) - e8) < 1e-12 * abs(e8)
+    assert not scaled.c6_eV_A6.requires_grad and scaled.summary()["s8"] == 2.0
+    # a state dict saved before the scales existed (C6, C8, R only) loads with s6 = s8 = 1
+    old = {k: v for k, v in base.state_dict().items() if k not in ("s6", "s8")}
+    scaled.load_state_dict(old)
+    assert float(scaled.s6) == 1.0 and float(scaled.s8) == 1.0
+    assert abs(float(scaled.energy(state)[0]) - float(base.energy(state)[0])) < 1e-12
+
+
 def test_pair_dispersion_from_a_config():
     text = """
 run_dir: runs/x

@@ -91,3 +91,44 @@ def test_adding_d3_to_labels_equals_labelling_with_the_sum():
     for name in ("energies_eV", "forces_eV_per_A", "stress_eV_per_A3"):
         np.testing.assert_allclose(getattr(shifted, name).numpy(), getattr(direct, name).numpy(), atol=1e-10)
     assert bool(shifted.has_stress.all())
+
+
+def test_trainable_scales_give_the_energy_derivatives_reweighting_needs():
+    from dataclasses import replace as dc_replace
+
+    from exprefine.config import D3Config
+
+    frames = _frames()
+    state = concatenate([from_atoms(a) for a in frames])
+    config = D3Config(kind="dftd3", s6=0.7, s8=1.3, a1=0.4289, a2_bohr=4.4407, trainable=["s6", "s8"])
+    term = config.build(torch.float64)
+    # energy of fixed frames (the reweighting path): s6·E6 + s8·E8, differentiable in the scales
+    energy = term.energy(state)
+    g6, g8 = torch.autograd.grad(energy.sum(), [term.s6, term.s8])
+    only6 = D3Dispersion(dc_replace(term.settings, s6=1.0, s8=0.0)).energy(state).detach()
+    only8 = D3Dispersion(dc_replace(term.settings, s6=0.0, s8=1.0)).energy(state).detach()
+    np.testing.assert_allclose(energy.detach().numpy(), (0.7 * only6 + 1.3 * only8).numpy(), rtol=1e-12)
+    assert abs(float(g6) - float(only6.sum())) < 1e-12 * abs(float(only6.sum()))
+    assert abs(float(g8) - float(only8.sum())) < 1e-12 * abs(float(only8.sum()))
+    # forces (the MD path) use the current scales: equal to the package with those s6, s8
+    out = term.compute(state)
+    ref = D3Dispersion(dc_replace(term.settings, s6=0.7, s8=1.3)).compute(state)
+    torch.testing.assert_close(out.forces_eV_per_A, ref.forces_eV_per_A, rtol=1e-12, atol=1e-12)
+    assert term.summary() == {"s6": 0.7, "s8": 1.3}
+
+
+def test_pair_coefficients_of_a_gcn_cell_follow_d3s_own_pair_energies():
+    from exprefine.potentials.dftd3 import d3_pair_coefficients
+
+    atoms = gcn_stack(2, "AB", 3.3, supercell=(1, 1))
+    coeff = d3_pair_coefficients(atoms.numbers, atoms.positions, ["C", "N"], a1=0.4289, a2_bohr=4.4407)
+    assert coeff.species == ("C", "N")
+    # C6 of sp² carbon, nitrogen in between: D3's free-atom order C > N and the geometric-mean rule within 5 %
+    cc, cn, nn = coeff.c6_eV_A6
+    assert cc > cn > nn > 0
+    assert abs(cn - (cc * nn) ** 0.5) < 0.05 * cn
+    # C8 = 3·C6·√(Q_a Q_b): the ratio C8/C6 is geometric-mean too, exactly
+    ratios = [c8 / c6 for c6, c8 in zip(coeff.c6_eV_A6, coeff.c8_eV_A8)]
+    assert abs(ratios[1] - (ratios[0] * ratios[2]) ** 0.5) < 1e-3 * ratios[1]
+    with pytest.raises(ValueError, match="no C-C pair"):
+        d3_pair_coefficients([7, 7], [[0, 0, 0], [0, 0, 1.1]], ["C", "N"], 0.4289, 4.4407)

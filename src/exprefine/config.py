@@ -232,8 +232,9 @@ class PairDispersionConfig(_Term):
     (:class:`~exprefine.potentials.dispersion.PairDispersion`).
 
     Values: one for all species pairs or one per unordered pair (upper triangle, row-major:
-    for ``species: [C, N]``: CC, CN, NN). ``trainable``: true, false or a list of ``c6``,
-    ``c8``, ``damping_radius``. The term switches off smoothly between ``switch_on_A``
+    for ``species: [C, N]``: CC, CN, NN). ``s6``, ``s8``: global scales of the C6 and C8 terms
+    (D3's own fit parameters, 1 by default). ``trainable``: true (C6, C8 and R), false, or a
+    list of ``c6``, ``c8``, ``damping_radius``, ``s6``, ``s8``. The term switches off smoothly between ``switch_on_A``
     (default cutoff − 2 Å) and ``cutoff_A``.
     """
 
@@ -244,8 +245,10 @@ class PairDispersionConfig(_Term):
     c6_eV_A6: float | list[float] = 0.0
     c8_eV_A8: float | list[float] = 0.0
     damping_radius_A: float | list[float] = 3.5
-    trainable: bool | list[Literal["c6", "c8", "damping_radius"]] = True
-    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in C6, C8 and ln R (default: refine's)
+    s6: float = 1.0
+    s8: float = 1.0
+    trainable: bool | list[Literal["c6", "c8", "damping_radius", "s6", "s8"]] = True
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in C6, C8, ln R, s6, s8 (default: refine's)
 
     @model_validator(mode="after")
     def _switch(self) -> "PairDispersionConfig":
@@ -256,7 +259,38 @@ class PairDispersionConfig(_Term):
     def build(self, dtype: torch.dtype) -> Potential:
         return PairDispersion(self.species, self.cutoff_A, c6_eV_A6=self.c6_eV_A6, c8_eV_A8=self.c8_eV_A8,
                               damping_radius_A=self.damping_radius_A, switch_on_A=self.switch_on_A,
-                              trainable=self.trainable)
+                              trainable=self.trainable, s6=self.s6, s8=self.s8)
+
+
+class D3Config(_Term):
+    """Grimme's D3(BJ) dispersion from the ``dftd3`` package
+    (:class:`~exprefine.potentials.dftd3.D3Dispersion`), coordination-dependent C6 included.
+
+    ``s6``, ``s8``, ``a1`` and ``a2_bohr``: the rational-damping parameters of the functional
+    the model was trained on (PBE: 1.0, 0.7875, 0.4289, 4.4407). ``trainable``: a list of
+    ``s6`` and ``s8``, D3's global scales (start them at 0 to refine a dispersion correction
+    from the base model on); a1 and a2 stay fixed. ``s9`` > 0 adds the three-body term (slow).
+    Needs ``pip install 'exprefine[reference]'``.
+    """
+
+    kind: Literal["dftd3"]
+    s6: float = 1.0
+    s8: float
+    a1: float
+    a2_bohr: float
+    s9: float = 0.0
+    cutoff_two_body_bohr: float = Field(default=40.0, gt=0)
+    cutoff_coordination_bohr: float = Field(default=40.0, gt=0)
+    trainable: list[Literal["s6", "s8"]] = []
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in s6 and s8 (default: refine's)
+
+    def build(self, dtype: torch.dtype) -> Potential:
+        from .potentials.dftd3 import D3Dispersion, D3Parameters
+
+        settings = D3Parameters(s6=self.s6, s8=self.s8, a1=self.a1, a2=self.a2_bohr, s9=self.s9,
+                                cutoff_two_body_bohr=self.cutoff_two_body_bohr,
+                                cutoff_coordination_bohr=self.cutoff_coordination_bohr)
+        return D3Dispersion(settings, trainable=tuple(self.trainable))
 
 
 class MaceConfig(_Term):
@@ -398,8 +432,8 @@ class DeepmdConfig(_Term):
 
 
 #: every kind of potential term a config may name (the registry: a new kind is a _Term subclass added here)
-PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDispersionConfig, MaceConfig, ThreeBodyConfig,
-                                StillingerWeberPairConfig, RepulsiveConfig, DeepmdConfig],
+PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDispersionConfig, D3Config, MaceConfig,
+                                ThreeBodyConfig, StillingerWeberPairConfig, RepulsiveConfig, DeepmdConfig],
                           Field(discriminator="kind")]
 
 

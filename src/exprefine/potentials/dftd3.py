@@ -97,29 +97,73 @@ class _D3Energy(torch.autograd.Function):
         return grad_positions, grad_cell, None, None
 
 
+class _D3ScaledEnergy(torch.autograd.Function):
+    """s6·E6(state) + s8·E8(state): the energy's derivatives in the two global scales.
+
+    The library evaluates the C6 and the C8 part separately (s6 = 1, s8 = 0 and the reverse)
+    without gradients; for frames whose positions are fixed (reweighting), this is all DiffTRe needs.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, s6: torch.Tensor, s8: torch.Tensor, term: "D3Dispersion", state: State) -> torch.Tensor:
+        e6 = term.evaluate(state, scales=(1.0, 0.0), with_gradient=False).energy_eV
+        e8 = term.evaluate(state, scales=(0.0, 1.0), with_gradient=False).energy_eV
+        parts = torch.as_tensor(np.stack([e6, e8]), dtype=s6.dtype, device=s6.device)
+        ctx.save_for_backward(parts)
+        return s6 * parts[0] + s8 * parts[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad_energy: torch.Tensor):
+        (parts,) = ctx.saved_tensors
+        return (grad_energy * parts[0]).sum().reshape(1), (grad_energy * parts[1]).sum().reshape(1), None, None
+
+
+#: Which of D3's parameters may train: its two global scales (the energy is linear in them).
+D3_TRAINABLE = ("s6", "s8")
+
+
 class D3Dispersion(Potential):
-    """Fixed D3(BJ) dispersion energy of every system of a batch (``dftd3`` package).
+    """D3(BJ) dispersion energy of every system of a batch (``dftd3`` package).
 
     Args:
         parameters: damping parameters and cutoffs (kept as ``settings``: ``parameters`` is nn.Module's).
+        trainable: which of the global scales ``s6``, ``s8`` train (none by default). Their values
+            live in the parameters ``s6``/``s8`` (starting at ``parameters.s6``/``.s8``). Only the
+            energy of fixed positions is differentiable in them — what reweighting needs; in a force
+            or stress evaluation they enter by value (no force-label or pressure training of s6/s8).
 
     The library's structure object of each system is kept and updated in place while the
     atoms (numbers, periodicity) stay the same, as along an MD trajectory.
     """
 
-    def __init__(self, parameters: D3Parameters) -> None:
+    def __init__(self, parameters: D3Parameters, trainable: tuple[str, ...] | list[str] = ()) -> None:
         super().__init__()
         try:
             import dftd3.interface  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("D3Dispersion needs the dftd3 package: pip install 'exprefine[reference]'") from exc
+        unknown = sorted(set(trainable) - set(D3_TRAINABLE))
+        if unknown:
+            raise ValueError(f"D3Dispersion: only {list(D3_TRAINABLE)} can train, got {unknown}")
         self.settings = parameters
         self.cutoff_A = float(parameters.cutoff_two_body_bohr) * BOHR_A
+        self.s6 = torch.nn.Parameter(torch.tensor([float(parameters.s6)], dtype=torch.float64),
+                                     requires_grad="s6" in trainable)
+        self.s8 = torch.nn.Parameter(torch.tensor([float(parameters.s8)], dtype=torch.float64),
+                                     requires_grad="s8" in trainable)
         self._models: dict[int, tuple[tuple, Any]] = {}
 
     def energy(self, state: State) -> torch.Tensor:
-        """[n_systems] D3 energy in eV (differentiable in positions and cell, first order)."""
+        """[n_systems] D3 energy in eV (differentiable in positions and cell, first order, or in s6/s8)."""
+        trains = self.s6.requires_grad or self.s8.requires_grad
+        if trains and torch.is_grad_enabled() and not state.positions.requires_grad:
+            return _D3ScaledEnergy.apply(self.s6.to(state.positions.dtype), self.s8.to(state.positions.dtype),
+                                         self, state)
         return _D3Energy.apply(state.positions, state.cell, self, state)
+
+    def summary(self) -> dict[str, float]:
+        """The two global scales, for logs."""
+        return {"s6": float(self.s6.detach()), "s8": float(self.s8.detach())}
 
     def _model(self, system: int, numbers: np.ndarray, positions_bohr: np.ndarray, lattice_bohr: np.ndarray | None,
                periodic: np.ndarray):
@@ -137,11 +181,18 @@ class D3Dispersion(Potential):
         self._models[system] = (key, model)
         return model
 
-    def evaluate(self, state: State) -> D3Evaluation:
-        """Energy, position gradient and cell gradient of every system (float64 numpy)."""
+    def evaluate(self, state: State, scales: tuple[float, float] | None = None,
+                 with_gradient: bool = True) -> D3Evaluation:
+        """Energy, position gradient and cell gradient of every system (float64 numpy).
+
+        Args:
+            scales: (s6, s8) to use instead of the current ``s6``/``s8`` parameters.
+            with_gradient: compute the derivatives (zeros otherwise).
+        """
         from dftd3.interface import RationalDampingParam
 
-        damping = RationalDampingParam(**self.settings.damping())
+        s6, s8 = (float(self.s6.detach()), float(self.s8.detach())) if scales is None else scales
+        damping = RationalDampingParam(**{**self.settings.damping(), "s6": s6, "s8": s8})
         positions = state.positions.detach().cpu().double().numpy()
         cells = state.cell.detach().cpu().double().numpy()
         pbc = state.pbc.detach().cpu().numpy().astype(bool)
@@ -157,8 +208,10 @@ class D3Dispersion(Potential):
             periodic = pbc[s]
             lattice = cells[s] / BOHR_A if periodic.any() else None
             model = self._model(s, numbers[lo:hi], x / BOHR_A, lattice, periodic)
-            res = model.get_dispersion(damping, grad=True)
+            res = model.get_dispersion(damping, grad=with_gradient)
             energy[s] = float(res["energy"]) * HARTREE_eV
+            if not with_gradient:
+                continue
             g = np.asarray(res["gradient"]) * (HARTREE_eV / BOHR_A)
             gradient[lo:hi] = g
             if periodic.any():
@@ -167,4 +220,68 @@ class D3Dispersion(Potential):
         return D3Evaluation(energy, gradient, cell_gradient)
 
 
-__all__ = ["BOHR_A", "D3Dispersion", "D3Evaluation", "D3Parameters", "HARTREE_eV"]
+@dataclass(frozen=True)
+class D3PairCoefficients:
+    """D3's dispersion coefficients of a structure, averaged per unordered species pair.
+
+    Attributes:
+        species: the elements, e.g. ``("C", "N")``; pairs in upper-triangle row-major order
+            (for [C, N]: CC, CN, NN), the layout of
+            :class:`~exprefine.potentials.dispersion.PairDispersion`.
+        c6_eV_A6, c8_eV_A8: [n_pairs] mean C6 and C8 over the atom pairs of that type, at the
+            coordination numbers the atoms have in the structure.
+        c6_sd_eV_A6: [n_pairs] their standard deviation over the atom pairs (how much the
+            environment dependence a fixed pair term leaves out).
+        damping_radius_A: [n_pairs] Becke–Johnson radius a1·√(C8/C6) + a2.
+    """
+
+    species: tuple[str, ...]
+    c6_eV_A6: tuple[float, ...]
+    c8_eV_A8: tuple[float, ...]
+    c6_sd_eV_A6: tuple[float, ...]
+    damping_radius_A: tuple[float, ...]
+
+
+def d3_pair_coefficients(numbers: np.ndarray, positions_A: np.ndarray, species: list[str], a1: float,
+                         a2_bohr: float) -> D3PairCoefficients:
+    """Per-species-pair C6, C8 and BJ radius of D3 for the atoms of one structure.
+
+    The structure is taken as a cluster (no periodic images): with zero damping (a1 = a2 = 0)
+    and one of s6, s8 at a time, D3's additive pair energies are E_ij = −C_n,ij/(2 r_ij^n) per
+    ordered pair, so C_n,ij = −2 E_ij r_ij^n, at each atom's D3 coordination number.
+
+    Args:
+        numbers: [n_atoms] atomic numbers; positions_A: [n_atoms, 3] Cartesian positions, Å.
+        species: the elements of the pair term, e.g. ``["C", "N"]``.
+        a1, a2_bohr: the BJ damping of the functional the fixed term stands for (e.g. PBE:
+            a1 = 0.4289, a2 = 4.4407 bohr), used only for the damping radius.
+    """
+    from ase.data import atomic_numbers
+    from dftd3.interface import DispersionModel, RationalDampingParam
+
+    numbers = np.asarray(numbers, dtype=np.int64)
+    positions_bohr = np.asarray(positions_A, dtype=np.float64) / BOHR_A
+    model = DispersionModel(numbers, positions_bohr)
+    pair6 = model.get_pairwise_dispersion(RationalDampingParam(s6=1.0, s8=0.0, a1=0.0, a2=0.0))
+    pair8 = model.get_pairwise_dispersion(RationalDampingParam(s6=0.0, s8=1.0, a1=0.0, a2=0.0))
+    i, j = np.triu_indices(len(numbers), 1)
+    r = np.linalg.norm(positions_bohr[i] - positions_bohr[j], axis=1)
+    c6 = -2.0 * np.asarray(pair6["additive pairwise energy"])[i, j] * r**6  # hartree bohr⁶
+    c8 = -2.0 * np.asarray(pair8["additive pairwise energy"])[i, j] * r**8
+    z = [atomic_numbers[s] for s in species]
+    c6_out, c8_out, sd_out, radius_out = [], [], [], []
+    for a in range(len(z)):
+        for b in range(a, len(z)):
+            mask = ((numbers[i] == z[a]) & (numbers[j] == z[b])) | ((numbers[i] == z[b]) & (numbers[j] == z[a]))
+            if not mask.any():
+                raise ValueError(f"d3_pair_coefficients: the structure has no {species[a]}-{species[b]} pair")
+            m6, m8 = float(c6[mask].mean()), float(c8[mask].mean())
+            c6_out.append(m6 * HARTREE_eV * BOHR_A**6)
+            c8_out.append(m8 * HARTREE_eV * BOHR_A**8)
+            sd_out.append(float(c6[mask].std()) * HARTREE_eV * BOHR_A**6)
+            radius_out.append((a1 * np.sqrt(m8 / m6) + a2_bohr) * BOHR_A)
+    return D3PairCoefficients(tuple(species), tuple(c6_out), tuple(c8_out), tuple(sd_out), tuple(radius_out))
+
+
+__all__ = ["BOHR_A", "D3Dispersion", "D3Evaluation", "D3PairCoefficients", "D3Parameters", "HARTREE_eV",
+           "D3_TRAINABLE", "d3_pair_coefficients"]

@@ -2,11 +2,14 @@
 
 For every unordered species pair ab,
 
-    φ_ab(r) = −[C6_ab / (r⁶ + R_ab⁶) + C8_ab / (r⁸ + R_ab⁸)] · s(r),
+    φ_ab(r) = −[s6·C6_ab / (r⁶ + R_ab⁶) + s8·C8_ab / (r⁸ + R_ab⁸)] · s(r),
 
 the two-body form of Grimme's D3 with Becke–Johnson (rational) damping, with one damping
 radius R_ab per pair instead of D3's a1·√(C8/C6) + a2, and fixed (environment-independent)
-coefficients. s(r) switches the term off smoothly between ``switch_on_A`` and the cutoff r_c:
+coefficients. The global scales s6 and s8 (1 by default) are D3's own fit parameters: with
+C6, C8 and R fixed at physical values (:func:`~exprefine.potentials.dftd3.d3_pair_coefficients`)
+and only ``s6``/``s8`` trainable, a refinement can only rescale a dispersion term of the right
+shape, which structure data determine far better than free per-pair coefficients. s(r) switches the term off smoothly between ``switch_on_A`` and the cutoff r_c:
 
     s = 1 − 10x³ + 15x⁴ − 6x⁵,   x = (r − r_on)/(r_c − r_on) ∈ [0, 1],
 
@@ -29,11 +32,11 @@ from .base import PairPotential, element_symbols
 from .lennard_jones import _per_pair
 
 #: Which parameter groups train: names accepted in ``trainable``.
-DISPERSION_PARAMETERS = ("c6", "c8", "damping_radius")
+DISPERSION_PARAMETERS = ("c6", "c8", "damping_radius", "s6", "s8")
 
 
 class PairDispersion(PairPotential):
-    """−(C6/(r⁶ + R⁶) + C8/(r⁸ + R⁸))·s(r) per species pair, s switching off smoothly.
+    """−(s6·C6/(r⁶ + R⁶) + s8·C8/(r⁸ + R⁸))·s(r) per species pair, s switching off smoothly.
 
     Args:
         species: elements, e.g. ``["C", "N"]``.
@@ -43,8 +46,9 @@ class PairDispersion(PairPotential):
         damping_radius_A: R in Å (> 0), same layout.
         cutoff_A: r_c, where the term reaches zero, Å.
         switch_on_A: r_on < r_c, where the switching starts (default r_c − 2 Å).
-        trainable: the groups that train, from ``("c6", "c8", "damping_radius")``; True for all,
-            False for none.
+        s6, s8: global dimensionless scales of the C6 and C8 terms (1 by default).
+        trainable: the groups that train, from ``("c6", "c8", "damping_radius", "s6", "s8")``;
+            True for C6, C8 and R (the scales are redundant with free coefficients), False for none.
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class PairDispersion(PairPotential):
         damping_radius_A: float | Sequence[float] = 3.5,
         switch_on_A: float | None = None,
         trainable: bool | Sequence[str] = True,
+        s6: float = 1.0,
+        s8: float = 1.0,
     ) -> None:
         super().__init__(species, cutoff_A)
         switch_on = self.cutoff_A - 2.0 if switch_on_A is None else float(switch_on_A)
@@ -68,11 +74,21 @@ class PairDispersion(PairPotential):
         self.c8_eV_A8 = nn.Parameter(_finite_per_pair(c8_eV_A8, n, "c8_eV_A8"), requires_grad="c8" in groups)
         self.log_damping_radius = nn.Parameter(torch.log(_per_pair(damping_radius_A, n, "damping_radius_A")),
                                                requires_grad="damping_radius" in groups)
+        self.s6 = nn.Parameter(_finite_per_pair(s6, 1, "s6"), requires_grad="s6" in groups)
+        self.s8 = nn.Parameter(_finite_per_pair(s8, 1, "s8"), requires_grad="s8" in groups)
 
     @property
     def damping_radius_A(self) -> torch.Tensor:
         """[n_species_pairs] R in Å."""
         return self.log_damping_radius.exp()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # files written before s6/s8 existed hold C6, C8 and R only: their scales were 1
+        for name in ("s6", "s8"):
+            state_dict.setdefault(prefix + name, torch.ones(1, dtype=torch.float64))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def switching(self, r_A: torch.Tensor) -> torch.Tensor:
         """s(r): 1 below ``switch_on_A``, 0 beyond the cutoff, a quintic (C²) in between."""
@@ -88,7 +104,9 @@ class PairDispersion(PairPotential):
         r8 = r6 * r2
         radius2 = radius * radius
         radius6 = radius2 * radius2 * radius2
-        damped = c6 / (r6 + radius6) + c8 / (r8 + radius6 * radius2)
+        s6 = self.s6.to(r_A.dtype)
+        s8 = self.s8.to(r_A.dtype)
+        damped = s6 * c6 / (r6 + radius6) + s8 * c8 / (r8 + radius6 * radius2)
         return -damped * self.switching(r_A)
 
     def table(self, r_A: torch.Tensor) -> torch.Tensor:
@@ -99,8 +117,8 @@ class PairDispersion(PairPotential):
         return torch.where(r < self.cutoff_A, values, torch.zeros_like(values))
 
     def summary(self) -> dict[str, float]:
-        """C6 (eV·Å⁶), C8 (eV·Å⁸) and R (Å) of every species pair, for logs."""
-        out = {}
+        """s6, s8, and C6 (eV·Å⁶), C8 (eV·Å⁸) and R (Å) of every species pair, for logs."""
+        out = {"s6": float(self.s6.detach()), "s8": float(self.s8.detach())}
         for k, name in enumerate(self.species_pair_names()):
             out[f"c6_eV_A6[{name}]"] = float(self.c6_eV_A6[k].detach())
             out[f"c8_eV_A8[{name}]"] = float(self.c8_eV_A8[k].detach())
@@ -114,7 +132,7 @@ class PairDispersion(PairPotential):
 
 def _trainable_groups(trainable: bool | Sequence[str]) -> set[str]:
     if trainable is True:
-        return set(DISPERSION_PARAMETERS)
+        return {"c6", "c8", "damping_radius"}
     if trainable is False:
         return set()
     groups = {str(g) for g in trainable}
