@@ -9,7 +9,8 @@ radius R_ab per pair instead of D3's a1·√(C8/C6) + a2, and fixed (environment
 coefficients. The global scales s6 and s8 (1 by default) are D3's own fit parameters: with
 C6, C8 and R fixed at physical values (:func:`~exprefine.potentials.dftd3.d3_pair_coefficients`)
 and only ``s6``/``s8`` trainable, a refinement can only rescale a dispersion term of the right
-shape, which structure data determine far better than free per-pair coefficients. s(r) switches the term off smoothly between ``switch_on_A`` and the cutoff r_c:
+shape, which structure data determine far better than free per-pair coefficients.
+s(r) switches the term off smoothly between ``switch_on_A`` and the cutoff r_c:
 
     s = 1 − 10x³ + 15x⁴ − 6x⁵,   x = (r − r_on)/(r_c − r_on) ∈ [0, 1],
 
