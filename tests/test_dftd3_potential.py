@@ -132,3 +132,25 @@ def test_pair_coefficients_of_a_gcn_cell_follow_d3s_own_pair_energies():
     assert abs(ratios[1] - (ratios[0] * ratios[2]) ** 0.5) < 1e-3 * ratios[1]
     with pytest.raises(ValueError, match="no C-C pair"):
         d3_pair_coefficients([7, 7], [[0, 0, 0], [0, 0, 1.1]], ["C", "N"], 0.4289, 4.4407)
+
+
+def test_refined_scales_written_out_run_in_the_packages_ase_calculator(tmp_path):
+    from exprefine.config import D3Config
+    from exprefine.potentials.dftd3 import d3_ase_calculator, load_d3_parameters
+
+    config = D3Config(kind="dftd3", s6=0.0, s8=0.0, a1=0.4289, a2_bohr=4.4407, trainable=["s6", "s8"])
+    term = config.build(torch.float64)
+    with torch.no_grad():  # as a refinement would leave them
+        term.s6.fill_(0.83)
+        term.s8.fill_(1.9)
+    (path,) = config.save_native(term, tmp_path, 0, 1)
+    assert path.name == "refined_d3bj.json"
+    loaded = load_d3_parameters(path)
+    assert (loaded.s6, loaded.s8, loaded.a1, loaded.a2) == (0.83, 1.9, 0.4289, 4.4407)
+    atoms = _frames()[1]
+    atoms.calc = d3_ase_calculator(loaded)
+    out = term.compute(from_atoms(atoms))
+    # the calculator converts with ase.units (CODATA 2014), exprefine with CODATA 2018: 1e-8 relative apart
+    energy = float(out.energy_eV[0])
+    assert abs(atoms.get_potential_energy() - energy) < 1e-7 * abs(energy)
+    np.testing.assert_allclose(atoms.get_forces(), out.forces_eV_per_A.detach().numpy(), rtol=1e-7, atol=1e-9)

@@ -292,6 +292,13 @@ class D3Config(_Term):
                                 cutoff_coordination_bohr=self.cutoff_coordination_bohr)
         return D3Dispersion(settings, trainable=tuple(self.trainable))
 
+    def save_native(self, term: Potential, run_dir: Path, index: int, count: int) -> list[Path]:
+        from .potentials.dftd3 import D3Dispersion, save_d3_parameters
+
+        assert isinstance(term, D3Dispersion)
+        stem = "refined_d3bj" if count == 1 else f"refined_d3bj_{index}"
+        return [save_d3_parameters(term, run_dir / f"{stem}.json")]
+
 
 class MaceConfig(_Term):
     """A MACE model file (mace-torch; extra ``exprefine[mace]``).

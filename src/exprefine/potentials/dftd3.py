@@ -17,7 +17,9 @@ Units: eV, Å inside exprefine; the library works in hartree and bohr.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -220,6 +222,35 @@ class D3Dispersion(Potential):
         return D3Evaluation(energy, gradient, cell_gradient)
 
 
+def save_d3_parameters(term: D3Dispersion, path: str | Path) -> Path:
+    """Write the term's D3(BJ) parameters, with the current s6/s8, as JSON (units in the keys)."""
+    path = Path(path)
+    settings = asdict(term.settings)
+    settings.update(s6=float(term.s6.detach()), s8=float(term.s8.detach()))
+    record = {"damping": "d3bj", **{("a2_bohr" if k == "a2" else k): v for k, v in settings.items()}}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def load_d3_parameters(path: str | Path) -> D3Parameters:
+    """The :class:`D3Parameters` of a file written by :func:`save_d3_parameters`."""
+    record = json.loads(Path(path).read_text())
+    record.pop("damping", None)
+    record["a2"] = record.pop("a2_bohr")
+    return D3Parameters(**record)
+
+
+def d3_ase_calculator(parameters: D3Parameters):
+    """The same D3(BJ) term as an ASE calculator (``dftd3.ase.DFTD3``), to add to a model's own
+    calculator with ``ase.calculators.mixing.SumCalculator``."""
+    from dftd3.ase import DFTD3
+
+    p = parameters
+    cutoffs = {"disp2": p.cutoff_two_body_bohr * BOHR_A, "disp3": p.cutoff_three_body_bohr * BOHR_A,
+               "cn": p.cutoff_coordination_bohr * BOHR_A}
+    return DFTD3(damping="d3bj", params_tweaks=p.damping(), realspace_cutoff=cutoffs)
+
+
 @dataclass(frozen=True)
 class D3PairCoefficients:
     """D3's dispersion coefficients of a structure, averaged per unordered species pair.
@@ -284,4 +315,4 @@ def d3_pair_coefficients(numbers: np.ndarray, positions_A: np.ndarray, species: 
 
 
 __all__ = ["BOHR_A", "D3Dispersion", "D3Evaluation", "D3PairCoefficients", "D3Parameters", "HARTREE_eV",
-           "D3_TRAINABLE", "d3_pair_coefficients"]
+           "D3_TRAINABLE", "d3_ase_calculator", "d3_pair_coefficients", "load_d3_parameters", "save_d3_parameters"]
