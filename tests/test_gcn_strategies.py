@@ -60,3 +60,24 @@ def test_smoke_writes_the_comparison_with_the_figures_the_issue_asks_for(script,
     assert 5.0 < base["held_out"]["vs_reference"]["force_rmse_meV_per_A"] < 200.0
     assert base["binding"]["binding_energy_meV_per_atom"] > 0 and 3.0 < base["binding"]["d_min_A"] < 7.0
     assert (tmp_path / "strategies" / "strategies.md").read_text().count("\n") == 4  # header, rule, two models
+
+
+def test_the_c2_configs_fixed_dispersion_shape_is_what_d3_pair_prior_prints(capsys):
+    # strategy C2 fixes C6, C8 and R at D3's values for the truth's cell; the config must hold
+    # exactly what the script derives (to its 4 printed decimals), and the smoke cell runs too
+    import yaml
+
+    from conftest import import_script
+
+    prior = import_script(GCN_DIR, "d3_pair_prior")
+    prior.main([])
+    printed = capsys.readouterr().out
+    term = yaml.safe_load((GCN_DIR / "strategy_c2_dispersion_prior.yaml").read_text())["potential"]["terms"][1]
+    for key in ("c6_eV_A6", "c8_eV_A8", "damping_radius_A"):
+        line = next(l for l in printed.splitlines() if l.strip().startswith(key))
+        values = [float(x) for x in line.split("[")[1].split("]")[0].split(",")]
+        assert values == term[key], key
+    assert term["s6"] == 0.0 and term["s8"] == 0.0 and term["trainable"] == ["s6", "s8"]
+    prior.main(["--smoke"])
+    smoke = capsys.readouterr().out
+    assert smoke.startswith("# 28 atoms")

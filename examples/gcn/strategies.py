@@ -51,6 +51,8 @@ STRATEGIES = (
     ("c_dispersion", "strategy_c_dispersion.yaml", "C: base + pair dispersion C6/C8"),
     ("d_fitting_labels", "strategy_d_fitting_labels.yaml", "D: DeePMD fitting net, λ = 10⁴"),
     ("e_mace_dispersion", "strategy_e_mace_dispersion.yaml", "E: MACE + pair dispersion C6/C8"),
+    ("c2_dispersion_prior", "strategy_c2_dispersion_prior.yaml", "C2: base + pair dispersion of D3's shape, s6/s8"),
+    ("f_d3_scales", "strategy_f_d3_scales.yaml", "F: base + D3(BJ) with PBE damping, s6/s8"),
 )
 #: the reference's own NPT run on the truth's cell (synthetic_experiment.py --layers 6): its structure check
 REFERENCE_CHECK = HERE / "results" / "synthetic6_work" / "npt.pt"
@@ -144,7 +146,7 @@ def refined_potential(cfg):
 def model_files(cfg) -> list[str]:
     """The files a user would load: the refined native model and the pair table, where written."""
     run = Path(cfg.run_dir)
-    names = ("refined_deepmd.pth", "refined.model", "refined_pairs.table", "refined_pairs.lammps")
+    names = ("refined_deepmd.pth", "refined.model", "refined_pairs.table", "refined_pairs.lammps", "refined_d3bj.json")
     return [relative(run / n) for n in names if (run / n).exists()]
 
 
