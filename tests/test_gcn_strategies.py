@@ -74,7 +74,7 @@ def test_the_c2_configs_fixed_dispersion_shape_is_what_d3_pair_prior_prints(caps
     printed = capsys.readouterr().out
     term = yaml.safe_load((GCN_DIR / "strategy_c2_dispersion_prior.yaml").read_text())["potential"]["terms"][1]
     for key in ("c6_eV_A6", "c8_eV_A8", "damping_radius_A"):
-        line = next(l for l in printed.splitlines() if l.strip().startswith(key))
+        line = next(row for row in printed.splitlines() if row.strip().startswith(key))
         values = [float(x) for x in line.split("[")[1].split("]")[0].split(",")]
         assert values == term[key], key
     assert term["s6"] == 0.0 and term["s8"] == 0.0 and term["trainable"] == ["s6", "s8"]
