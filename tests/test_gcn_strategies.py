@@ -81,3 +81,19 @@ def test_the_c2_configs_fixed_dispersion_shape_is_what_d3_pair_prior_prints(caps
     prior.main(["--smoke"])
     smoke = capsys.readouterr().out
     assert smoke.startswith("# 28 atoms")
+
+
+def test_correction_bounds_smoke_fits_the_generators_own_form_exactly(tmp_path):
+    # the generator's own form (D3 with GFN1 damping) must leave nothing and recover s6 = 1, s8 = 2.4;
+    # every other form leaves a floor between that and the base model's error
+    from conftest import import_script
+
+    bounds = import_script(GCN_DIR, "correction_bounds").main(["--smoke", "--out", str(tmp_path)])
+    exact = bounds[-1]
+    assert exact.best_parameters == pytest.approx([1.0, 2.4], abs=1e-5)
+    missing = exact.missing_force_rms_meV_per_A["2x2 held out"]
+    assert missing > 20.0  # the D3 force the base lacks, ≈ 30 meV/Å
+    assert exact.residual_rms_meV_per_A["2x2 held out"] < 1e-3 * missing
+    for b in bounds[:-1]:
+        assert 0.0 < b.residual_rms_meV_per_A["2x2 held out"] < missing
+    assert (tmp_path / "correction_bounds_smoke.md").read_text().count("\n") == len(bounds) + 3
