@@ -126,9 +126,11 @@ def native_tool_file(run: Path) -> Path:
     raise FileNotFoundError(f"no refined model file (refined_deepmd.pth or refined.model) in {run}")
 
 
-def native_calculator(model_file: Path, dtype: str = "float64", pair_table: Path | None = None):
+def native_calculator(model_file: Path, dtype: str = "float64", pair_table: Path | None = None,
+                      d3_file: Path | None = None):
     """The ASE calculator of ``model_file``'s own package (DeePMD-kit's DP or MACECalculator), summed with
-    the refined pair correction read from its LAMMPS table file when ``pair_table`` is given.
+    the refined pair correction read from its LAMMPS table file when ``pair_table`` is given, and with
+    the refined D3(BJ) term (``refined_d3bj.json``, the dftd3 package's own calculator) when ``d3_file`` is.
 
     ``dtype``: MACECalculator's ``default_dtype``, the precision the run's own MD used
     (``system.dtype``); DeePMD-kit's frozen model keeps its own.
@@ -141,13 +143,19 @@ def native_calculator(model_file: Path, dtype: str = "float64", pair_table: Path
         from mace.calculators import MACECalculator
 
         calc = MACECalculator(model_paths=str(model_file), device="cpu", default_dtype=dtype)
-    if pair_table is None:
+    if pair_table is None and d3_file is None:
         return calc
     from ase.calculators.mixing import SumCalculator
 
     from exprefine.io.lammps_table import TabulatedPairCalculator
+    from exprefine.potentials.dftd3 import d3_ase_calculator, load_d3_parameters
 
-    return SumCalculator([calc, TabulatedPairCalculator(pair_table)])
+    parts = [calc]
+    if pair_table is not None:
+        parts.append(TabulatedPairCalculator(pair_table))
+    if d3_file is not None:
+        parts.append(d3_ase_calculator(load_d3_parameters(d3_file)))
+    return SumCalculator(parts)
 
 
 def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.ndarray,
@@ -173,8 +181,9 @@ def native_nvt(cfg, run: Path, path: Path, nvt_ps: float, seed: int, cell_A: np.
     model_file = native_tool_file(run)
     atoms = build_state(cfg).to_atoms()[0]
     atoms.set_cell(cell_A, scale_atoms=True)
-    table = run / "refined_pairs.table"
-    atoms.calc = native_calculator(model_file, cfg.system.dtype, table if table.exists() else None)
+    table, d3 = run / "refined_pairs.table", run / "refined_d3bj.json"
+    atoms.calc = native_calculator(model_file, cfg.system.dtype, table if table.exists() else None,
+                                   d3 if d3.exists() else None)
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
     dyn = Langevin(atoms, timestep=s.timestep_fs * units.fs, temperature_K=s.temperature_K,
