@@ -1,0 +1,14 @@
+"""examples/lammps/compare_with_exprefine.py --smoke: the comparison runs and names every target."""
+
+from conftest import REPO, import_script
+
+
+def test_smoke_compares_two_halves_of_one_run_within_a_few_standard_errors(tmp_path):
+    script = import_script(REPO / "examples" / "lammps", "compare_with_exprefine")
+    record = script.main(["--smoke", "--out", str(tmp_path / "c.json")])
+    assert [t["name"] for t in record["targets"]] == ["sq_low_q", "sq_high_q", "pdf"]
+    assert record["n_frames_lammps"] == record["n_frames_exprefine"] == 50
+    # halves of one 5-ps run: the same ensemble, short blocks (measured 2.4-2.6)
+    assert all(0.2 < t["mean_z2_statistical"] < 10.0 for t in record["targets"])
+    assert abs(record["spacing_A"]["z"]) < 4.0
+    assert (tmp_path / "c.json").exists()
