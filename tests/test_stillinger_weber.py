@@ -57,3 +57,18 @@ def test_config_term():
     assert [n for n, p in term.named_parameters() if p.requires_grad] == ["log_B"]
     with pytest.raises(ValueError, match="unknown trainable"):
         StillingerWeberPair(["Si"], 2.0, 2.0, 1.8, 7.0, 0.6, trainable=["sigma"])
+
+
+def test_relaxed_zero_temperature_constants_match_the_published_values():
+    # Stillinger–Weber silicon at 0 K with internal relaxation: C11 = 151.4, C12 = 76.4, C44 = 56.4 GPa
+    # (Balamane, Halicioglu & Tiller, PRB 46, 2250 (1992)); cubic symmetry makes C11 = C22 = C33
+    from exprefine.static_elastic import relaxed_elastic_constants
+
+    c = relaxed_elastic_constants(stillinger_weber_silicon(), bulk("Si", "diamond", a=5.431, cubic=True))
+    assert c[0, 0] == pytest.approx(151.4, rel=3e-3)
+    assert c[0, 1] == pytest.approx(76.4, rel=3e-3)
+    assert c[3, 3] == pytest.approx(56.4, rel=3e-3)
+    assert c[1, 1] == pytest.approx(c[0, 0], rel=1e-6) and c[2, 2] == pytest.approx(c[0, 0], rel=1e-6)
+    assert abs(c[0, 3]) < 1e-3  # no coupling of normal and shear strain in a cubic crystal
+    with pytest.raises(ValueError, match="strain"):
+        relaxed_elastic_constants(stillinger_weber_silicon(), bulk("Si", "diamond", a=5.431, cubic=True), strain=0.0)
