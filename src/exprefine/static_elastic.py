@@ -7,9 +7,9 @@ cell (ASE's BFGS, exprefine's potential through :class:`ExprefineCalculator`), a
 
 with σ = (1/V) ∂E/∂ε (exprefine's and ASE's convention: positive under tension). The relaxation
 makes these the *relaxed-ion* constants that experiments and MD at low temperature measure (for
-diamond-structure silicon with Stillinger–Weber C44 relaxes to 56.4 GPa from its larger Born term); without it they are the Born terms of
-:mod:`exprefine.observables.elastic`.
-A noise-free check that two parameter sets give the same elastic response.
+diamond-structure silicon with Stillinger–Weber, C44 relaxes to 56.4 GPa from its larger Born
+term); without it they are the Born terms of :mod:`exprefine.observables.elastic`. A noise-free
+check that two parameter sets give the same elastic response.
 """
 
 from __future__ import annotations
