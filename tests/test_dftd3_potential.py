@@ -115,6 +115,8 @@ def test_trainable_scales_give_the_energy_derivatives_reweighting_needs():
     ref = D3Dispersion(dc_replace(term.settings, s6=0.7, s8=1.3)).compute(state)
     torch.testing.assert_close(out.forces_eV_per_A, ref.forces_eV_per_A, rtol=1e-12, atol=1e-12)
     assert term.summary() == {"s6": 0.7, "s8": 1.3}
+    with pytest.raises(NotImplementedError, match="s6/s8"):
+        term.compute(state, stress=True, create_graph=True)
 
 
 def test_pair_coefficients_of_a_gcn_cell_follow_d3s_own_pair_energies():

@@ -163,6 +163,15 @@ class D3Dispersion(Potential):
                                          self, state)
         return _D3Energy.apply(state.positions, state.cell, self, state)
 
+    def compute(self, state: State, *, forces: bool = True, stress: bool = False, create_graph: bool = False):
+        """As :meth:`Potential.compute`; refuses derivatives of forces or stress in trainable s6/s8
+        (pressure targets, force labels), which the library cannot give, instead of returning zeros."""
+        if create_graph and (self.s6.requires_grad or self.s8.requires_grad):
+            raise NotImplementedError("D3Dispersion: forces and stress are not differentiable in s6/s8 "
+                                      "(a pressure target or force labels cannot train them); train them on "
+                                      "structure or energy targets only")
+        return super().compute(state, forces=forces, stress=stress, create_graph=create_graph)
+
     def summary(self) -> dict[str, float]:
         """The two global scales, for logs."""
         return {"s6": float(self.s6.detach()), "s8": float(self.s8.detach())}
