@@ -8,6 +8,11 @@ residual is measured there and on the held-out 4×4 frames
 (:func:`exprefine.force_matching.best_correction_bound`). No refinement against structure data can
 bring a form's forces closer to the reference than this floor.
 
+Next to each floor: where the strategy's refinement actually landed — the residual of its
+correction at the refined parameters (``final_model.pt``, else the latest checkpoint), the same
+frames, the same missing force (the base is frozen in every strategy with a correction, so
+F_model − F_reference = F_correction − ΔF).
+
     python examples/gcn/correction_bounds.py          # ≈ 5 min on one core; writes results/correction_bounds.{json,md}
     python examples/gcn/correction_bounds.py --smoke  # seconds: one 2×2 frame to fit, one to hold out
 """
@@ -37,6 +42,8 @@ class FormBound:
     best_parameters: list[float]
     missing_force_rms_meV_per_A: dict[str, float]
     residual_rms_meV_per_A: dict[str, float]
+    refined_status: str | None = None
+    refined_residual_rms_meV_per_A: dict[str, float] | None = None
 
 
 def forms():
@@ -45,21 +52,48 @@ def forms():
     from exprefine.potentials.dftd3 import D3Dispersion, D3Parameters
     from exprefine.reference import gfn1_d3
 
+    # each form with the config of the strategy that refines it (None: no strategy refines it)
     c2 = PairDispersion(["C", "N"], 12.0, switch_on_A=10.0, c6_eV_A6=[15.1974, 13.1080, 11.3919],
                         c8_eV_A8=[123.0826, 92.7176, 70.3750], damping_radius_A=[3.5705, 3.4906, 3.4159],
                         s6=0.0, s8=0.0, trainable=["s6", "s8"])
     free = PairDispersion(["C", "N"], 12.0, switch_on_A=10.0, damping_radius_A=3.5, trainable=["c6", "c8"])
     gfn1 = gfn1_d3()
     return [
-        ("pair dispersion, D3 shape (PBE damping), s6 and s8", "C2", c2),
-        ("pair dispersion, C6 and C8 per pair, R = 3.5 Å", "C (at its start R)", free),
-        ("pair splines 3–10 Å, knots every 0.5 Å", "B", PairSpline(["C", "N"], cutoff_A=10.0, r_min_A=3.0, n_knots=15)),
-        ("pair splines 1–10 Å, knots every 0.5 Å", "—", PairSpline(["C", "N"], cutoff_A=10.0, r_min_A=1.0, n_knots=19)),
+        ("pair dispersion, D3 shape (PBE damping), s6 and s8", "C2", c2, "strategy_c2_dispersion_prior.yaml"),
+        ("pair dispersion, C6 and C8 per pair, R = 3.5 Å", "C (at its start R)", free, "strategy_c_dispersion.yaml"),
+        ("pair splines 3–10 Å, knots every 0.5 Å", "B", PairSpline(["C", "N"], cutoff_A=10.0, r_min_A=3.0, n_knots=15),
+         "strategy_b_spline.yaml"),
+        ("pair splines 1–10 Å, knots every 0.5 Å", "—", PairSpline(["C", "N"], cutoff_A=10.0, r_min_A=1.0, n_knots=19),
+         None),
         ("D3(BJ) with PBE damping, s6 and s8", "F", D3Dispersion(
-            D3Parameters(s6=0.0, s8=0.0, a1=PBE_A1, a2=PBE_A2_BOHR, cutoff_two_body_bohr=40.0), trainable=("s6", "s8"))),
+            D3Parameters(s6=0.0, s8=0.0, a1=PBE_A1, a2=PBE_A2_BOHR, cutoff_two_body_bohr=40.0), trainable=("s6", "s8")),
+         "strategy_f_d3_scales.yaml"),
         ("D3(BJ) with GFN1 damping (the generator's), s6 and s8", "— (check: s6 = 1, s8 = 2.4)",
-         D3Dispersion(gfn1, trainable=("s6", "s8"))),
+         D3Dispersion(gfn1, trainable=("s6", "s8")), None),
     ]
+
+
+def refined_residual(config: str, sets, missing) -> tuple[str, dict[str, float]] | None:
+    """(status, residual RMS per set, meV/Å) of the correction terms of a strategy's refined model; None
+    when its run has neither a final model nor a checkpoint."""
+    import numpy as np
+
+    from exprefine.potentials import SumPotential
+    from strategies import load_config, refined_potential
+
+    potential, status, _, _ = refined_potential(load_config(config))
+    if status.startswith("not run"):
+        return None
+    correction = SumPotential(potential.term_list()[1:])
+    out = {}
+    for name, states in sets.items():
+        diffs = []
+        for state, delta in zip(states, missing[name]):
+            forces = correction.compute(state).forces_eV_per_A
+            assert forces is not None
+            diffs.append(np.asarray(delta) - forces.detach().double().numpy())
+        out[name] = 1000.0 * float(np.sqrt(np.mean(np.concatenate([d.reshape(-1) for d in diffs]) ** 2)))
+    return status, out
 
 
 def frame_sets(smoke: bool):
@@ -76,12 +110,17 @@ def frame_sets(smoke: bool):
 
 def markdown(bounds: list[FormBound], sets: list[str]) -> str:
     head = ["correction form", "strategy", "parameters"] + [f"floor {s} (meV/Å)" for s in sets]
+    head += [f"refined {s}" for s in sets] + ["refinement"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     missing = bounds[0].missing_force_rms_meV_per_A
-    lines.append("| none (the base model) | base | 0 | " + " | ".join(f"{missing[s]:.1f}" for s in sets) + " |")
+    lines.append("| none (the base model) | base | 0 | " + " | ".join(f"{missing[s]:.1f}" for s in sets) + " | "
+                 + " | ".join("—" for _ in sets) + " | — |")
     for b in bounds:
+        landed = b.refined_residual_rms_meV_per_A
         lines.append(f"| {b.form} | {b.strategy} | {b.n_parameters} | "
-                     + " | ".join(f"{b.residual_rms_meV_per_A[s]:.1f}" for s in sets) + " |")
+                     + " | ".join(f"{b.residual_rms_meV_per_A[s]:.1f}" for s in sets) + " | "
+                     + " | ".join("—" if landed is None else f"{landed[s]:.1f}" for s in sets)
+                     + f" | {b.refined_status or '—'} |")
     return "\n".join(lines)
 
 
@@ -101,11 +140,13 @@ def main(argv: list[str] | None = None) -> list[FormBound]:
     reference = SumPotential([load_model_file(HERE / "models" / "base_deepmd.pt"), D3Dispersion(gfn1_d3())])
     missing = {name: force_difference(reference, base, states) for name, states in sets.items()}
     out = []
-    for form, strategy, term in forms():
+    for form, strategy, term, config in forms():
         bound = best_correction_bound(term, sets, missing, fit_on=fit_on)
+        landed = None if (config is None or args.smoke) else refined_residual(config, sets, missing)
         out.append(FormBound(form, strategy, int(bound.parameters.size),
                              [round(float(x), 6) for x in bound.parameters] if bound.parameters.size <= 6 else [],
-                             bound.missing_force_rms_meV_per_A, bound.residual_rms_meV_per_A))
+                             bound.missing_force_rms_meV_per_A, bound.residual_rms_meV_per_A,
+                             None if landed is None else landed[0], None if landed is None else landed[1]))
         print(f"{form}: " + ", ".join(f"{k} {v:.1f}" for k, v in bound.residual_rms_meV_per_A.items())
               + " meV/Å", flush=True)
     table = markdown(out, list(sets))
