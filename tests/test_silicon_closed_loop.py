@@ -93,3 +93,16 @@ def test_stillinger_weber_B_recovered_from_elastic_constants_and_lattice_constan
         assert abs(p - v) < 4 * (se**2 + se_model**2) ** 0.5
         if obs.component != "C44":
             assert p == pytest.approx(v, rel=0.005)
+
+
+def test_structure_check_smoke_reports_the_first_shell_of_both_runs():
+    from conftest import REPO, import_script
+
+    record = import_script(REPO / "examples" / "silicon", "structure_check").main(["--smoke"])
+    for name in ("before", "after"):
+        peak = record["first_peak"][name]
+        # the Si–Si bond of the diamond lattice at a = 5.4313 Å is √3/4 · a = 2.352 Å; thermal motion
+        # shifts the histogram's maximum by less than 0.03 Å
+        assert abs(peak["position_A"] - 3 ** 0.5 / 4 * 5.4313) < 0.03
+        assert 0.03 < peak["fwhm_A"] < 0.3 and peak["n_frames"] == 20
+    assert record["rms_change_2_to_5p4_A"] > 0.0
