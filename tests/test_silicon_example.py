@@ -26,6 +26,7 @@ def test_closed_loop_smoke_mode_writes_a_result(tmp_path):
     truth, start, final = result.parameters["epsilon_eV"]
     assert abs(final - truth) < abs(start - truth)
     assert all(math.isfinite(e["value"]) for e in data["final"])
+    assert set(data["zero_kelvin_GPa"]) == {"C11", "C12", "C44"}
 
 
 def test_experiment_config_is_valid():
@@ -34,3 +35,30 @@ def test_experiment_config_is_valid():
     cfg = load_config(EXAMPLE.parent / "experiment.yaml")
     kinds = [t.observable.kind for point in cfg.systems or [] for t in point.targets]  # type: ignore[union-attr]
     assert kinds == ["lattice_parameter", "elastic_constant", "elastic_constant", "elastic_constant"]
+
+
+def test_fused_config_validates_with_its_label_file_and_split():
+    # every file it names is opened, the label frames split by their frame_key
+    from exprefine.builders import build_dft_split
+    from exprefine.config import load_config
+    from exprefine.inputs import check_inputs
+
+    cfg = load_config(EXAMPLE.parent / "fused.yaml")
+    check_inputs(cfg)
+    parts = build_dft_split(cfg)
+    assert len(parts.train) + len(parts.test) + (len(parts.valid) if parts.valid is not None else 0) == 80
+    assert cfg.dft is not None and cfg.dft.fused_weight > 0 and cfg.refine.optimizer == "adam"
+
+
+def test_make_labels_smoke_labels_two_frames_with_gfn1(tmp_path):
+    import pytest
+
+    pytest.importorskip("tblite")
+    from ase.io import read
+
+    from conftest import import_script
+
+    out = import_script(EXAMPLE.parent, "make_labels").main(["--smoke", "--out", str(tmp_path / "labels.extxyz")])
+    frames = read(out, ":")
+    assert len(frames) == 2 and all(f.info["label_method"] == "truth" for f in frames)
+    assert all(abs(f.get_forces()).max() > 0.01 for f in frames)  # rattled: non-zero forces
