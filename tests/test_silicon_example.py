@@ -62,3 +62,20 @@ def test_make_labels_smoke_labels_two_frames_with_gfn1(tmp_path):
     frames = read(out, ":")
     assert len(frames) == 2 and all(f.info["label_method"] == "truth" for f in frames)
     assert all(abs(f.get_forces()).max() > 0.01 for f in frames)  # rattled: non-zero forces
+
+
+def test_diamond_config_builds_its_crystal_and_its_start_is_the_scaled_sw():
+    from ase.build import bulk
+
+    from exprefine.builders import build_potential, build_state
+    from exprefine.config import load_config
+    from exprefine.static_elastic import relaxed_elastic_constants
+
+    cfg = load_config(EXAMPLE.parents[1] / "diamond" / "experiment.yaml")
+    assert cfg.systems is not None
+    state = build_state(cfg)  # the first state point
+    assert state.n_atoms == 1000
+    assert abs(float(state.cell[0, 0, 0]) - 5 * 3.56712) < 1e-3  # the measured lattice constant
+    # SW scaled to carbon: C12 far above the measured 124 GPa (the README's 906 / 457 / 338 GPa)
+    c = relaxed_elastic_constants(build_potential(cfg), bulk("C", "diamond", a=3.56712, cubic=True), components=(0,))
+    assert abs(c[0, 0] - 906) < 5 and abs(c[1, 0] - 457) < 5

@@ -48,7 +48,7 @@ from .units import PS_IN_FS
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 # number of atoms in the conventional cubic cell
-_ATOMS_PER_CUBIC_CELL = {"fcc": 4, "bcc": 2, "sc": 1}
+_ATOMS_PER_CUBIC_CELL = {"fcc": 4, "bcc": 2, "sc": 1, "diamond": 8}
 
 
 def lattice_atoms(cfg: LatticeConfig):

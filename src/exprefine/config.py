@@ -94,13 +94,13 @@ Element = Annotated[str, AfterValidator(_element_symbol)]
 
 # --------------------------------------------------------------------- system
 class LatticeConfig(_Strict):
-    """A cubic lattice of one element at a given number density (a liquid's starting point).
+    """A cubic lattice of one element at a given number density (a liquid's starting point, or a crystal).
 
     ``repeat``: the conventional cubic cell repeated [na, nb, nc] times, or one number n for [n, n, n].
     """
 
     element: Element
-    kind: Literal["fcc", "bcc", "sc"] = "fcc"
+    kind: Literal["fcc", "bcc", "sc", "diamond"] = "fcc"
     number_density_per_A3: float = Field(gt=0)
     repeat: tuple[int, int, int] = (5, 5, 5)
 
