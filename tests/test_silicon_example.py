@@ -79,3 +79,12 @@ def test_diamond_config_builds_its_crystal_and_its_start_is_the_scaled_sw():
     # SW scaled to carbon: C12 far above the measured 124 GPa (the README's 906 / 457 / 338 GPa)
     c = relaxed_elastic_constants(build_potential(cfg), bulk("C", "diamond", a=3.56712, cubic=True), components=(0,))
     assert abs(c[0, 0] - 906) < 5 and abs(c[1, 0] - 457) < 5
+
+
+def test_thermal_expansion_smoke_gives_a_finite_coefficient_with_its_error():
+    from conftest import import_script
+
+    record = import_script(EXAMPLE.parent, "thermal_expansion").main(["--smoke"])
+    sw = record["models"]["stillinger_weber"]
+    assert math.isfinite(sw["alpha_per_K"]) and sw["alpha_se_per_K"] > 0
+    assert all(abs(a - 5.43) < 0.03 for a in sw["a_A"])
