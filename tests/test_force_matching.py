@@ -6,7 +6,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from exprefine.force_matching import best_correction_bound, force_basis, force_difference
+from exprefine.force_matching import best_correction_bound, force_basis, force_difference, residual_rms
 from exprefine.potentials import LennardJones, PairDispersion, PairSpline, SumPotential
 from exprefine.state import from_atoms
 
@@ -42,6 +42,13 @@ def test_a_missing_term_of_the_corrections_own_form_is_recovered_exactly():
         assert bound.missing_force_rms_meV_per_A[name] > 1.0  # the term is not negligible here
         assert bound.residual_rms_meV_per_A[name] < 1e-6 * bound.missing_force_rms_meV_per_A[name]
     assert bound.n_force_components["held_out"] == 3 * 32
+    # the residual at given parameters: zero at the truth, the missing force's RMS at zero
+    held = states["held_out"]
+    assert residual_rms(correction, held, missing["held_out"], [0.7, 1.3]) < 1e-6
+    assert residual_rms(correction, held, missing["held_out"], [0.0, 0.0]) == \
+        pytest.approx(bound.missing_force_rms_meV_per_A["held_out"], rel=1e-12)
+    with pytest.raises(ValueError, match="2 trainable"):
+        residual_rms(correction, held, missing["held_out"], [1.0])
     # the term's own parameters are left as they were
     assert float(correction.s6.detach()) == 0.0 and float(correction.s8.detach()) == 0.0
 

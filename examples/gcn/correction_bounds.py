@@ -44,6 +44,8 @@ class FormBound:
     residual_rms_meV_per_A: dict[str, float]
     refined_status: str | None = None
     refined_residual_rms_meV_per_A: dict[str, float] | None = None
+    #: for forms with only s6, s8 trainable: per logged update, (update, s6, s8, residual per set)
+    path: list[dict] | None = None
 
 
 def forms():
@@ -71,6 +73,26 @@ def forms():
         ("D3(BJ) with GFN1 damping (the generator's), s6 and s8", "— (check: s6 = 1, s8 = 2.4)",
          D3Dispersion(gfn1, trainable=("s6", "s8")), None),
     ]
+
+
+def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
+    """The residual at the parameters of every update in the strategy's log (forms whose trainable
+    parameters are s6 and s8 only); None without a log."""
+    from exprefine.force_matching import residual_rms
+    from strategies import load_config
+
+    log = Path(load_config(config).run_dir) / "log.jsonl"
+    if not log.exists():
+        return None
+    rows = []
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        s6, s8 = record["parameters"]["s6"], record["parameters"]["s8"]
+        rows.append({"update": record["update"], "loss": record["loss"], "accepted": record.get("accepted", True),
+                     "s6": s6, "s8": s8,
+                     "residual_rms_meV_per_A": {name: residual_rms(term, sets[name], missing[name], [s6, s8])
+                                                for name in sets}})
+    return rows
 
 
 def refined_residual(config: str, sets, missing) -> tuple[str, dict[str, float]] | None:
@@ -143,10 +165,15 @@ def main(argv: list[str] | None = None) -> list[FormBound]:
     for form, strategy, term, config in forms():
         bound = best_correction_bound(term, sets, missing, fit_on=fit_on)
         landed = None if (config is None or args.smoke) else refined_residual(config, sets, missing)
+        scales_only = [n for n, p in term.named_parameters() if p.requires_grad] in (["s6", "s8"],)
+        path = refinement_path(config, term, sets, missing) if (config and scales_only and not args.smoke) else None
         out.append(FormBound(form, strategy, int(bound.parameters.size),
                              [round(float(x), 6) for x in bound.parameters] if bound.parameters.size <= 6 else [],
                              bound.missing_force_rms_meV_per_A, bound.residual_rms_meV_per_A,
-                             None if landed is None else landed[0], None if landed is None else landed[1]))
+                             None if landed is None else landed[0], None if landed is None else landed[1], path))
+        for row in path or []:
+            print(f"  {strategy} update {row['update']}: s6 {row['s6']:+.3f}, s8 {row['s8']:+.3f}, loss {row['loss']:.0f}: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in row["residual_rms_meV_per_A"].items()) + " meV/Å", flush=True)
         print(f"{form}: " + ", ".join(f"{k} {v:.1f}" for k, v in bound.residual_rms_meV_per_A.items())
               + " meV/Å", flush=True)
     table = markdown(out, list(sets))

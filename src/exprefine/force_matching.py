@@ -122,6 +122,23 @@ def force_basis(term: Potential, states: Sequence[State]) -> np.ndarray:
         _set_flat(params, saved)
 
 
+def residual_rms(term: Potential, states: Sequence[State], missing_forces: Sequence[np.ndarray],
+                 parameters: Sequence[float]) -> float:
+    """RMS of ΔF − F_c(θ) (meV/Å) at the given trainable parameters θ (the term is restored afterwards)."""
+    params = _trainable(term)
+    saved = torch.cat([p.detach().reshape(-1).double().clone() for p in params])
+    theta = torch.as_tensor(list(parameters), dtype=torch.float64)
+    if theta.numel() != saved.numel():
+        raise ValueError(f"{type(term).__name__}: {saved.numel()} trainable parameters, got {theta.numel()} values")
+    try:
+        _set_flat(params, theta)
+        forces = _forces(term, states)
+    finally:
+        _set_flat(params, saved)
+    target = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in missing_forces])
+    return 1000.0 * float(np.sqrt(np.mean((target - forces) ** 2)))
+
+
 def best_correction_bound(term: Potential, states: Mapping[str, Sequence[State]],
                           missing_forces: Mapping[str, Sequence[np.ndarray]],
                           fit_on: Sequence[str], rcond: float = 1e-10) -> CorrectionBound:
@@ -153,4 +170,4 @@ def best_correction_bound(term: Potential, states: Mapping[str, Sequence[State]]
     return CorrectionBound(theta, tuple(fit_on), missing, residual, {name: int(target[name].size) for name in states})
 
 
-__all__ = ["CorrectionBound", "best_correction_bound", "force_basis", "force_difference"]
+__all__ = ["CorrectionBound", "best_correction_bound", "force_basis", "force_difference", "residual_rms"]
