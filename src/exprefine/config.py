@@ -54,6 +54,7 @@ from .potentials import (
     StillingerWeberPair,
     StillingerWeberThreeBody,
 )
+from .potentials.dftd3 import D3Dispersion, D3Parameters, save_d3_parameters
 from .units import BOLTZMANN_eV_per_K, kJ_PER_MOL_IN_eV
 
 
@@ -285,16 +286,12 @@ class D3Config(_Term):
     learning_rate: float | None = Field(default=None, gt=0)  # Adam step in s6 and s8 (default: refine's)
 
     def build(self, dtype: torch.dtype) -> Potential:
-        from .potentials.dftd3 import D3Dispersion, D3Parameters
-
         settings = D3Parameters(s6=self.s6, s8=self.s8, a1=self.a1, a2=self.a2_bohr, s9=self.s9,
                                 cutoff_two_body_bohr=self.cutoff_two_body_bohr,
                                 cutoff_coordination_bohr=self.cutoff_coordination_bohr)
         return D3Dispersion(settings, trainable=tuple(self.trainable))
 
     def save_native(self, term: Potential, run_dir: Path, index: int, count: int) -> list[Path]:
-        from .potentials.dftd3 import D3Dispersion, save_d3_parameters
-
         assert isinstance(term, D3Dispersion)
         stem = "refined_d3bj" if count == 1 else f"refined_d3bj_{index}"
         return [save_d3_parameters(term, run_dir / f"{stem}.json")]

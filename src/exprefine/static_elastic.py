@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .potentials.ase_calculator import ExprefineCalculator
 from .potentials.base import Potential
 from .units import eV_PER_A3_IN_GPa
 
@@ -35,8 +36,6 @@ def relaxed_elastic_constants(potential: Potential, atoms, strain: float = 0.004
         components: the strain components j to apply (columns of C).
     """
     from ase.optimize import BFGS
-
-    from .potentials.ase_calculator import ExprefineCalculator
 
     if strain <= 0:
         raise ValueError(f"strain must be positive, got {strain}")
