@@ -20,15 +20,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def import_script(folder: Path, name: str):
-    """The example or benchmark script ``folder/name.py`` as a module (its folder on sys.path while importing)."""
-    import importlib
+    """The example or benchmark script ``folder/name.py`` as a module (its folder on sys.path while importing).
+
+    Loaded from its path under a name unique to its folder, so that scripts of the same name in two
+    examples (``make_labels.py``) never stand in for each other."""
+    import importlib.util
     import sys
 
+    unique = f"{folder.parent.name}_{folder.name}_{name}"
+    if unique in sys.modules:
+        return sys.modules[unique]
+    spec = importlib.util.spec_from_file_location(unique, folder / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module  # dataclasses look their module up
     sys.path.insert(0, str(folder))
     try:
-        return importlib.import_module(name)
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[unique]
+        raise
     finally:
         sys.path.remove(str(folder))
+    return module
+
+
 ARGON_DENSITY_PER_A3 = 0.02125
 SIGMA_TRUE_A = 3.405
 EPSILON_TRUE_K = 119.8
