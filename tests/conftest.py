@@ -60,6 +60,19 @@ def argon_lj(sigma_A: float = SIGMA_TRUE_A, epsilon_K: float = EPSILON_TRUE_K, c
     return LennardJones(["Ar"], sigma_A, kelvin_to_eV(epsilon_K), cutoff_A=cutoff_A)
 
 
+def cn_crystal(seed: int = 0):
+    """A rattled two-element (C, N) crystal in a triclinic cell, 32 atoms, nearest pairs ≈ 3.2 Å."""
+    atoms = bulk("C", "fcc", a=4.6, cubic=True) * (2, 2, 2)
+    atoms.set_cell(atoms.cell.array @ np.array([[1.03, 0.02, 0.0], [0.0, 0.98, 0.03], [0.02, 0.0, 1.01]]),
+                   scale_atoms=True)
+    rng = np.random.default_rng(seed)
+    symbols = np.array(["C"] * len(atoms))
+    symbols[rng.permutation(len(atoms))[: len(atoms) // 2]] = "N"
+    atoms.set_chemical_symbols(symbols.tolist())
+    atoms.rattle(0.08, seed=seed)
+    return atoms
+
+
 #: a triclinic cell whose heights are all ≥ 18 Å (rows are lattice vectors, Å)
 TRICLINIC = np.array([[20.0, 0.0, 0.0], [5.0, 19.0, 0.0], [3.0, 4.0, 18.0]])
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 from ase import Atoms
-from ase.build import bulk
 
+from conftest import cn_crystal
 from exprefine.binding_curve import binding_curve, parabolic_minimum, separate_layers
 from exprefine.closed_loop import compare_to_reference, recovered_fraction, reference_labels
 from exprefine.config import ConfigError, parse_config
@@ -25,19 +25,6 @@ from exprefine.state import from_atoms
 from exprefine.testing import check_gradient_wrt_parameters, check_potential
 
 
-def _cn_crystal(seed: int = 0) -> Atoms:
-    """A rattled two-element (C, N) crystal in a triclinic cell, nearest pairs ≈ 3.2 Å."""
-    atoms = bulk("C", "fcc", a=4.6, cubic=True) * (2, 2, 2)
-    atoms.set_cell(atoms.cell.array @ np.array([[1.03, 0.02, 0.0], [0.0, 0.98, 0.03], [0.02, 0.0, 1.01]]),
-                   scale_atoms=True)
-    rng = np.random.default_rng(seed)
-    symbols = np.array(["C"] * len(atoms))
-    symbols[rng.permutation(len(atoms))[: len(atoms) // 2]] = "N"
-    atoms.set_chemical_symbols(symbols.tolist())
-    atoms.rattle(0.08, seed=seed)
-    return atoms
-
-
 def _dispersion(cutoff_A: float = 7.0) -> PairDispersion:
     """C6, C8 and R of the size GFN1's D3 gives C and N (eV·Å⁶, eV·Å⁸, Å)."""
     return PairDispersion(["C", "N"], cutoff_A, c6_eV_A6=[18.0, 15.0, 12.5], c8_eV_A8=[300.0, 250.0, 210.0],
@@ -46,10 +33,10 @@ def _dispersion(cutoff_A: float = 7.0) -> PairDispersion:
 
 # ------------------------------------------------------------------------------ dispersion
 def test_dispersion_forces_stress_and_parameter_gradients_match_finite_differences():
-    state = from_atoms([_cn_crystal(0), _cn_crystal(1)])
+    state = from_atoms([cn_crystal(0), cn_crystal(1)])
     report = check_potential(_dispersion(), state)
     assert report.stress_fd_error_eV_per_A3 is not None
-    grads = check_gradient_wrt_parameters(_dispersion(), from_atoms(_cn_crystal(2)))
+    grads = check_gradient_wrt_parameters(_dispersion(), from_atoms(cn_crystal(2)))
     assert set(grads.max_error_by_parameter) == {"c6_eV_A6", "c8_eV_A8", "log_damping_radius"}
 
 
@@ -72,7 +59,7 @@ def test_dispersion_pair_function_is_the_damped_form_and_switches_off_smoothly()
 
 def test_dispersion_at_zero_strength_is_zero_and_bad_groups_are_named():
     term = PairDispersion(["C", "N"], 8.0)
-    assert float(term.energy(from_atoms(_cn_crystal()))[0].detach()) == 0.0
+    assert float(term.energy(from_atoms(cn_crystal()))[0].detach()) == 0.0
     with pytest.raises(ValueError, match="c10"):
         PairDispersion(["C", "N"], 8.0, trainable=["c6", "c10"])
     with pytest.raises(ValueError, match="switch_on_A"):
@@ -80,7 +67,7 @@ def test_dispersion_at_zero_strength_is_zero_and_bad_groups_are_named():
 
 
 def test_dispersion_scales_multiply_the_terms_and_old_files_load_with_scale_one():
-    state = from_atoms(_cn_crystal(4))
+    state = from_atoms(cn_crystal(4))
     base = _dispersion()
     only6 = _dispersion()
     only6.c8_eV_A8.data.zero_()
@@ -130,7 +117,7 @@ def _models():
 
 def test_closed_loop_metric_is_zero_for_the_reference_and_the_correction_for_the_base():
     base, correction, reference = _models()
-    frames = [_cn_crystal(seed) for seed in range(3)]
+    frames = [cn_crystal(seed) for seed in range(3)]
     comparison = compare_to_reference({"base": base, "reference": reference}, reference, frames, name="crystal")
     assert comparison.n_frames == 3 and comparison.n_atoms_per_frame == 32
     ref = comparison.errors["reference"]
@@ -155,11 +142,11 @@ def test_closed_loop_metric_is_zero_for_the_reference_and_the_correction_for_the
 
 def test_labelled_frames_are_reused_and_misuse_is_refused():
     base, _, reference = _models()
-    labels = reference_labels(reference, [_cn_crystal(4)])
+    labels = reference_labels(reference, [cn_crystal(4)])
     again = compare_to_reference({"reference": reference}, labels)
     assert again.errors["reference"].force_rmse_meV_per_A < 1e-9
     with pytest.raises(ValueError, match="frames"):
-        compare_to_reference({"base": base}, labels, [_cn_crystal(4)])
+        compare_to_reference({"base": base}, labels, [cn_crystal(4)])
     with pytest.raises(ValueError, match="nothing to recover"):
         recovered_fraction(again.errors["reference"], again.errors["reference"])
 
@@ -224,7 +211,7 @@ def test_pair_table_reproduces_the_terms_in_ase(tmp_path):
     path = write_pair_table(tmp_path / "correction.table", tables, comment="test")
     back = read_pair_table(path)
     np.testing.assert_allclose(back["C_N"].energy_eV, tables[1].energy_eV, rtol=1e-11, atol=1e-15)
-    atoms = _cn_crystal(3) * (1, 1, 2)
+    atoms = cn_crystal(3) * (1, 1, 2)
     atoms.calc = TabulatedPairCalculator(path)
     out = SumPotential(terms).compute(from_atoms(atoms), forces=True, stress=True)
     assert abs(atoms.get_potential_energy() - float(out.energy_eV[0])) < 1e-6
@@ -236,7 +223,7 @@ def test_pair_table_reproduces_the_terms_in_ase(tmp_path):
 def test_pair_table_refuses_a_pair_inside_its_first_point(tmp_path):
     path = write_pair_table(tmp_path / "t.table", tabulate_pairs(_correction_terms(), ["C", "N"], r_min_A=3.0,
                                                                  n_points=500))
-    atoms = _cn_crystal(0)
+    atoms = cn_crystal(0)
     atoms.calc = TabulatedPairCalculator(path)
     with pytest.raises(ValueError, match="below the table's first point"):
         atoms.get_potential_energy()
@@ -276,7 +263,7 @@ sampling: {{temperature_K: 300, timestep_fs: 1, equilibration_ps: 1, production_
     lines = written[1].read_text().splitlines()
     assert lines[0].startswith("# LAMMPS atom types: 1=C 2=N")
     assert lines[1] == "pair_style table spline 10000"  # no model term: the table alone
-    atoms = _cn_crystal(2)
+    atoms = cn_crystal(2)
     atoms.calc = TabulatedPairCalculator(written[0])
     correction = SumPotential([potential.terms[1], potential.terms[2]])
     assert abs(atoms.get_potential_energy() - float(correction.energy(from_atoms(atoms))[0].detach())) < 1e-6

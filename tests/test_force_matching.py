@@ -3,23 +3,11 @@ and a clear error for a term that is not linear in its trainable parameters."""
 
 import numpy as np
 import pytest
-from ase import Atoms
-from ase.build import bulk
 
+from conftest import cn_crystal
 from exprefine.force_matching import best_correction_bound, force_basis, force_difference, residual_rms
 from exprefine.potentials import LennardJones, PairDispersion, PairSpline, SumPotential
 from exprefine.state import from_atoms
-
-
-def _crystal(seed: int) -> Atoms:
-    """A rattled C/N crystal, nearest pairs ≈ 3.2 Å (as in the closed-loop tests)."""
-    atoms = bulk("C", "fcc", a=4.6, cubic=True) * (2, 2, 2)
-    rng = np.random.default_rng(seed)
-    symbols = np.array(["C"] * len(atoms))
-    symbols[rng.permutation(len(atoms))[: len(atoms) // 2]] = "N"
-    atoms.set_chemical_symbols(symbols.tolist())
-    atoms.rattle(0.1, seed=seed)
-    return atoms
 
 
 def _dispersion(s6: float, s8: float, trainable) -> PairDispersion:
@@ -32,7 +20,7 @@ def _base() -> LennardJones:
 
 
 def test_a_missing_term_of_the_corrections_own_form_is_recovered_exactly():
-    states = {"fit": [from_atoms(_crystal(s)) for s in (0, 1)], "held_out": [from_atoms(_crystal(2))]}
+    states = {"fit": [from_atoms(cn_crystal(s)) for s in (0, 1)], "held_out": [from_atoms(cn_crystal(2))]}
     reference = SumPotential([_base(), _dispersion(0.7, 1.3, False)])
     missing = {k: force_difference(reference, _base(), v) for k, v in states.items()}
     correction = _dispersion(0.0, 0.0, ["s6", "s8"])
@@ -55,7 +43,7 @@ def test_a_missing_term_of_the_corrections_own_form_is_recovered_exactly():
 
 def test_a_form_that_cannot_hold_the_missing_term_leaves_a_residual():
     # splines ending at 3 Å cannot represent a dispersion term acting at 3–7 Å
-    states = {"fit": [from_atoms(_crystal(s)) for s in (0, 1)]}
+    states = {"fit": [from_atoms(cn_crystal(s)) for s in (0, 1)]}
     reference = SumPotential([_base(), _dispersion(1.0, 1.0, False)])
     missing = {"fit": force_difference(reference, _base(), states["fit"])}
     short = PairSpline(["C", "N"], cutoff_A=3.0, r_min_A=2.0, n_knots=6)
@@ -67,7 +55,7 @@ def test_a_form_that_cannot_hold_the_missing_term_leaves_a_residual():
 
 
 def test_nonlinear_parameters_and_unknown_sets_are_named():
-    states = [from_atoms(_crystal(0))]
+    states = [from_atoms(cn_crystal(0))]
     with pytest.raises(ValueError, match="not linear"):
         force_basis(_dispersion(1.0, 1.0, ["damping_radius"]), states)
     with pytest.raises(ValueError, match="not linear"):
