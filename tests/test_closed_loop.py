@@ -84,7 +84,7 @@ def test_dispersion_scales_multiply_the_terms_and_old_files_load_with_scale_one(
     old = {k: v for k, v in base.state_dict().items() if k not in ("s6", "s8")}
     scaled.load_state_dict(old)
     assert float(scaled.s6.detach()) == 1.0 and float(scaled.s8.detach()) == 1.0
-    assert abs(float(scaled.energy(state)[0]) - float(base.energy(state)[0])) < 1e-12
+    assert abs(float(scaled.energy(state)[0].detach()) - float(base.energy(state)[0].detach())) < 1e-12
 
 
 def test_pair_dispersion_from_a_config():
