@@ -6,9 +6,11 @@ its curve, with the block-averaging standard errors s_a, s_b of the two runs,
 
     z_k = (A_k − B_k) / √(s_a,k² + s_b,k²),
 
-and mean z² ≈ 1 when both sample the same ensemble (larger when they do not; smaller when the
-points are correlated, as neighbouring points of a curve are). The same difference in units of
-the data's σ says whether the two would be told apart by the experiment at all.
+and mean z² ≈ 1 when both sample the same ensemble — larger when they do not, and also when the
+block errors underestimate the noise (runs too short for their blocks to be independent: two
+4-ps argon runs of one ensemble give ≈ 4, two 20-ps runs 1.2). Neighbouring points of a curve are
+correlated, so the mean over them scatters more than χ²_n/n would. The same difference in units
+of the data's σ says whether the experiment could tell the two apart at all.
 """
 
 from __future__ import annotations
