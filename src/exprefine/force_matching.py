@@ -1,8 +1,9 @@
 """How much of a missing force a correction term can hold at best: a force-matching bound.
 
 A refinement adds a correction term c(θ) to a base model so that simulated averages match the
-data. Whatever θ the data select, the corrected forces can be no closer to the true ones than
-the best θ *fitted to the true forces themselves*. For a term that is linear in its trainable
+data. Whatever θ the data select, the corrected forces can be no closer to the true ones (in RMS,
+on the frames fitted) than the best θ *fitted to the true forces themselves*; on held-out frames
+that fit's residual estimates the same floor. For a term that is linear in its trainable
 parameters (pair splines, the C6/C8 scales of a dispersion term, D3's s6/s8),
 
     F_c(θ) = Σ_k θ_k F_c(e_k),
