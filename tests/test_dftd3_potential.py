@@ -108,6 +108,8 @@ def test_trainable_scales_give_the_energy_derivatives_reweighting_needs():
     only6 = D3Dispersion(dc_replace(term.settings, s6=1.0, s8=0.0)).energy(state).detach()
     only8 = D3Dispersion(dc_replace(term.settings, s6=0.0, s8=1.0)).energy(state).detach()
     np.testing.assert_allclose(energy.detach().numpy(), (0.7 * only6 + 1.3 * only8).numpy(), rtol=1e-12)
+    with torch.no_grad():  # energies without derivatives (what reweighting evaluates): the same values
+        np.testing.assert_allclose(term.energy(state).numpy(), energy.detach().numpy(), rtol=1e-12)
     assert abs(float(g6) - float(only6.sum())) < 1e-12 * abs(float(only6.sum()))
     assert abs(float(g8) - float(only8.sum())) < 1e-12 * abs(float(only8.sum()))
     # forces (the MD path) use the current scales: equal to the package with those s6, s8

@@ -98,8 +98,7 @@ def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
 def refined_residual(config: str, sets, missing) -> tuple[str, dict[str, float]] | None:
     """(status, residual RMS per set, meV/Å) of the correction terms of a strategy's refined model; None
     when its run has neither a final model nor a checkpoint."""
-    import numpy as np
-
+    from exprefine.force_matching import residual_rms
     from exprefine.potentials import SumPotential
     from strategies import load_config, refined_potential
 
@@ -107,15 +106,7 @@ def refined_residual(config: str, sets, missing) -> tuple[str, dict[str, float]]
     if status.startswith("not run"):
         return None
     correction = SumPotential(potential.term_list()[1:])
-    out = {}
-    for name, states in sets.items():
-        diffs = []
-        for state, delta in zip(states, missing[name]):
-            forces = correction.compute(state).forces_eV_per_A
-            assert forces is not None
-            diffs.append(np.asarray(delta) - forces.detach().double().numpy())
-        out[name] = 1000.0 * float(np.sqrt(np.mean(np.concatenate([d.reshape(-1) for d in diffs]) ** 2)))
-    return status, out
+    return status, {name: residual_rms(correction, states, missing[name]) for name, states in sets.items()}
 
 
 def frame_sets(smoke: bool):

@@ -20,8 +20,9 @@ of a few frames (e.g. DFT with dispersion) answers the same question.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -77,6 +78,17 @@ def _set_flat(params: Sequence[torch.nn.Parameter], values: torch.Tensor) -> Non
             offset += n
 
 
+@contextmanager
+def _trainables_restored(term: Potential) -> Iterator[list[torch.nn.Parameter]]:
+    """The term's trainable parameters, set back to their values on leaving (whatever was set inside)."""
+    params = _trainable(term)
+    saved = torch.cat([p.detach().reshape(-1).double().clone() for p in params])
+    try:
+        yield params
+    finally:
+        _set_flat(params, saved)
+
+
 def _forces(term: Potential, states: Sequence[State]) -> np.ndarray:
     rows = []
     for state in states:
@@ -92,11 +104,9 @@ def force_basis(term: Potential, states: Sequence[State]) -> np.ndarray:
     The term's parameters are restored afterwards. Raises ValueError if the term is not linear in
     its trainable parameters (forces at θ = 0 non-zero, or F(e_0 + e_1) ≠ F(e_0) + F(e_1)).
     """
-    params = _trainable(term)
-    saved = torch.cat([p.detach().reshape(-1).double().clone() for p in params])
-    n = int(saved.numel())
     name = type(term).__name__
-    try:
+    with _trainables_restored(term) as params:
+        n = sum(p.numel() for p in params)
         _set_flat(params, torch.zeros(n, dtype=torch.float64))
         zero = _forces(term, states[:1])
         if np.abs(zero).max() > 1e-12:
@@ -112,31 +122,29 @@ def force_basis(term: Potential, states: Sequence[State]) -> np.ndarray:
             both = torch.zeros(n, dtype=torch.float64)
             both[:2] = 1.0
             _set_flat(params, both)
-            m = _forces(term, states[:1]).shape[0]
             summed = _forces(term, states[:1])
-            expected = basis[:m, 0] + basis[:m, 1]
+            expected = basis[:summed.shape[0], 0] + basis[:summed.shape[0], 1]
             if np.abs(summed - expected).max() > 1e-8 * max(1.0, float(np.abs(expected).max())):
                 raise ValueError(f"{name}: forces are not linear in the trainable parameters "
                                  "(train only linear ones, e.g. pair_dispersion's s6/s8 or c6/c8)")
         return basis
-    finally:
-        _set_flat(params, saved)
 
 
 def residual_rms(term: Potential, states: Sequence[State], missing_forces: Sequence[np.ndarray],
-                 parameters: Sequence[float]) -> float:
-    """RMS of ΔF − F_c(θ) (meV/Å) at the given trainable parameters θ (the term is restored afterwards)."""
-    params = _trainable(term)
-    saved = torch.cat([p.detach().reshape(-1).double().clone() for p in params])
-    theta = torch.as_tensor(list(parameters), dtype=torch.float64)
-    if theta.numel() != saved.numel():
-        raise ValueError(f"{type(term).__name__}: {saved.numel()} trainable parameters, got {theta.numel()} values")
-    try:
-        _set_flat(params, theta)
-        forces = _forces(term, states)
-    finally:
-        _set_flat(params, saved)
+                 parameters: Sequence[float] | None = None) -> float:
+    """RMS of ΔF − F_c(θ) (meV/Å): at the given trainable parameters θ (the term is restored
+    afterwards), or at the term's own parameters when ``parameters`` is None."""
     target = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in missing_forces])
+    if parameters is None:
+        forces = _forces(term, states)
+    else:
+        with _trainables_restored(term) as params:
+            theta = torch.as_tensor(list(parameters), dtype=torch.float64)
+            n = sum(p.numel() for p in params)
+            if theta.numel() != n:
+                raise ValueError(f"{type(term).__name__}: {n} trainable parameters, got {theta.numel()} values")
+            _set_flat(params, theta)
+            forces = _forces(term, states)
     return 1000.0 * float(np.sqrt(np.mean((target - forces) ** 2)))
 
 

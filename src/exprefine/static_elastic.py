@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .observables.elastic import VOIGT_PAIRS
 from .potentials.ase_calculator import ExprefineCalculator
 from .potentials.base import Potential
 from .units import eV_PER_A3_IN_GPa
-
-#: Voigt index → the two Cartesian indices it strains
-VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 def relaxed_elastic_constants(potential: Potential, atoms, strain: float = 0.004, fmax_eV_per_A: float = 1e-6,
@@ -45,7 +43,7 @@ def relaxed_elastic_constants(potential: Potential, atoms, strain: float = 0.004
         stresses = []
         for sign in (1.0, -1.0):
             eps = np.eye(3)
-            a, b = VOIGT[j]
+            a, b = VOIGT_PAIRS[j]
             if a == b:
                 eps[a, a] += sign * strain
             else:  # symmetric: the engineering shear strain 2ε_ab = ±δ
@@ -60,4 +58,4 @@ def relaxed_elastic_constants(potential: Potential, atoms, strain: float = 0.004
     return out
 
 
-__all__ = ["VOIGT", "relaxed_elastic_constants"]
+__all__ = ["relaxed_elastic_constants"]

@@ -157,8 +157,11 @@ class D3Dispersion(Potential):
 
     def energy(self, state: State) -> torch.Tensor:
         """[n_systems] D3 energy in eV (differentiable in positions and cell, first order, or in s6/s8)."""
+        if not torch.is_grad_enabled():  # energies only (reweighting): no derivatives from the library
+            energy = self.evaluate(state, with_gradient=False).energy_eV
+            return torch.as_tensor(energy, dtype=state.positions.dtype, device=state.positions.device)
         trains = self.s6.requires_grad or self.s8.requires_grad
-        if trains and torch.is_grad_enabled() and not state.positions.requires_grad:
+        if trains and not state.positions.requires_grad:
             return _D3ScaledEnergy.apply(self.s6.to(state.positions.dtype), self.s8.to(state.positions.dtype),
                                          self, state)
         return _D3Energy.apply(state.positions, state.cell, self, state)
