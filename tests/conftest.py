@@ -10,7 +10,7 @@ import pytest
 import torch
 from ase.build import bulk
 
-from exprefine.potentials import LennardJones
+from exprefine.potentials import LennardJones, PairDispersion, PairSpline
 from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import from_atoms
 from exprefine.trajectory import Trajectory
@@ -71,6 +71,20 @@ def cn_crystal(seed: int = 0):
     atoms.set_chemical_symbols(symbols.tolist())
     atoms.rattle(0.08, seed=seed)
     return atoms
+
+
+def cn_dispersion(cutoff_A: float = 7.0) -> PairDispersion:
+    """C6, C8 and R of the size GFN1's D3 gives C and N (eV·Å⁶, eV·Å⁸, Å)."""
+    return PairDispersion(["C", "N"], cutoff_A, c6_eV_A6=[18.0, 15.0, 12.5], c8_eV_A8=[300.0, 250.0, 210.0],
+                          damping_radius_A=[3.4, 3.3, 3.2], switch_on_A=cutoff_A - 2.0)
+
+
+def cn_correction_terms() -> list:
+    spline = PairSpline(["C", "N"], cutoff_A=8.0, r_min_A=3.0, n_knots=11)
+    rng = np.random.default_rng(5)
+    with torch.no_grad():
+        spline.values_eV.copy_(torch.from_numpy(rng.normal(scale=2e-3, size=spline.values_eV.shape)))
+    return [spline, cn_dispersion(cutoff_A=7.0)]
 
 
 #: a triclinic cell whose heights are all ≥ 18 Å (rows are lattice vectors, Å)

@@ -9,7 +9,7 @@ import torch
 import yaml
 from ase import Atoms
 
-from conftest import cn_crystal
+from conftest import cn_correction_terms, cn_crystal, cn_dispersion
 from exprefine.binding_curve import binding_curve, parabolic_minimum, separate_layers
 from exprefine.closed_loop import compare_to_reference, recovered_fraction, reference_labels
 from exprefine.config import ConfigError, parse_config
@@ -20,28 +20,22 @@ from exprefine.io.lammps_table import (
     tabulate_pairs,
     write_pair_table,
 )
-from exprefine.potentials import LennardJones, PairDispersion, PairSpline, SumPotential
+from exprefine.potentials import LennardJones, PairDispersion, SumPotential
 from exprefine.state import from_atoms
 from exprefine.testing import check_gradient_wrt_parameters, check_potential
-
-
-def _dispersion(cutoff_A: float = 7.0) -> PairDispersion:
-    """C6, C8 and R of the size GFN1's D3 gives C and N (eV·Å⁶, eV·Å⁸, Å)."""
-    return PairDispersion(["C", "N"], cutoff_A, c6_eV_A6=[18.0, 15.0, 12.5], c8_eV_A8=[300.0, 250.0, 210.0],
-                          damping_radius_A=[3.4, 3.3, 3.2], switch_on_A=cutoff_A - 2.0)
 
 
 # ------------------------------------------------------------------------------ dispersion
 def test_dispersion_forces_stress_and_parameter_gradients_match_finite_differences():
     state = from_atoms([cn_crystal(0), cn_crystal(1)])
-    report = check_potential(_dispersion(), state)
+    report = check_potential(cn_dispersion(), state)
     assert report.stress_fd_error_eV_per_A3 is not None
-    grads = check_gradient_wrt_parameters(_dispersion(), from_atoms(cn_crystal(2)))
+    grads = check_gradient_wrt_parameters(cn_dispersion(), from_atoms(cn_crystal(2)))
     assert set(grads.max_error_by_parameter) == {"c6_eV_A6", "c8_eV_A8", "log_damping_radius"}
 
 
 def test_dispersion_pair_function_is_the_damped_form_and_switches_off_smoothly():
-    term = _dispersion(cutoff_A=7.0)
+    term = cn_dispersion(cutoff_A=7.0)
     r = torch.tensor([2.0, 3.5, 4.99, 6.0, 7.0, 7.5], dtype=torch.float64)
     table = term.table(r)[0].detach().numpy()  # C–C
     c6, c8, radius = 18.0, 300.0, 3.4
@@ -68,8 +62,8 @@ def test_dispersion_at_zero_strength_is_zero_and_bad_groups_are_named():
 
 def test_dispersion_scales_multiply_the_terms_and_old_files_load_with_scale_one():
     state = from_atoms(cn_crystal(4))
-    base = _dispersion()
-    only6 = _dispersion()
+    base = cn_dispersion()
+    only6 = cn_dispersion()
     only6.c8_eV_A8.data.zero_()
     scaled = PairDispersion(["C", "N"], 7.0, c6_eV_A6=[18.0, 15.0, 12.5], c8_eV_A8=[300.0, 250.0, 210.0],
                             damping_radius_A=[3.4, 3.3, 3.2], switch_on_A=5.0, s6=0.5, s8=2.0, trainable=["s6", "s8"])
@@ -111,7 +105,7 @@ sampling: {temperature_K: 85, timestep_fs: 5, equilibration_ps: 1, production_ps
 # ----------------------------------------------------------------------------- closed loop
 def _models():
     base = LennardJones(["C", "N"], 2.0, 0.01, cutoff_A=6.0, trainable=False)
-    correction = _dispersion()
+    correction = cn_dispersion()
     return base, correction, SumPotential([base, correction])
 
 
@@ -196,16 +190,8 @@ def test_parabolic_minimum_at_the_grid_edge_is_the_lowest_point():
 
 
 # ------------------------------------------------------------------------------ pair tables
-def _correction_terms() -> list:
-    spline = PairSpline(["C", "N"], cutoff_A=8.0, r_min_A=3.0, n_knots=11)
-    rng = np.random.default_rng(5)
-    with torch.no_grad():
-        spline.values_eV.copy_(torch.from_numpy(rng.normal(scale=2e-3, size=spline.values_eV.shape)))
-    return [spline, _dispersion(cutoff_A=7.0)]
-
-
 def test_pair_table_reproduces_the_terms_in_ase(tmp_path):
-    terms = _correction_terms()
+    terms = cn_correction_terms()
     tables = tabulate_pairs(terms, ["C", "N"], r_min_A=0.8, n_points=8000)
     assert [t.keyword for t in tables] == ["C_C", "C_N", "N_N"]
     path = write_pair_table(tmp_path / "correction.table", tables, comment="test")
@@ -221,7 +207,7 @@ def test_pair_table_reproduces_the_terms_in_ase(tmp_path):
 
 
 def test_pair_table_refuses_a_pair_inside_its_first_point(tmp_path):
-    path = write_pair_table(tmp_path / "t.table", tabulate_pairs(_correction_terms(), ["C", "N"], r_min_A=3.0,
+    path = write_pair_table(tmp_path / "t.table", tabulate_pairs(cn_correction_terms(), ["C", "N"], r_min_A=3.0,
                                                                  n_points=500))
     atoms = cn_crystal(0)
     atoms.calc = TabulatedPairCalculator(path)
@@ -230,7 +216,7 @@ def test_pair_table_refuses_a_pair_inside_its_first_point(tmp_path):
 
 
 def test_lammps_overlay_lines_add_the_table_to_the_model():
-    tables = tabulate_pairs(_correction_terms(), ["C", "N"], n_points=100)
+    tables = tabulate_pairs(cn_correction_terms(), ["C", "N"], n_points=100)
     text = lammps_overlay_lines("deepmd", "refined.pth", ["C", "N"], "correction.table", tables)
     lines = text.splitlines()
     assert lines[0] == "pair_style hybrid/overlay deepmd refined.pth table spline 100"

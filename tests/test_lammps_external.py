@@ -30,14 +30,13 @@ pytestmark = [
 
 from ase import Atoms  # noqa: E402
 
-from conftest import REPO, argon_lattice, argon_lj  # noqa: E402
+from conftest import REPO, argon_lattice, argon_lj, cn_correction_terms, cn_crystal  # noqa: E402
 from exprefine.io.lammps_table import lammps_table_lines, tabulate_pairs, write_pair_table  # noqa: E402
 from exprefine.lammps import LammpsError, LammpsInputError, LammpsSession, run_lammps, write_lammps_data  # noqa: E402
 from exprefine.potentials import LennardJones, Potential, SumPotential  # noqa: E402
 from exprefine.sampling.integrators import conserved_energy_eV, initialize, velocity_verlet_step  # noqa: E402
 from exprefine.state import from_atoms  # noqa: E402
 from exprefine.units import kelvin_to_eV  # noqa: E402
-from test_closed_loop import _cn_crystal, _correction_terms  # noqa: E402
 
 ENERGY_TOL_eV = 1e-6
 FORCE_TOL_eV_PER_A = 1e-5
@@ -98,7 +97,7 @@ def cn_sum() -> SumPotential:
     """C/N Lennard-Jones plus a spline and a dispersion correction (the refinement's base + correction shape)."""
     lj = LennardJones(["C", "N"], [3.0, 3.1, 3.2], [kelvin_to_eV(50.0), kelvin_to_eV(60.0), kelvin_to_eV(70.0)],
                       cutoff_A=7.0)
-    return SumPotential([lj, *_correction_terms()])
+    return SumPotential([lj, *cn_correction_terms()])
 
 
 # ---------------------------------------------------------------------- step 0
@@ -107,7 +106,7 @@ def test_lennard_jones_argon_step0_equals_exprefine(tmp_path):
 
 
 def test_sum_with_pair_corrections_step0_equals_exprefine_types_mapped_by_mass(tmp_path):
-    atoms = _cn_crystal(2)
+    atoms = cn_crystal(2)
     assert_step0(compare_step0(cn_sum(), atoms, ["C", "N"], tmp_path))  # masses 12.011, 14.007 → C, N
     # types in the other order, named explicitly
     assert_step0(compare_step0(cn_sum(), atoms, ["N", "C"], tmp_path, type_map=["N", "C"]))
@@ -177,10 +176,10 @@ def test_pair_table_in_lammps_reproduces_the_correction(tmp_path):
     """Base through fix external plus the correction as LAMMPS's own pair_style table (the overlay route)."""
     base = LennardJones(["C", "N"], [3.0, 3.1, 3.2], [kelvin_to_eV(50.0), kelvin_to_eV(60.0), kelvin_to_eV(70.0)],
                         cutoff_A=7.0)
-    corrections = _correction_terms()
+    corrections = cn_correction_terms()
     tables = tabulate_pairs(corrections, ["C", "N"], r_min_A=1.0, n_points=8000)
     table_file = write_pair_table(tmp_path / "correction.table", tables)
-    atoms = write_lammps_data(_cn_crystal(4), tmp_path / "cn.data", ["C", "N"])
+    atoms = write_lammps_data(cn_crystal(4), tmp_path / "cn.data", ["C", "N"])
     pair_lines = lammps_table_lines(["C", "N"], str(table_file), tables).splitlines()
     with LammpsSession(base) as session:
         session.commands([*HEAD, f"read_data {tmp_path / 'cn.data'}", *pair_lines,

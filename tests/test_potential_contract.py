@@ -25,11 +25,11 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from conftest import cn_crystal, cn_dispersion
 from exprefine.potentials import LennardJones, PairSpline, Potential
 from exprefine.sampling import SamplerSettings, sample
 from exprefine.state import concatenate, from_atoms
 from exprefine.testing import check_gradient_wrt_parameters, check_potential
-from test_closed_loop import _cn_crystal, _dispersion
 
 # deepmd's TorchScript and e3nn's loading, as in the adapter tests
 pytestmark = [
@@ -98,7 +98,7 @@ class Case:
 CASES = {
     "lennard_jones": Case(_lennard_jones, _argon),
     "pair_spline": Case(_spline, _argon),
-    "pair_dispersion": Case(_dispersion, _cn_crystal),
+    "pair_dispersion": Case(cn_dispersion, cn_crystal),
     "mace": Case(_mace, _mace_frames, max_fd_atoms=6),
     "deepmd": Case(_deepmd, _deepmd_frames, max_fd_atoms=6),
 }
