@@ -62,6 +62,21 @@ def test_smoke_writes_the_comparison_with_the_figures_the_issue_asks_for(script,
     assert (tmp_path / "strategies" / "strategies.md").read_text().count("\n") == 4  # header, rule, two models
 
 
+def test_md_only_fills_the_cache_and_other_sizes_use_the_reference_frames_only(script, tmp_path):
+    if not (GCN_DIR / "data" / "layers6" / "synthetic_sq_neutron.csv").exists():
+        pytest.skip("the 6-layer synthetic data are not there (synthetic_experiment.py --layers 6)")
+    out = tmp_path / "strategies"
+    assert script.main(["--smoke", "--md-only", "--only", "base", "--out", str(out)]) == 0
+    # its own runs only (the reference's are the reference's)
+    assert sorted(p.name for p in (out / "md").glob("*.pt")) == ["base_1x1.pt", "base_check.pt"]
+    assert not (out / "base.json").exists()  # MD only: nothing measured
+    # a full run finds its own MD cached; at a size outside --own-md-sizes it scores the reference's frames only
+    assert script.main(["--smoke", "--only", "base", "--own-md-sizes", "2x2", "--out", str(out)]) == 0
+    row = json.loads((out / "base.json").read_text())["sizes"]["1x1"]
+    assert "skipped" in row["own_frames"] and row["d_A"] is None
+    assert row["reference_frames"]["force_rmse_meV_per_A"] > 0
+
+
 def test_the_c2_configs_fixed_dispersion_shape_is_what_d3_pair_prior_prints(capsys):
     # strategy C2 fixes C6, C8 and R at D3's values for the truth's cell; the config must hold
     # exactly what the script derives (to its 4 printed decimals), and the smoke cell runs too

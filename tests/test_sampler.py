@@ -195,3 +195,22 @@ def test_sample_or_load_reuses_a_run_and_refuses_one_made_otherwise(tmp_path):
         sample_or_load(argon_lj(), state, other, path)
     with pytest.raises(ValueError, match="potential fingerprint"):
         sample_or_load(argon_lj(sigma_A=3.3), state, settings, path)
+
+
+def test_a_cached_run_is_adopted_only_by_a_potential_that_reproduces_its_energies(tmp_path):
+    from conftest import argon_lattice, argon_lj
+    from exprefine.potentials import SumPotential
+    from exprefine.sampling import adopt_cached_run, sample_or_load, settings_from_times
+
+    settings = settings_from_times(temperature_K=85.0, timestep_fs=10.0, equilibration_ps=0.1, production_ps=0.1,
+                                   frame_interval_fs=50.0, seed=1)
+    state, path = from_atoms(argon_lattice(2)), tmp_path / "run.pt"
+    first = sample_or_load(argon_lj(), state, settings, path)
+    wrapped = SumPotential([argon_lj()])  # the same physics under another state-dict layout
+    with pytest.raises(ValueError, match="adopt_cached_run"):
+        sample_or_load(wrapped, state, settings, path)
+    with pytest.raises(ValueError, match="run.pt: frame 0 has energy"):
+        adopt_cached_run(argon_lj(sigma_A=3.3), path)
+    assert adopt_cached_run(wrapped, path) == parameter_fingerprint(wrapped)
+    again = sample_or_load(wrapped, state, settings, path)
+    assert again.reused and torch.equal(again.trajectory.positions_A, first.trajectory.positions_A)

@@ -71,6 +71,8 @@ class Protocol:
     size_production_ps: float = 1.0
     size_frame_interval_fs: float = 125.0
     sizes: tuple[str, ...] = DEFAULT_SIZES
+    #: the sizes at which each model also runs its own MD (None: all); elsewhere only the reference's frames
+    own_md_sizes: tuple[str, ...] | None = None
     binding_spacings_A: tuple[float, ...] = (2.8, 2.9, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.8, 4.0, 4.3, 4.7, 5.5, 7.0)
     held_out_frames: int | None = None  # all of the test split
 
@@ -274,16 +276,21 @@ def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md
         settings = md_settings(protocol, "size", 200 + k, smoke)
         ref_run = sample_or_load(reference, bilayer(size), settings, md_dir / f"reference_{reference_tag}_{size}.pt",
                                  progress=not smoke)
-        try:
-            own_run = ref_run if name == "reference" else sample_or_load(potential, bilayer(size), settings,
-                                                                        md_dir / f"{name}_{size}.pt",
-                                                                        progress=not smoke)
-        except SimulationBlowUp as exc:  # its own MD is unusable; the reference's frames still score it
-            own_run, blew_up = None, str(exc)
+        own_run, why_none = None, None
+        if name == "reference":
+            own_run = ref_run
+        elif protocol.own_md_sizes is not None and size not in protocol.own_md_sizes:
+            why_none = {"skipped": "scored on the reference's frames only (--own-md-sizes)"}
+        else:
+            try:
+                own_run = sample_or_load(potential, bilayer(size), settings, md_dir / f"{name}_{size}.pt",
+                                         progress=not smoke)
+            except SimulationBlowUp as exc:  # its own MD is unusable; the reference's frames still score it
+                why_none = {"blew_up": str(exc)}
         row: dict = {"n_atoms": ref_run.trajectory.n_atoms,
                      "d_A": None if own_run is None else spacing_and_density(own_run.trajectory, 2)[0]}
         if own_run is None:
-            row["own_frames"] = {"blew_up": blew_up}
+            row["own_frames"] = why_none
         for key, run in (("reference_frames", ref_run), ("own_frames", own_run)):
             if run is None:
                 continue
@@ -295,6 +302,40 @@ def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md
         row["energy_sd_vs_reference_meV_per_atom"] = row["reference_frames"]["energy_sd_meV_per_atom"]
         out[size] = row
     return out
+
+
+def md_only(cfg, potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
+            smoke: bool) -> None:
+    """Only the MD runs of one model, into the cache that :func:`measure` reads: its own runs at each
+    cell size, largest first, then its structure check. A second process runs this beside
+    :func:`measure` (which starts with the check) so that one model's MD uses two cores."""
+    from exprefine.builders import build_state
+    from exprefine.sampling import SimulationBlowUp, sample_or_load
+
+    runs = [(k, size) for k, size in enumerate(protocol.sizes)
+            if protocol.own_md_sizes is None or size in protocol.own_md_sizes or name == "reference"]
+    for k, size in sorted(runs, key=lambda ks: -bilayer_atoms(ks[1])):
+        settings = md_settings(protocol, "size", 200 + k, smoke)  # the seed of the size's place, as in size_errors
+        model, file = ((reference, md_dir / f"reference_{reference_tag}_{size}.pt") if name == "reference"
+                       else (potential, md_dir / f"{name}_{size}.pt"))
+        print(f"[{name}] MD of the {size} bilayer", flush=True)
+        try:
+            sample_or_load(model, bilayer(size), settings, file, progress=not smoke)
+        except SimulationBlowUp as exc:
+            print(f"[{name}] {size}: {exc}", flush=True)
+    if name != "reference":
+        print(f"[{name}] MD of the structure check", flush=True)
+        try:
+            sample_or_load(potential, build_state(cfg), md_settings(protocol, "check", 101, smoke),
+                           md_dir / f"{name}_check.pt", progress=not smoke)
+        except SimulationBlowUp as exc:
+            print(f"[{name}] check: {exc}", flush=True)
+
+
+def bilayer_atoms(size: str) -> int:
+    """Atoms of an AB bilayer of ``size`` (e.g. ``"4x2"``): 14 per layer and in-plane cell."""
+    n1, n2 = (int(x) for x in size.split("x"))
+    return 28 * n1 * n2
 
 
 def binding(potential, protocol: Protocol, smoke: bool) -> dict:
@@ -372,8 +413,8 @@ def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
                f"{e.held_out['vs_label']['force_rmse_meV_per_A']:.1f}",
                f"{e.held_out['vs_truth']['force_rmse_meV_per_A']:.1f}",
                f"{e.held_out['vs_reference']['force_rmse_meV_per_A']:.1f}"]
-        row += [f"{e.sizes[s]['force_rmse_vs_reference_meV_per_A']:.1f}" for s in sizes]
-        row += [f"{e.sizes[s]['energy_sd_vs_reference_meV_per_atom']:.2f}" for s in sizes]
+        row += [num(e.sizes.get(s, {}).get("force_rmse_vs_reference_meV_per_A"), ".1f") for s in sizes]
+        row += [num(e.sizes.get(s, {}).get("energy_sd_vs_reference_meV_per_atom"), ".2f") for s in sizes]
         row += [f"{e.binding['binding_energy_meV_per_atom']:.1f}", f"{e.binding['d_min_A']:.3f}",
                 num(e.refinement_wall_time_s, ".0f")]
         lines.append("| " + " | ".join(row) + " |")
@@ -390,7 +431,8 @@ def plot(path: Path, entries: list[Entry], sizes: tuple[str, ...]) -> None:
     x = np.arange(len(sizes))
     width = 0.8 / max(1, len(entries))
     for k, e in enumerate(entries):
-        axes[0].bar(x + k * width, [e.sizes[s]["force_rmse_vs_reference_meV_per_A"] for s in sizes], width,
+        axes[0].bar(x + k * width, [e.sizes.get(s, {}).get("force_rmse_vs_reference_meV_per_A", np.nan)
+                                    for s in sizes], width,
                     label=e.name)
         axes[1].plot(e.binding["spacings_A"], e.binding["energy_meV_per_atom"], "o-", ms=3, label=e.name)
     axes[0].set_xticks(x + 0.4 - width / 2, sizes)
@@ -419,11 +461,57 @@ def summarize(out_dir: Path, names: list[str], sizes: tuple[str, ...]) -> list[E
     return entries
 
 
+@dataclass
+class Model:
+    """One model of the comparison, ready to measure."""
+
+    name: str
+    description: str
+    cfg: object
+    potential: object
+    reference: object
+    reference_tag: str
+    status: str
+    files: list[str]
+    n_updates: int | None = None
+    wall_time_s: float | None = None
+    check_file: Path | None = None
+
+
+def models(args, base_cfg, strategies, wanted: set[str]):
+    """The wanted models in the table's order: the reference, the base, then each strategy's refined one."""
+    base, reference, base_file = base_and_reference(base_cfg)
+    if "reference" in wanted:
+        yield Model("reference", "base DeePMD + GFN1 D3(BJ), the generator of the data", base_cfg, reference,
+                    reference, "deepmd", "reference", [relative(base_file)],
+                    check_file=None if args.smoke else REFERENCE_CHECK)
+    if "base" in wanted:
+        yield Model("base", "base DeePMD (labels only)", base_cfg, base, reference, "deepmd", "base",
+                    [relative(base_file)])
+    for name, config, description in strategies:
+        if name not in wanted:
+            continue
+        cfg = load_config(config, smoke_run_dir(args, name))
+        if args.smoke:  # the start parameters, whatever runs exist
+            potential, status, n_updates, wall = build_potential(cfg), "not run (smoke: start parameters)", 0, None
+        else:
+            potential, status, n_updates, wall = refined_potential(cfg)
+        _, own_reference, _ = base_and_reference(cfg)
+        tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
+        yield Model(name, description, cfg, potential, own_reference, tag, status, model_files(cfg), n_updates, wall)
+
+
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", metavar="NAME", help="measure only these (base, reference, a_fitting, ...)")
     p.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES))
+    p.add_argument("--own-md-sizes", nargs="+", metavar="SIZE",
+                   help="sizes at which each model also runs its own MD (default: every size); at the others "
+                        "it is scored on the reference's frames only")
+    p.add_argument("--md-only", action="store_true",
+                   help="only the MD runs of the named models (largest cell first, then the check), into the "
+                        "cache; a second process beside a full one")
     p.add_argument("--check-ps", type=float, default=5.0)
     p.add_argument("--out", type=Path, default=HERE / "results" / "strategies")
     p.add_argument("--threads", type=int, default=1)
@@ -436,9 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.threads)
 
     sys.path.insert(0, str(HERE))
-    protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes))
+    protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes),
+                        own_md_sizes=None if args.own_md_sizes is None else tuple(args.own_md_sizes))
     if args.smoke:
-        protocol = Protocol(sizes=("1x1",), held_out_frames=3)
+        protocol = Protocol(sizes=("1x1",), held_out_frames=3, own_md_sizes=protocol.own_md_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = STRATEGIES[2:3] if args.smoke else STRATEGIES
     names = ["base", *[s[0] for s in strategies]]
@@ -449,27 +538,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     base_cfg = load_config(BASE_CONFIG, smoke_run_dir(args, "base"))
-    base, reference, base_file = base_and_reference(base_cfg)
-    test = held_out_set(base_cfg, protocol)
-    if "reference" in wanted:
-        measure("reference", "base DeePMD + GFN1 D3(BJ), the generator of the data", base_cfg, test, reference, reference,
-                "deepmd", protocol, args.out, args.smoke, "reference", [relative(base_file)],
-                check_file=None if args.smoke else REFERENCE_CHECK)
-    if "base" in wanted:
-        measure("base", "base DeePMD (labels only)", base_cfg, test, base, reference, "deepmd", protocol, args.out,
-                args.smoke, "base", [relative(base_file)])
-    for name, config, description in strategies:
-        if name not in wanted:
-            continue
-        cfg = load_config(config, smoke_run_dir(args, name))
-        if args.smoke:  # the start parameters, whatever runs exist
-            potential, status, n_updates, wall = build_potential(cfg), "not run (smoke: start parameters)", 0, None
+    test = None if args.md_only else held_out_set(base_cfg, protocol)
+    for model in models(args, base_cfg, strategies, wanted):
+        if args.md_only:
+            md_only(model.cfg, model.potential, model.reference, model.reference_tag, protocol, args.out / "md",
+                    model.name, args.smoke)
         else:
-            potential, status, n_updates, wall = refined_potential(cfg)
-        _, own_reference, _ = base_and_reference(cfg)
-        tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
-        measure(name, description, cfg, test, potential, own_reference, tag, protocol, args.out, args.smoke, status,
-                model_files(cfg), n_updates, wall)
+            measure(model.name, model.description, model.cfg, test, model.potential, model.reference,
+                    model.reference_tag, protocol, args.out, args.smoke, model.status, model.files, model.n_updates,
+                    model.wall_time_s, check_file=model.check_file)
+    if args.md_only:
+        return 0
     entries = summarize(args.out, ["reference", *names], protocol.sizes)
     print(markdown(entries, protocol.sizes))
     return 0

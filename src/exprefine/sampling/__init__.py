@@ -1,7 +1,7 @@
 """Sampling: batched MD integrators and the sampler that produces reweighting trajectories."""
 
 from .barostat import BarostatSettings, c_rescale_step
-from .cache import CachedRun, sample_or_load, settings_from_times
+from .cache import CachedRun, adopt_cached_run, sample_or_load, settings_from_times
 from .integrators import (
     MDState,
     NoseHooverChainState,
@@ -37,6 +37,7 @@ __all__ = [
     "kinetic_energy_eV",
     "nose_hoover_chain_step",
     "sample",
+    "adopt_cached_run",
     "sample_or_load",
     "settings_from_times",
     "temperature_K",

@@ -14,6 +14,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from ..potentials.base import Potential
 from ..state import State
 from ..trajectory import Trajectory, parameter_fingerprint
@@ -88,8 +90,10 @@ def sample_or_load(
         record = json.loads(record_path.read_text())
         for key, value in wanted.items():
             if record.get(key) != value:
+                hint = ("; if only the parameters' layout changed, adopt_cached_run checks and keeps it"
+                        if key == "potential_fingerprint" else "")
                 raise ValueError(f"{path}: made with another {key.replace('_', ' ')} ({record.get(key)!r}, now "
-                                 f"{value!r}); delete it or choose another path")
+                                 f"{value!r}); delete it or choose another path{hint}")
         return CachedRun(Trajectory.load(path), float(record["wall_time_s"]), float(record["steps_per_s"]), True)
     result = sample(potential, state, settings, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +101,36 @@ def sample_or_load(
     speed = result.n_steps / max(result.wall_time_s, 1e-9)
     record_path.write_text(json.dumps({**wanted, "wall_time_s": result.wall_time_s, "steps_per_s": speed}, indent=1))
     return CachedRun(result.trajectory, result.wall_time_s, speed, False)
+
+
+def adopt_cached_run(potential: Potential, path: str | Path, atol_eV: float = 1e-9) -> str:
+    """Re-record a cached run under ``potential``'s fingerprint if it reproduces the run's energies.
+
+    A potential whose state dict gained entries that do not change its physics (a new parameter at
+    its neutral value) has a new fingerprint, and :func:`sample_or_load` refuses its runs. This
+    evaluates ``potential`` on every frame of the run at ``path``; when each energy equals the stored
+    one within ``atol_eV`` (eV per system), the record takes the new fingerprint and keeps the old
+    ones under ``previous_fingerprints``. Returns the new fingerprint; raises ValueError naming the
+    file, the frame and the difference otherwise.
+    """
+    path = Path(path)
+    record_path = path.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    trajectory = Trajectory.load(path)
+    fingerprint = parameter_fingerprint(potential)
+    if record.get("potential_fingerprint") == fingerprint:
+        return fingerprint
+    for k in range(trajectory.n_frames):
+        with torch.no_grad():
+            energy = float(potential.energy(trajectory.select([k]).as_state())[0])
+        stored = float(trajectory.energies_eV[k])
+        if abs(energy - stored) > atol_eV:
+            raise ValueError(f"{path}: frame {k} has energy {energy:.9f} eV with this potential, {stored:.9f} eV "
+                             f"stored; not the same potential, so the run is not adopted")
+    record["previous_fingerprints"] = [*record.get("previous_fingerprints", []), record["potential_fingerprint"]]
+    record["potential_fingerprint"] = fingerprint
+    record_path.write_text(json.dumps(record, indent=1))
+    return fingerprint
 
 
 def _plain(settings: SamplerSettings) -> dict:
