@@ -55,3 +55,13 @@ def test_too_few_frames_and_bad_block_count():
     assert torch.isnan(block_standard_error(torch.ones(3), n_blocks=10))
     with pytest.raises(ValueError, match="n_blocks"):
         block_standard_error(torch.ones(10), n_blocks=1)
+
+
+def test_mean_and_standard_error_of_a_short_series_uses_blocks_of_at_least_four_frames():
+    from exprefine.blocking import default_n_blocks, mean_and_standard_error
+
+    assert [default_n_blocks(n) for n in (3, 8, 20, 41, 1000)] == [2, 2, 5, 10, 10]
+    # 20 frames in 5 blocks of means 0, 1, 2, 3, 4: SE = std(ddof=1)/√5 = √2.5/√5
+    series = torch.arange(5, dtype=torch.float64).repeat_interleave(4)
+    mean, se = mean_and_standard_error(series.to(torch.float32))
+    assert mean == pytest.approx(2.0) and se == pytest.approx(math.sqrt(0.5), rel=1e-12)

@@ -112,6 +112,17 @@ def test_sum_with_pair_corrections_step0_equals_exprefine_types_mapped_by_mass(t
     assert_step0(compare_step0(cn_sum(), atoms, ["N", "C"], tmp_path, type_map=["N", "C"]))
 
 
+def test_d3_with_learned_scales_step0_equals_exprefine(tmp_path):
+    # strategy F of the g-C3N4 study (a model plus D3(BJ) with learned s6/s8) runs in LAMMPS this way
+    pytest.importorskip("dftd3")
+    from exprefine.potentials import D3Dispersion
+    from exprefine.potentials.dftd3 import D3Parameters
+
+    d3 = D3Dispersion(D3Parameters(s6=0.84, s8=0.27, a1=0.4289, a2=4.4407, s9=0.0), trainable=["s6", "s8"])
+    potential = SumPotential([cn_sum(), d3])
+    assert_step0(compare_step0(potential, cn_crystal(1), ["C", "N"], tmp_path))
+
+
 def test_small_mace_step0_equals_exprefine(tmp_path):
     pytest.importorskip("mace")
     from exprefine.potentials import MacePotential

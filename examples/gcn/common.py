@@ -40,14 +40,12 @@ def relative_to_repo(path: str | Path) -> str:
 def spacing_and_density(trajectory, n_layers: int = 2) -> tuple[float, float, float, float]:
     """Mean ± block SE of the interlayer spacing d (Å) and of the density (g/cm³) over the stored
     frames (exprefine's ``InterlayerSpacing`` and ``Density`` observables)."""
-    from exprefine.blocking import block_standard_error
+    from exprefine.blocking import mean_and_standard_error
     from exprefine.observables import Density, InterlayerSpacing
 
-    d = InterlayerSpacing(n_layers).evaluate(trajectory).double()
-    density = Density().evaluate(trajectory).double()
-    n_blocks = max(2, min(10, trajectory.n_frames // 4))
-    return (float(d.mean()), float(block_standard_error(d, n_blocks)), float(density.mean()),
-            float(block_standard_error(density, n_blocks)))
+    d = mean_and_standard_error(InterlayerSpacing(n_layers).evaluate(trajectory))
+    density = mean_and_standard_error(Density().evaluate(trajectory))
+    return (*d, *density)
 
 
 def run_potential(run: Path):

@@ -27,11 +27,10 @@ SMOKE_FRAMES = REPO / "examples" / "gcn" / "results" / "strategies" / "md" / "b_
 
 def spacing(trajectory, n_layers: int) -> tuple[float, float]:
     """Mean interlayer spacing (Å) and its block standard error."""
-    from exprefine.blocking import block_standard_error
+    from exprefine.blocking import mean_and_standard_error
     from exprefine.observables import InterlayerSpacing
 
-    d = InterlayerSpacing(n_layers).evaluate(trajectory).double()
-    return float(d.mean()), float(block_standard_error(d, max(2, min(10, trajectory.n_frames // 4))))
+    return mean_and_standard_error(InterlayerSpacing(n_layers).evaluate(trajectory))
 
 
 def relative(path: Path) -> str:

@@ -44,3 +44,15 @@ def block_standard_error(values: torch.Tensor, n_blocks: int = 10, reduce: Reduc
     weights = torch.full((size,), 1.0 / size, dtype=torch.float64)
     blocks = torch.stack([reduce(values[b * size:(b + 1) * size], weights).to(torch.float64) for b in range(n_blocks)])
     return blocks.std(dim=0, unbiased=True) / n_blocks**0.5
+
+
+def default_n_blocks(n_frames: int) -> int:
+    """Blocks for a short trajectory: at least 4 frames per block, between 2 and 10 blocks."""
+    return max(2, min(10, n_frames // 4))
+
+
+def mean_and_standard_error(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of a scalar per-frame series [n_frames] and its block standard error
+    (:func:`default_n_blocks` blocks), as floats in the series' unit."""
+    series = values.detach().to(torch.float64).reshape(-1)
+    return float(series.mean()), float(block_standard_error(series, default_n_blocks(series.shape[0])))
