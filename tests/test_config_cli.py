@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO
@@ -126,6 +127,10 @@ def test_cli_refine_resume_and_evaluate(tmp_path):
     run = tmp_path / "run"
     assert (run / "config.yaml").exists() and (run / "final_model.pt").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 3
+    # the model and checkpoint files record the config with paths relative to the run directory
+    for file in (run / "final_model.pt", run / "checkpoints" / "latest.pt"):
+        recorded = torch.load(file, weights_only=False)["config"]
+        assert recorded["run_dir"] == "." and str(tmp_path) not in repr(recorded), file
 
     # a second refine into the same run directory must not overwrite it silently
     out = subprocess.run(exe + ["refine", str(cfg_path), "--no-progress"], capture_output=True, text=True)

@@ -27,7 +27,7 @@ from .config import (
     StatePointSpec,
     SystemConfig,
     TargetConfig,
-    config_to_plain,
+    config_relative_to,
 )
 from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split, split_by_key
 from .experiment import ExperimentalData, interpolate, load_table
@@ -365,7 +365,7 @@ def build_refiner(cfg: Config, progress: bool = True, progress_lines: bool = Fal
         state_points=build_state_points(cfg, device),
         settings=refiner_settings(cfg, progress, progress_lines),
         run_dir=cfg.run_dir,
-        config=config_to_plain(cfg),
+        config=config_relative_to(cfg, cfg.run_dir),  # as recorded in checkpoints
         learning_rates=term_learning_rates(cfg, potential),
         dft=fused_dft(cfg, build_dft_split(cfg)) if cfg.dft is not None else None,
         collective=collective,

@@ -1228,10 +1228,17 @@ def config_to_plain(cfg: Config) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
+def config_relative_to(cfg: Config, folder: str | Path) -> dict[str, Any]:
+    """The resolved config as plain data with its paths relative to ``folder`` (what files written
+    there record: no machine's absolute paths)."""
+    base = Path(folder).resolve()
+    relative = _map_paths(cfg.model_copy(deep=True), lambda p: Path(os.path.relpath(p, base)) if p.is_absolute() else p)
+    return config_to_plain(relative)
+
+
 def save_resolved(cfg: Config, path: str | Path) -> None:
     """The resolved config (defaults filled in) as YAML at ``path``, its paths relative to the file's
     folder: it loads again from there, and records no machine's absolute paths."""
     folder = Path(path).resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
-    relative = _map_paths(cfg.model_copy(deep=True), lambda p: Path(os.path.relpath(p, folder)) if p.is_absolute() else p)
-    Path(path).write_text(yaml.safe_dump(config_to_plain(relative), sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(config_relative_to(cfg, folder), sort_keys=False))

@@ -22,7 +22,7 @@ from .builders import (
     save_native_models,
     train_settings,
 )
-from .config import SINGLE_STATE_POINT, Config, StatePointSpec, config_to_plain, save_resolved
+from .config import SINGLE_STATE_POINT, Config, StatePointSpec, config_relative_to, save_resolved
 from .data import evaluate_dft_errors
 from .io import read_frames, read_lammps_dump
 from .io.checkpoint import save_checkpoint
@@ -146,7 +146,7 @@ def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, pro
     result = train(potential, parts.train, parts.valid, settings,
                    run_dir=run_dir, progress=progress, resume=resume)
     save_checkpoint(run_dir / "final_model.pt", {"potential_state": potential.state_dict(),
-                                                 "config": config_to_plain(cfg)})
+                                                 "config": config_relative_to(cfg, run_dir)})
     written = save_native_models(cfg, potential)
     test = (evaluate_dft_errors(potential, parts.test, batch_size=settings.eval_batch_size)
             if parts.test is not None else None)
