@@ -75,6 +75,11 @@ def test_md_only_fills_the_cache_and_other_sizes_use_the_reference_frames_only(s
     row = json.loads((out / "base.json").read_text())["sizes"]["1x1"]
     assert "skipped" in row["own_frames"] and row["d_A"] is None
     assert row["reference_frames"]["force_rmse_meV_per_A"] > 0
+    # a larger cell added to the entry later; what it had stays
+    assert script.main(["--smoke", "--add-sizes", "--only", "base", "--sizes", "1x1", "2x1", "--out", str(out)]) == 0
+    sizes = json.loads((out / "base.json").read_text())["sizes"]
+    assert list(sizes) == ["1x1", "2x1"] and sizes["1x1"] == row
+    assert sizes["2x1"]["n_atoms"] == 56 and sizes["2x1"]["own_frames"]["n_frames"] > 0
 
 
 def test_the_c2_configs_fixed_dispersion_shape_is_what_d3_pair_prior_prints(capsys):

@@ -265,14 +265,17 @@ def bilayer(size: str, spacing_A: float = 3.2):
 
 
 def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
-                smoke: bool) -> dict:
-    """Per cell size: errors vs the reference on the reference's MD frames and on the model's own."""
+                smoke: bool, only: tuple[str, ...] | None = None) -> dict:
+    """Per cell size: errors vs the reference on the reference's MD frames and on the model's own
+    (``only``: just these of ``protocol.sizes``, each with the seed of its place in the full list)."""
     from common import spacing_and_density
     from exprefine.closed_loop import compare_to_reference
     from exprefine.sampling import SimulationBlowUp, sample_or_load
 
     out = {}
     for k, size in enumerate(protocol.sizes):
+        if only is not None and size not in only:
+            continue
         settings = md_settings(protocol, "size", 200 + k, smoke)
         ref_run = sample_or_load(reference, bilayer(size), settings, md_dir / f"reference_{reference_tag}_{size}.pt",
                                  progress=not smoke)
@@ -302,6 +305,26 @@ def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md
         row["energy_sd_vs_reference_meV_per_atom"] = row["reference_frames"]["energy_sd_meV_per_atom"]
         out[size] = row
     return out
+
+
+def add_sizes(name: str, potential, reference, reference_tag: str, protocol: Protocol, out_dir: Path,
+              smoke: bool) -> None:
+    """Measure an existing entry (``out_dir/<name>.json``) at the cell sizes it lacks; its other
+    figures (check, held-out frames, binding curve) stay as they are."""
+    path = out_dir / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{relative(path)}: no entry to add sizes to; measure {name} first")
+    entry = Entry(**json.loads(path.read_text()))
+    missing = tuple(size for size in protocol.sizes if size not in entry.sizes)
+    if not missing:
+        print(f"[{name}] has every size already", flush=True)
+        return
+    print(f"[{name}] adding cell sizes {', '.join(missing)}", flush=True)
+    # the seed of each size is that of its place in the full list, as in a full measurement
+    new = size_errors(potential, reference, reference_tag, protocol, out_dir / "md", name, smoke, only=missing)
+    merged = {**entry.sizes, **new}
+    entry.sizes = {size: merged[size] for size in sorted(merged, key=bilayer_atoms)}
+    path.write_text(json.dumps(asdict(entry), indent=1))
 
 
 def md_only(cfg, potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
@@ -505,13 +528,16 @@ def models(args, base_cfg, strategies, wanted: set[str]):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", metavar="NAME", help="measure only these (base, reference, a_fitting, ...)")
-    p.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES))
+    p.add_argument("--sizes", nargs="+", help=f"in-plane cells (default: {' '.join(DEFAULT_SIZES)}; "
+                                               f"with --smoke: 1x1)")
     p.add_argument("--own-md-sizes", nargs="+", metavar="SIZE",
                    help="sizes at which each model also runs its own MD (default: every size); at the others "
                         "it is scored on the reference's frames only")
     p.add_argument("--md-only", action="store_true",
                    help="only the MD runs of the named models (largest cell first, then the check), into the "
                         "cache; a second process beside a full one")
+    p.add_argument("--add-sizes", action="store_true",
+                   help="add the --sizes an existing entry lacks (its other figures stay) and rebuild the table")
     p.add_argument("--check-ps", type=float, default=5.0)
     p.add_argument("--out", type=Path, default=HERE / "results" / "strategies")
     p.add_argument("--threads", type=int, default=1)
@@ -524,10 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.threads)
 
     sys.path.insert(0, str(HERE))
-    protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes),
-                        own_md_sizes=None if args.own_md_sizes is None else tuple(args.own_md_sizes))
+    own = None if args.own_md_sizes is None else tuple(args.own_md_sizes)
     if args.smoke:
-        protocol = Protocol(sizes=("1x1",), held_out_frames=3, own_md_sizes=protocol.own_md_sizes)
+        protocol = Protocol(sizes=tuple(args.sizes or ("1x1",)), held_out_frames=3, own_md_sizes=own)
+    else:
+        protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes or DEFAULT_SIZES), own_md_sizes=own)
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = STRATEGIES[2:3] if args.smoke else STRATEGIES
     names = ["base", *[s[0] for s in strategies]]
@@ -540,7 +567,10 @@ def main(argv: list[str] | None = None) -> int:
     base_cfg = load_config(BASE_CONFIG, smoke_run_dir(args, "base"))
     test = None if args.md_only else held_out_set(base_cfg, protocol)
     for model in models(args, base_cfg, strategies, wanted):
-        if args.md_only:
+        if args.add_sizes:
+            add_sizes(model.name, model.potential, model.reference, model.reference_tag, protocol, args.out,
+                      args.smoke)
+        elif args.md_only:
             md_only(model.cfg, model.potential, model.reference, model.reference_tag, protocol, args.out / "md",
                     model.name, args.smoke)
         else:
