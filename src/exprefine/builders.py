@@ -17,6 +17,7 @@ from ase.data import chemical_symbols
 from .config import (
     SINGLE_STATE_POINT,
     Config,
+    ConfigError,
     DeepmdConfig,
     LatticeConfig,
     MaceConfig,
@@ -38,7 +39,7 @@ from .observables import (
     Observable,
 )
 from .potentials import PairPotential, Potential, SumPotential
-from .refine import FusedDFT, GaussNewtonSettings, Refiner, RefinerSettings, StatePoint, Target
+from .refine import FusedDFT, GaussNewtonSettings, ParameterPrior, Refiner, RefinerSettings, StatePoint, Target
 from .refine.collective import Collective
 from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
@@ -160,6 +161,27 @@ def save_pair_correction(cfg: Config, potential: Potential) -> list[Path]:
     lines_file = run_dir / "refined_pairs.lammps"
     lines_file.write_text(note + lines)
     return [table_file, lines_file]
+
+
+def term_priors(cfg: Config, potential: Potential) -> list[ParameterPrior]:
+    """The Gaussian priors of every term's ``prior`` section, on its parameters (named ``terms.I.NAME``)."""
+    priors = []
+    for index, (term_cfg, term) in enumerate(zip(cfg.potential.terms, _terms(potential))):
+        named = dict(term.named_parameters())
+        for name, spec in term_cfg.prior.items():
+            where = f"potential.terms[{index}].prior.{name}"
+            if name not in named:
+                raise ConfigError(f"{where}: the {term_cfg.kind} term has no parameter {name!r}; "
+                                  f"its parameters: {', '.join(sorted(named)) or 'none'}")
+            if not named[name].requires_grad:
+                raise ConfigError(f"{where}: the parameter is not trainable (add it to the term's trainable)")
+            try:
+                priors.append(ParameterPrior(f"terms.{index}.{name}", named[name],
+                                             torch.tensor(spec.mean, dtype=torch.float64),
+                                             torch.tensor(spec.sigma, dtype=torch.float64)))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+    return priors
 
 
 def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:
@@ -367,6 +389,7 @@ def build_refiner(cfg: Config, progress: bool = True, progress_lines: bool = Fal
         run_dir=cfg.run_dir,
         config=config_relative_to(cfg, cfg.run_dir),  # as recorded in checkpoints
         learning_rates=term_learning_rates(cfg, potential),
+        priors=term_priors(cfg, potential),
         dft=fused_dft(cfg, build_dft_split(cfg)) if cfg.dft is not None else None,
         collective=collective,
     )

@@ -153,8 +153,29 @@ def _one_energy(cfg: BaseModel, name: str) -> None:
         raise ValueError(f"give exactly one of {keys[0]} and {keys[1]} (or {keys[2]})")
 
 
+class PriorConfig(_Strict):
+    """A Gaussian prior on one trainable parameter of a term: adds Σ ((θ − mean)/sigma)² to the loss
+    (:mod:`exprefine.refine.prior`). One value, or one per element of the parameter, each."""
+
+    mean: float | list[float]
+    sigma: float | list[float]
+
+    @model_validator(mode="after")
+    def _positive_sigma(self) -> "PriorConfig":
+        sigmas = self.sigma if isinstance(self.sigma, list) else [self.sigma]
+        if not sigmas or any(not (math.isfinite(x) and x > 0) for x in sigmas):
+            raise ValueError(f"sigma must be positive and finite, got {self.sigma}")
+        return self
+
+
 class _Term(_Strict):
-    """A potential term: builds its Potential, its step sizes and (if it has one) its native model file."""
+    """A potential term: builds its Potential, its step sizes and (if it has one) its native model file.
+
+    ``prior``: Gaussian priors on the term's trainable parameters, by the parameter's name in the
+    term (e.g. ``{s6: {mean: 1.0, sigma: 0.1}}`` for D3), in the parameter's own representation.
+    """
+
+    prior: dict[str, PriorConfig] = {}
 
     def build(self, dtype: torch.dtype) -> Potential:
         raise NotImplementedError

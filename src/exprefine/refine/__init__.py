@@ -2,6 +2,7 @@
 
 from .fused import FusedDFT
 from .gauss_newton import GaussNewtonSettings, LinearModel, linearize
+from .prior import ParameterPrior, prior_loss
 from .records import Evaluation, RefinementResult, UpdateRecord, evaluate_targets
 from .refiner import Refiner
 from .settings import RefinerSettings
@@ -17,6 +18,7 @@ __all__ = [
     "FusedDFT",
     "GaussNewtonSettings",
     "LinearModel",
+    "ParameterPrior",
     "RefinementResult",
     "Refiner",
     "RefinerSettings",
@@ -25,5 +27,6 @@ __all__ = [
     "UpdateRecord",
     "evaluate_targets",
     "linearize",
+    "prior_loss",
     "total_loss",
 ]

@@ -262,14 +262,19 @@ def residuals_and_jacobian(targets: Sequence[Target], model: LinearModel | Stack
 
 
 def gauss_newton_step(targets: Sequence[Target], model: LinearModel | StackedModel, damping: float,
-                      max_step_kT: float) -> tuple[torch.Tensor, float]:
+                      max_step_kT: float, extra_rows: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> tuple[torch.Tensor, float]:
     """The damped Gauss–Newton step Δθ [n_parameters] and its energy spread std_i(β ΔU_i)
     (of several state points: the largest).
 
-    ``targets``: those of ``model``'s predictions, in the same order. Parameters that no residual
-    depends on (zero columns of J) do not move. The step is shortened along its direction when the spread exceeds ``max_step_kT``.
+    ``targets``: those of ``model``'s predictions, in the same order. ``extra_rows``: residuals
+    [M] and Jacobian [M, n_parameters] added to the targets' (the priors, :mod:`.prior`).
+    Parameters that no residual depends on (zero columns of J) do not move. The step is shortened
+    along its direction when the spread exceeds ``max_step_kT``.
     """
     r, J = residuals_and_jacobian(targets, model)
+    if extra_rows is not None:
+        r, J = torch.cat([r, extra_rows[0]]), torch.cat([J, extra_rows[1]])
     A = J.T @ J
     g = J.T @ r
     diag = torch.diagonal(A).clone()

@@ -50,6 +50,8 @@ class RunLog:
             "rollbacks": record.rollbacks,
             "gradient_norm": record.gradient_norm,
         }
+        if record.prior_loss is not None:
+            row["prior_loss"] = record.prior_loss
         row.update({f"loss_point_{k}": v for k, v in record.point_loss.items()})
         row.update({f"ess_fraction_{k}": v for k, v in record.point_ess_fraction.items()})
         if record.point_loss:

@@ -46,6 +46,8 @@ class UpdateRecord:
     point_loss: dict[str, float] = field(default_factory=dict)
     point_ess_fraction: dict[str, float] = field(default_factory=dict)
     resampled_points: list[str] = field(default_factory=list)
+    #: Σ ((θ − μ)/σ)² of the parameter priors (included in ``loss``; None without priors)
+    prior_loss: float | None = None
 
 
 @dataclass

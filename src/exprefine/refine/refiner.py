@@ -40,6 +40,7 @@ from .curves import target_curves, write_curves
 from .fused import FusedDFT, held_out_errors
 from .log import RunLog, update_line
 from .plots import plot_curves, plot_history
+from .prior import ParameterPrior
 from .records import (
     Evaluation,
     RefinementResult,
@@ -127,6 +128,7 @@ class Refiner:
             for the held-out errors before/after.
         state_points: several state points instead of ``targets``/``sampler_settings``/``start``.
         collective: sums over the ranks of a distributed run (default: one process).
+        priors: Gaussian priors on parameters, added to the loss (:mod:`.prior`).
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class Refiner:
         dft: FusedDFT | None = None,
         state_points: Sequence[StatePoint] | None = None,
         collective: Collective | None = None,
+        priors: Sequence[ParameterPrior] = (),
     ) -> None:
         if dft is not None and dft.weight > 0 and settings.optimizer == "gauss_newton":
             raise ValueError("fused DFT training needs optimizer adam (force residuals do not fit the "
@@ -177,11 +180,12 @@ class Refiner:
         self.rule: UpdateRule
         if settings.optimizer == "gauss_newton":
             self.rule = GaussNewtonRule(potential, self.points, settings.chunk_size, settings.gauss_newton,
-                                        logged_learning_rate=settings.learning_rate, collective=self.collective)
+                                        logged_learning_rate=settings.learning_rate, collective=self.collective,
+                                        priors=priors)
         else:
             self.rule = AdamRule(potential, self.points, settings.chunk_size, settings.learning_rate,
                                  settings.learning_rate_decay, settings.adam_betas, learning_rates, dft,
-                                 self.dft_generator, collective=self.collective)
+                                 self.dft_generator, collective=self.collective, priors=priors)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -328,7 +332,7 @@ class Refiner:
             n_frames=sum(p.n_frames for p in step.points), target_loss=target_loss, target_rmse=target_rmse,
             parameters=step.parameters, accepted=step.accepted, damping=self.rule.damping,
             step_spread_kT=step.spread_kT, dft_loss=step.dft_loss, rollbacks=loop.rollbacks_this_update,
-            gradient_norm=step.gradient_norm,
+            gradient_norm=step.gradient_norm, prior_loss=step.prior_loss,
             point_loss={p.name: e.loss for p, e in zip(self.points, step.points)} if several else {},
             point_ess_fraction={p.name: e.ess_fraction for p, e in zip(self.points, step.points)} if several else {},
             resampled_points=[p.name for p, r in zip(self.points, resampled) if r] if several else [],
@@ -480,7 +484,7 @@ class Refiner:
             if after is None:
                 raise SimulationBlowUp(f"the check run of the fallback parameters failed too: {failure}")
             compare = False  # the fallback point is the accepted one: nothing to compare it with
-        total = float(sum(ev.loss for ev in after))
+        total = float(sum(ev.loss for ev in after)) + (self.rule.prior_loss() or 0.0)
         better = self.rule.better_accepted_state(total) if compare else None
         if better is not None:
             # the last step was never tested: fall back to the last accepted parameters

@@ -36,6 +36,7 @@ from ..trajectory import Trajectory
 from .collective import Collective
 from .fused import FusedDFT, accumulate_dft_gradient
 from .gauss_newton import GaussNewtonSettings, StackedModel, apply_step, gauss_newton_step, linearize
+from .prior import ParameterPrior, add_prior_gradient, prior_loss, prior_rows
 from .state_points import StatePoint, owner
 from .targets import Target, total_loss
 
@@ -79,6 +80,8 @@ class Step:
     dft_loss: float = 0.0
     #: |∂L/∂θ| of the reweighted loss (Adam; Gauss–Newton: |Jᵀr|·2)
     gradient_norm: float = 0.0
+    #: Σ ((θ − μ)/σ)² of the parameter priors at θ (included in ``loss``; None without priors)
+    prior_loss: float | None = None
 
     @property
     def ess_fraction(self) -> float:
@@ -145,16 +148,22 @@ class UpdateRule:
         points: every state point of the run (on every rank).
         chunk_size: frames per backward pass.
         collective: the sums over ranks (the single-process one by default).
+        priors: Gaussian priors on parameters, added to the loss (:mod:`.prior`).
     """
 
     name = ""
 
     def __init__(self, potential: Potential, points: Sequence[StatePoint], chunk_size: int,
-                 collective: Collective | None = None) -> None:
+                 collective: Collective | None = None, priors: Sequence[ParameterPrior] = ()) -> None:
         self.potential = potential
         self.points = list(points)
         self.chunk_size = chunk_size
         self.collective = collective or Collective()
+        self.priors = list(priors)
+
+    def prior_loss(self) -> float | None:
+        """L_prior at the current parameters (None without priors)."""
+        return prior_loss(self.priors) if self.priors else None
 
     @property
     def targets(self) -> list[Target]:
@@ -229,8 +238,9 @@ class AdamRule(UpdateRule):
     def __init__(self, potential: Potential, points: Sequence[StatePoint], chunk_size: int, learning_rate: float,
                  decay: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
                  learning_rates: dict[int, float] | None = None, dft: FusedDFT | None = None,
-                 dft_generator: torch.Generator | None = None, collective: Collective | None = None) -> None:
-        super().__init__(potential, points, chunk_size, collective)
+                 dft_generator: torch.Generator | None = None, collective: Collective | None = None,
+                 priors: Sequence[ParameterPrior] = ()) -> None:
+        super().__init__(potential, points, chunk_size, collective, priors)
         self.optimizer = make_adam(potential, learning_rate, betas, learning_rates)
         self.decay = decay
         self.dft = dft
@@ -259,13 +269,18 @@ class AdamRule(UpdateRule):
         gradient = rows.sum(0)
         set_gradient(params, gradient, [bool(v > 0) for v in reached.sum(0)])
         loss = float(sum(p.loss for p in points))
+        prior = self.prior_loss()
+        if prior is not None:
+            add_prior_gradient(self.priors)
+            loss += prior
         parameters = parameter_summary(self.potential)
         dft_loss = 0.0
         if self.dft is not None and self.dft.weight > 0:
             assert self.dft_generator is not None
             dft_loss = accumulate_dft_gradient(self.potential, self.dft, self.dft_generator)
             loss += self.dft.weight * dft_loss
-        return Step(points, loss, parameters, dft_loss=dft_loss, gradient_norm=float(gradient.norm())), ensembles
+        return Step(points, loss, parameters, dft_loss=dft_loss, gradient_norm=float(gradient.norm()),
+                    prior_loss=prior), ensembles
 
     def apply(self, step: Step) -> None:
         self.optimizer.step()
@@ -346,10 +361,12 @@ class Anchor:
     potential_state: dict
     ensembles: Ensembles
     model: StackedModel
+    prior_loss: float | None = None
 
     @property
     def loss(self) -> float:
-        return self.model.loss
+        """The loss there, the priors' included."""
+        return self.model.loss + (self.prior_loss or 0.0)
 
 
 class GaussNewtonRule(UpdateRule):
@@ -370,8 +387,8 @@ class GaussNewtonRule(UpdateRule):
 
     def __init__(self, potential: Potential, points: Sequence[StatePoint], chunk_size: int,
                  settings: GaussNewtonSettings, logged_learning_rate: float = 0.0,
-                 collective: Collective | None = None) -> None:
-        super().__init__(potential, points, chunk_size, collective)
+                 collective: Collective | None = None, priors: Sequence[ParameterPrior] = ()) -> None:
+        super().__init__(potential, points, chunk_size, collective, priors)
         self.settings = settings
         self._damping = settings.initial_damping
         self.anchor: Anchor | None = None
@@ -390,22 +407,26 @@ class GaussNewtonRule(UpdateRule):
         return self.reevaluate
 
     def _new_anchor(self, ensembles: Ensembles, model: StackedModel) -> Anchor:
-        return Anchor(copy.deepcopy(self.potential.state_dict()), dict(ensembles), model)
+        return Anchor(copy.deepcopy(self.potential.state_dict()), dict(ensembles), model, self.prior_loss())
 
     def _step(self, model: StackedModel) -> tuple[torch.Tensor, float]:
-        return gauss_newton_step(self.targets, model, self._damping, self.settings.max_step_kT)
+        """The step from the current parameters (those of ``model``), the priors' rows included."""
+        rows = prior_rows(self.priors, trainable(self.potential)) if self.priors else None
+        return gauss_newton_step(self.targets, model, self._damping, self.settings.max_step_kT, rows)
 
     def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
         s = self.settings
         model = stacked_model(self.potential, self.points, ensembles, self.chunk_size, self.collective)
         parameters = parameter_summary(self.potential)  # θ as evaluated, before any rollback below
+        prior = self.prior_loss()
+        loss = model.loss + (prior or 0.0)
         accepted, spread, delta = True, 0.0, None
         anchor = self.anchor
         if self.reevaluate:
             # θ is the last accepted point on fresh trajectories: its new estimate replaces the old
             self.reevaluate = False
             self.anchor = self._new_anchor(ensembles, model)
-        elif anchor is not None and model.loss > anchor.loss:
+        elif anchor is not None and loss > anchor.loss:
             accepted = False
             self._damping *= s.damping_increase
             self.potential.load_state_dict(anchor.potential_state)
@@ -424,8 +445,8 @@ class GaussNewtonRule(UpdateRule):
         if delta is None:
             assert self.anchor is not None
             delta, spread = self._step(self.anchor.model)
-        return Step(split_predictions(self.points, model), model.loss, parameters, accepted=accepted,
-                    spread_kT=spread, delta=delta), ensembles
+        return Step(split_predictions(self.points, model), loss, parameters, accepted=accepted,
+                    spread_kT=spread, delta=delta, prior_loss=prior), ensembles
 
     def apply(self, step: Step) -> None:
         assert step.delta is not None
@@ -488,5 +509,6 @@ class GaussNewtonRule(UpdateRule):
         current = copy.deepcopy(self.potential.state_dict())
         self.potential.load_state_dict(state["anchor_potential_state"])
         model = stacked_model(self.potential, self.points, anchor_ensembles, self.chunk_size, self.collective)
+        prior = self.prior_loss()
         self.potential.load_state_dict(current)
-        self.anchor = Anchor(state["anchor_potential_state"], anchor_ensembles, model)
+        self.anchor = Anchor(state["anchor_potential_state"], anchor_ensembles, model, prior)
