@@ -117,3 +117,19 @@ def test_correction_bounds_smoke_fits_the_generators_own_form_exactly(tmp_path):
     for b in bounds[:-1]:
         assert 0.0 < b.residual_rms_meV_per_A["2x2 held out"] < missing
     assert (tmp_path / "correction_bounds_smoke.md").read_text().count("\n") == len(bounds) + 3
+
+
+def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
+    from exprefine.builders import build_potential, term_priors
+    from exprefine.config import load_config
+
+    names = sorted(p.name for p in GCN_DIR.glob("strategy_*.yaml"))
+    assert len(names) >= 9
+    configs = {name: load_config(GCN_DIR / name) for name in names}
+    pytest.importorskip("dftd3")
+    pytest.importorskip("deepmd.pt")
+    cfg = configs["strategy_g_d3_prior.yaml"]
+    priors = term_priors(cfg, build_potential(cfg))
+    assert [(p.name, float(p.mean), float(p.sigma)) for p in priors] == [("terms.1.s6", 1.0, 0.1),
+                                                                          ("terms.1.s8", 0.7875, 1.0)]
+    assert all(float(p.parameter.detach()) == float(p.mean) for p in priors)  # it starts at PBE-D3(BJ)

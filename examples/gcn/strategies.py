@@ -54,6 +54,7 @@ STRATEGIES = (
     ("c2_dispersion_prior", "strategy_c2_dispersion_prior.yaml", "C2: base + pair dispersion of D3's shape, s6/s8"),
     ("f_d3_scales", "strategy_f_d3_scales.yaml", "F: base + D3(BJ) with PBE damping, s6/s8"),
     ("f1_d3_s8", "strategy_f1_d3_s8.yaml", "F′: base + D3(BJ) with PBE damping, s6 = 1, s8"),
+    ("g_d3_prior", "strategy_g_d3_prior.yaml", "G: base + D3(BJ) with PBE damping, s6/s8 with D3's priors"),
 )
 #: the reference's own NPT run on the truth's cell (synthetic_experiment.py --layers 6): its structure check
 REFERENCE_CHECK = HERE / "results" / "synthetic6_work" / "npt.pt"
