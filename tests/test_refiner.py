@@ -113,3 +113,26 @@ def test_settings_are_validated():
         RefinerSettings(ess_threshold=1.5)
     with pytest.raises(ValueError, match="learning_rate"):
         RefinerSettings(learning_rate=0.0)
+
+
+def test_final_check_at_the_accepted_parameters_is_not_run_twice(argon_108_trajectory, tmp_path, monkeypatch):
+    """Gauss–Newton after a rejected last step: θ is the accepted point, so a final check whose loss
+    is above that point's (fresh-trajectory noise) is kept, not repeated; a different accepted point
+    is checked anew."""
+    def run(same: bool, run_dir):
+        refiner = _refiner(argon_108_trajectory, run_dir, n_updates=1, final_check=True, optimizer="gauss_newton")
+        other = {k: v.clone() + 0.01 for k, v in refiner.potential.state_dict().items()}
+
+        def accepted(final_loss):  # an accepted point with a lower loss than any check can give
+            return (refiner.potential.state_dict() if same else other), -1.0
+
+        monkeypatch.setattr(refiner.rule, "better_accepted_state", accepted)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = refiner.run()
+        return result, [str(w.message) for w in caught]
+
+    kept, messages = run(True, tmp_path / "same")
+    assert kept.n_samplings == 2 and not any("keeping the last accepted" in m for m in messages)
+    moved, messages = run(False, tmp_path / "other")
+    assert moved.n_samplings == 3 and any("keeping the last accepted" in m for m in messages)

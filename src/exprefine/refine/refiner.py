@@ -486,6 +486,10 @@ class Refiner:
             compare = False  # the fallback point is the accepted one: nothing to compare it with
         total = float(sum(ev.loss for ev in after)) + (self.rule.prior_loss() or 0.0)
         better = self.rule.better_accepted_state(total) if compare else None
+        if better is not None and _same_parameters(better[0], self.potential.state_dict()):
+            # the check ran at the accepted parameters themselves (the last step was rejected): its
+            # higher loss is the noise of a fresh trajectory, and a second run would measure the same
+            better = None
         if better is not None:
             # the last step was never tested: fall back to the last accepted parameters
             if self.writer:
@@ -625,6 +629,11 @@ def _point_summary(point: StatePoint, result: RefinementResult) -> dict[str, Any
         "ess_fraction_per_update": [r.point_ess_fraction.get(point.name) for r in result.history],
         "resampled_updates": [r.update for r in result.history if point.name in r.resampled_points],
     }
+
+
+def _same_parameters(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two state dicts hold the same tensors (same keys, equal values)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].detach().cpu(), b[k].detach().cpu()) for k in a)
 
 
 def _warn(message: str) -> None:
