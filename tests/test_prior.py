@@ -93,4 +93,28 @@ def test_a_tight_prior_holds_a_parameter_in_a_refinement_and_is_logged(tmp_path)
     assert abs(float(lj.log_epsilon.detach()[0]) - start) < 3e-4
     assert abs(float(lj.log_sigma.detach()[0]) - math.log(3.6)) > 3e-4
     assert all(r.prior_loss is not None and r.loss >= r.prior_loss for r in result.history)
-    assert "prior_loss" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+    header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+    assert "prior_loss" in header and "curvature_min" in header
+    # ln σ and ln ε of LJ from g(r): two positive curvatures, logged in ascending order
+    eigenvalues = result.history[0].curvature_eigenvalues
+    assert len(eigenvalues) == 2 and 0 < eigenvalues[0] <= eigenvalues[1]
+
+
+def test_log_csv_takes_a_column_that_appears_later(tmp_path):
+    # a run resumed by a version that logs more (curvature, priors): the CSV keeps one header for all rows
+    import csv
+
+    from exprefine.refine import UpdateRecord
+    from exprefine.refine.log import RunLog
+
+    log = RunLog(tmp_path)
+    common = dict(ess_fraction=1.0, resampled=True, learning_rate=0.0, wall_time_s=1.0, n_frames=10)
+    log.append(UpdateRecord(update=0, loss=3.0, **common))
+    log.append(UpdateRecord(update=1, loss=2.0, prior_loss=0.5, curvature_eigenvalues=[0.004, 260.0], **common))
+    log.append(UpdateRecord(update=2, loss=1.0, prior_loss=0.25, curvature_eigenvalues=[0.1, 250.0], **common))
+    with (tmp_path / "log.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["loss"] for r in rows] == ["3.0", "2.0", "1.0"]
+    assert [r["prior_loss"] for r in rows] == ["", "0.5", "0.25"]
+    assert [r["curvature_min"] for r in rows] == ["", "0.004", "0.1"] and rows[2]["curvature_max"] == "250.0"
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3

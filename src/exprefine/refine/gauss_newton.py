@@ -261,6 +261,15 @@ def residuals_and_jacobian(targets: Sequence[Target], model: LinearModel | Stack
     return torch.cat(rs), torch.cat(js)
 
 
+def curvature_spectrum(targets: Sequence[Target], model: LinearModel | StackedModel) -> list[float]:
+    """Eigenvalues of the targets' JᵀJ at the model's parameters, ascending (the loss changes by
+    λ·|δ|² for a step δ along an eigenvector): how well the data determine each combination of
+    parameters. A tiny eigenvalue next to large ones is a direction the data leave free; a step
+    along it fits noise (give those parameters priors, :mod:`.prior`). Priors are not included."""
+    _, J = residuals_and_jacobian(targets, model)
+    return [float(x) for x in torch.linalg.eigvalsh(J.T @ J)]
+
+
 def gauss_newton_step(targets: Sequence[Target], model: LinearModel | StackedModel, damping: float,
                       max_step_kT: float, extra_rows: tuple[torch.Tensor, torch.Tensor] | None = None
                       ) -> tuple[torch.Tensor, float]:

@@ -52,6 +52,9 @@ class RunLog:
         }
         if record.prior_loss is not None:
             row["prior_loss"] = record.prior_loss
+        if record.curvature_eigenvalues:
+            row["curvature_min"] = record.curvature_eigenvalues[0]
+            row["curvature_max"] = record.curvature_eigenvalues[-1]
         row.update({f"loss_point_{k}": v for k, v in record.point_loss.items()})
         row.update({f"ess_fraction_{k}": v for k, v in record.point_ess_fraction.items()})
         if record.point_loss:
@@ -62,15 +65,34 @@ class RunLog:
         return row
 
     def append(self, record: UpdateRecord) -> None:
+        """One more row; when it has columns the CSV's header lacks (a run resumed by a newer version,
+        a column that appears later), the CSV is rewritten from the JSON lines with every column."""
         row = self._flat(record)
-        new = not self.csv_path.exists()
-        with self.csv_path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
         with self.jsonl_path.open("a") as fh:
             fh.write(json.dumps(asdict(record)) + "\n")
+        header = None
+        if self.csv_path.exists():
+            with self.csv_path.open(newline="") as fh:
+                header = next(csv.reader(fh), None)
+        if header is not None and header != list(row):
+            self._rewrite_csv()
+            return
+        with self.csv_path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if header is None:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _rewrite_csv(self) -> None:
+        rows = [self._flat(UpdateRecord(**json.loads(line)))
+                for line in self.jsonl_path.read_text().splitlines() if line.strip()]
+        columns: dict[str, None] = {}
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        with self.csv_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), restval="")
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def update_line(record: UpdateRecord, n_updates: int, elapsed_s: float) -> str:

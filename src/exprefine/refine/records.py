@@ -48,6 +48,8 @@ class UpdateRecord:
     resampled_points: list[str] = field(default_factory=list)
     #: Σ ((θ − μ)/σ)² of the parameter priors (included in ``loss``; None without priors)
     prior_loss: float | None = None
+    #: Gauss–Newton: eigenvalues of the data's JᵀJ, ascending (a tiny one: a direction the data leave free)
+    curvature_eigenvalues: list[float] | None = None
 
 
 @dataclass

@@ -333,6 +333,7 @@ class Refiner:
             parameters=step.parameters, accepted=step.accepted, damping=self.rule.damping,
             step_spread_kT=step.spread_kT, dft_loss=step.dft_loss, rollbacks=loop.rollbacks_this_update,
             gradient_norm=step.gradient_norm, prior_loss=step.prior_loss,
+            curvature_eigenvalues=step.curvature_eigenvalues,
             point_loss={p.name: e.loss for p, e in zip(self.points, step.points)} if several else {},
             point_ess_fraction={p.name: e.ess_fraction for p, e in zip(self.points, step.points)} if several else {},
             resampled_points=[p.name for p, r in zip(self.points, resampled) if r] if several else [],

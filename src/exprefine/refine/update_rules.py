@@ -35,7 +35,14 @@ from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
 from ..trajectory import Trajectory
 from .collective import Collective
 from .fused import FusedDFT, accumulate_dft_gradient
-from .gauss_newton import GaussNewtonSettings, StackedModel, apply_step, gauss_newton_step, linearize
+from .gauss_newton import (
+    GaussNewtonSettings,
+    StackedModel,
+    apply_step,
+    curvature_spectrum,
+    gauss_newton_step,
+    linearize,
+)
 from .prior import ParameterPrior, add_prior_gradient, prior_loss, prior_rows
 from .state_points import StatePoint, owner
 from .targets import Target, total_loss
@@ -82,6 +89,8 @@ class Step:
     gradient_norm: float = 0.0
     #: Σ ((θ − μ)/σ)² of the parameter priors at θ (included in ``loss``; None without priors)
     prior_loss: float | None = None
+    #: Gauss–Newton: eigenvalues of the data's JᵀJ at θ, ascending (:func:`.gauss_newton.curvature_spectrum`)
+    curvature_eigenvalues: list[float] | None = None
 
     @property
     def ess_fraction(self) -> float:
@@ -446,7 +455,8 @@ class GaussNewtonRule(UpdateRule):
             assert self.anchor is not None
             delta, spread = self._step(self.anchor.model)
         return Step(split_predictions(self.points, model), loss, parameters, accepted=accepted,
-                    spread_kT=spread, delta=delta, prior_loss=prior), ensembles
+                    spread_kT=spread, delta=delta, prior_loss=prior,
+                    curvature_eigenvalues=curvature_spectrum(self.targets, model)), ensembles
 
     def apply(self, step: Step) -> None:
         assert step.delta is not None
