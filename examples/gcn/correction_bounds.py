@@ -70,6 +70,9 @@ def forms():
         ("D3(BJ) with PBE damping, s6 and s8", "F", D3Dispersion(
             D3Parameters(s6=0.0, s8=0.0, a1=PBE_A1, a2=PBE_A2_BOHR, cutoff_two_body_bohr=40.0), trainable=("s6", "s8")),
          "strategy_f_d3_scales.yaml"),
+        ("D3(BJ) with PBE damping, s6 and s8, D3's priors (the same form as F)", "G", D3Dispersion(
+            D3Parameters(s6=0.0, s8=0.0, a1=PBE_A1, a2=PBE_A2_BOHR, cutoff_two_body_bohr=40.0), trainable=("s6", "s8")),
+         "strategy_g_d3_prior.yaml"),
         ("D3(BJ) with GFN1 damping (the generator's), s6 and s8", "— (check: s6 = 1, s8 = 2.4)",
          D3Dispersion(gfn1, trainable=("s6", "s8")), None),
     ]
