@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
                     model.wall_time_s, check_file=model.check_file)
     if args.md_only:
         return 0
-    entries = summarize(args.out, ["reference", *names], protocol.sizes)
+    entries = summarize(args.out, [*names, "reference"], protocol.sizes)  # the base first, as the issue asks
     print(markdown(entries, protocol.sizes))
     return 0
 
