@@ -67,8 +67,8 @@ def test_md_only_fills_the_cache_and_other_sizes_use_the_reference_frames_only(s
         pytest.skip("the 6-layer synthetic data are not there (synthetic_experiment.py --layers 6)")
     out = tmp_path / "strategies"
     assert script.main(["--smoke", "--md-only", "--only", "base", "--out", str(out)]) == 0
-    # its own runs only (the reference's are the reference's)
-    assert sorted(p.name for p in (out / "md").glob("*.pt")) == ["base_1x1.pt", "base_check.pt"]
+    # its own runs at each size only (the check is the full run's; the reference's runs are the reference's)
+    assert sorted(p.name for p in (out / "md").glob("*.pt")) == ["base_1x1.pt"]
     assert not (out / "base.json").exists()  # MD only: nothing measured
     # a full run finds its own MD cached; at a size outside --own-md-sizes it scores the reference's frames only
     assert script.main(["--smoke", "--only", "base", "--own-md-sizes", "2x2", "--out", str(out)]) == 0

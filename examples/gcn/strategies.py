@@ -328,12 +328,11 @@ def add_sizes(name: str, potential, reference, reference_tag: str, protocol: Pro
     path.write_text(json.dumps(asdict(entry), indent=1))
 
 
-def md_only(cfg, potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
+def md_only(potential, reference, reference_tag: str, protocol: Protocol, md_dir: Path, name: str,
             smoke: bool) -> None:
-    """Only the MD runs of one model, into the cache that :func:`measure` reads: its own runs at each
-    cell size, largest first, then its structure check. A second process runs this beside
-    :func:`measure` (which starts with the check) so that one model's MD uses two cores."""
-    from exprefine.builders import build_state
+    """Only one model's own MD runs at each cell size, largest first, into the cache that
+    :func:`measure` reads. Run it in a second process beside :func:`measure`, which starts with the
+    structure check, so that one model's MD uses two cores without running anything twice."""
     from exprefine.sampling import SimulationBlowUp, sample_or_load
 
     runs = [(k, size) for k, size in enumerate(protocol.sizes)
@@ -347,13 +346,6 @@ def md_only(cfg, potential, reference, reference_tag: str, protocol: Protocol, m
             sample_or_load(model, bilayer(size), settings, file, progress=not smoke)
         except SimulationBlowUp as exc:
             print(f"[{name}] {size}: {exc}", flush=True)
-    if name != "reference":
-        print(f"[{name}] MD of the structure check", flush=True)
-        try:
-            sample_or_load(potential, build_state(cfg), md_settings(protocol, "check", 101, smoke),
-                           md_dir / f"{name}_check.pt", progress=not smoke)
-        except SimulationBlowUp as exc:
-            print(f"[{name}] check: {exc}", flush=True)
 
 
 def bilayer_atoms(size: str) -> int:
@@ -535,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sizes at which each model also runs its own MD (default: every size); at the others "
                         "it is scored on the reference's frames only")
     p.add_argument("--md-only", action="store_true",
-                   help="only the MD runs of the named models (largest cell first, then the check), into the "
-                        "cache; a second process beside a full one")
+                   help="only the named models' own MD at each cell size (largest first), into the cache: "
+                        "a second process beside a full one, which starts with the structure check")
     p.add_argument("--add-sizes", action="store_true",
                    help="add the --sizes an existing entry lacks (its other figures stay) and rebuild the table")
     p.add_argument("--check-ps", type=float, default=5.0)
@@ -572,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
             add_sizes(model.name, model.potential, model.reference, model.reference_tag, protocol, args.out,
                       args.smoke)
         elif args.md_only:
-            md_only(model.cfg, model.potential, model.reference, model.reference_tag, protocol, args.out / "md",
-                    model.name, args.smoke)
+            md_only(model.potential, model.reference, model.reference_tag, protocol, args.out / "md", model.name,
+                    args.smoke)
         else:
             measure(model.name, model.description, model.cfg, test, model.potential, model.reference,
                     model.reference_tag, protocol, args.out, args.smoke, model.status, model.files, model.n_updates,
