@@ -283,7 +283,7 @@ def size_errors(potential, reference, reference_tag: str, protocol: Protocol, md
         own_run, why_none = None, None
         if name == "reference":
             own_run = ref_run
-        elif protocol.own_md_sizes is not None and size not in protocol.own_md_sizes:
+        elif not runs_own_md(protocol, name, size):
             why_none = {"skipped": "scored on the reference's frames only (--own-md-sizes)"}
         else:
             try:
@@ -335,8 +335,7 @@ def md_only(potential, reference, reference_tag: str, protocol: Protocol, md_dir
     structure check, so that one model's MD uses two cores without running anything twice."""
     from exprefine.sampling import SimulationBlowUp, sample_or_load
 
-    runs = [(k, size) for k, size in enumerate(protocol.sizes)
-            if protocol.own_md_sizes is None or size in protocol.own_md_sizes or name == "reference"]
+    runs = [(k, size) for k, size in enumerate(protocol.sizes) if runs_own_md(protocol, name, size)]
     for k, size in sorted(runs, key=lambda ks: -bilayer_atoms(ks[1])):
         settings = md_settings(protocol, "size", 200 + k, smoke)  # the seed of the size's place, as in size_errors
         model, file = ((reference, md_dir / f"reference_{reference_tag}_{size}.pt") if name == "reference"
@@ -346,6 +345,11 @@ def md_only(potential, reference, reference_tag: str, protocol: Protocol, md_dir
             sample_or_load(model, bilayer(size), settings, file, progress=not smoke)
         except SimulationBlowUp as exc:
             print(f"[{name}] {size}: {exc}", flush=True)
+
+
+def runs_own_md(protocol: Protocol, name: str, size: str) -> bool:
+    """Whether model ``name`` runs its own MD at ``size`` (the reference's own run is its frames)."""
+    return name == "reference" or protocol.own_md_sizes is None or size in protocol.own_md_sizes
 
 
 def bilayer_atoms(size: str) -> int:

@@ -68,8 +68,8 @@ def prior_loss(priors: Sequence[ParameterPrior]) -> float:
 def add_prior_gradient(priors: Sequence[ParameterPrior]) -> None:
     """Add ∂L_prior/∂θ = 2(θ − μ)/σ² to each constrained parameter's ``.grad``."""
     for p in priors:
-        theta = p.parameter.detach().to(device="cpu", dtype=torch.float64)
-        grad = (2.0 * (theta - p.mean) / p.sigma ** 2).to(device=p.parameter.device, dtype=p.parameter.dtype)
+        grad = (2.0 * p.residuals().reshape(p.sigma.shape) / p.sigma).to(device=p.parameter.device,
+                                                                         dtype=p.parameter.dtype)
         p.parameter.grad = grad if p.parameter.grad is None else p.parameter.grad + grad
 
 

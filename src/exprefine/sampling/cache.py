@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..potentials.base import Potential
+from ..reweighting import frame_energies
 from ..state import State
 from ..trajectory import Trajectory, parameter_fingerprint
 from ..units import PS_IN_FS
@@ -120,13 +121,13 @@ def adopt_cached_run(potential: Potential, path: str | Path, atol_eV: float = 1e
     fingerprint = parameter_fingerprint(potential)
     if record.get("potential_fingerprint") == fingerprint:
         return fingerprint
-    for k in range(trajectory.n_frames):
-        with torch.no_grad():
-            energy = float(potential.energy(trajectory.select([k]).as_state())[0])
-        stored = float(trajectory.energies_eV[k])
-        if abs(energy - stored) > atol_eV:
-            raise ValueError(f"{path}: frame {k} has energy {energy:.9f} eV with this potential, {stored:.9f} eV "
-                             f"stored; not the same potential, so the run is not adopted")
+    energies = frame_energies(potential, trajectory)
+    stored = trajectory.energies_eV.to(torch.float64)
+    off = torch.nonzero((energies - stored).abs() > atol_eV).reshape(-1)
+    if off.numel():
+        k = int(off[0])
+        raise ValueError(f"{path}: frame {k} has energy {float(energies[k]):.9f} eV with this potential, "
+                         f"{float(stored[k]):.9f} eV stored; not the same potential, so the run is not adopted")
     record["previous_fingerprints"] = [*record.get("previous_fingerprints", []), record["potential_fingerprint"]]
     record["potential_fingerprint"] = fingerprint
     record_path.write_text(json.dumps(record, indent=1))
