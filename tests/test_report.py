@@ -82,6 +82,13 @@ def test_curves_keep_the_data_at_its_own_points(tmp_path):
     assert curve.fit_range == pytest.approx((3.025, 7.475))
     again = read_curves(write_curves([curve], tmp_path / "curves.json"))
     assert again[0].measured_x == curve.measured_x and again[0].models[1].rmse == curve.models[1].rmse
+    # the data file is recorded relative to the curves file's folder
+    from dataclasses import replace
+
+    (tmp_path / "run").mkdir()
+    with_file = replace(curve, source=str(tmp_path / "data" / "g_r.csv"))
+    (moved,) = read_curves(write_curves([with_file], tmp_path / "run" / "curves.json"))
+    assert moved.source == "../data/g_r.csv"
     (path,) = plot_curves(again, tmp_path)
     assert path.read_bytes()[:4] == b"\x89PNG"
 

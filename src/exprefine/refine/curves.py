@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -118,9 +119,17 @@ def target_curves(targets: Sequence[Target], evaluations: Sequence[tuple[str, Ev
 
 
 def write_curves(curves: Sequence[TargetCurve], path: str | Path) -> Path:
-    """``curves`` as JSON at ``path`` (NaN written as NaN, which :func:`read_curves` reads back)."""
+    """``curves`` as JSON at ``path`` (NaN written as NaN, which :func:`read_curves` reads back); each
+    data file's path relative to the folder of ``path`` (no machine's absolute paths)."""
     path = Path(path)
-    path.write_text(json.dumps([asdict(c) for c in curves]))
+    folder = path.resolve().parent
+    rows = []
+    for c in curves:
+        row = asdict(c)
+        if c.source and Path(c.source).is_absolute():
+            row["source"] = os.path.relpath(c.source, folder)
+        rows.append(row)
+    path.write_text(json.dumps(rows))
     return path
 
 
