@@ -1,7 +1,8 @@
 """torch.distributed (gloo): 2 ranks equal 1 rank; a killed rank ends the run with a clear message; --resume continues.
 
 Each test launches real processes (``python -m exprefine`` and ``torchrun``) on the 32-atom, two-state-point
-argon config of test_state_points.py: a few seconds each.
+argon config of test_state_points.py, or on one state point whose 3 replicas run as 2 replica groups
+(test_replica_groups.py): a few seconds each.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from test_replica_groups import grouped
 from test_state_points import two_state_points
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -35,8 +37,8 @@ def _command(config: Path, ranks: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", *cli]
 
 
-def _config(tmp_path: Path, name: str, **kw) -> Path:
-    raw = two_state_points(tmp_path / name, **kw)
+def _config(tmp_path: Path, name: str, layout=two_state_points, **kw) -> Path:
+    raw = layout(tmp_path / name, **kw)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -68,6 +70,29 @@ def test_two_ranks_give_the_loss_gradient_and_steps_of_one_rank(tmp_path, optimi
         assert torch.allclose(final[0][key], final[1][key], rtol=1e-12, atol=0)
     # rank 0 alone wrote the log; each rank wrote its own state point's trajectories
     assert (runs[2] / "cold" / "trajectories").is_dir() and (runs[2] / "hot" / "trajectories").is_dir()
+
+
+def test_replica_groups_on_two_ranks_give_the_run_of_one_rank(tmp_path):
+    """One state point, 3 replicas in 2 groups: rank 1 samples group 1 and sends its frames to rank 0."""
+    runs = {}
+    for ranks in (1, 2):
+        config = _config(tmp_path, f"g{ranks}", layout=grouped, optimizer="gauss_newton")
+        done = subprocess.run(_command(config, ranks), env=_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[ranks] = tmp_path / f"g{ranks}"
+    one, two = _rows(runs[1]), _rows(runs[2])
+    assert len(one) == len(two) == 3 and sum(r["resampled"] for r in one) >= 1
+    for a, b in zip(one, two):
+        # the last bits of a step may differ (BLAS on other memory): the bounds of the state-point test
+        assert b["loss"] == pytest.approx(a["loss"], rel=0, abs=1e-10)
+        assert (b["n_frames"], b["accepted"], b["resampled"]) == (a["n_frames"], a["accepted"], a["resampled"])
+        assert b["parameters"] == pytest.approx(a["parameters"], rel=1e-12)
+    # the first trajectory, group 1 sampled on rank 1, is the same frames bit for bit
+    frames = [torch.load(runs[r] / "trajectories" / "trajectory_0000.pt", weights_only=True) for r in (1, 2)]
+    assert torch.equal(frames[0]["positions_A"], frames[1]["positions_A"])
+    assert torch.equal(frames[0]["replica"], frames[1]["replica"])
+    checkpoints = [torch.load(runs[r] / "checkpoints" / "latest.pt", weights_only=True) for r in (1, 2)]
+    assert len(checkpoints[1]["replica_groups"]) == 1  # rank 1's chain reached rank 0's checkpoint
 
 
 def _rank_pids(tag: str) -> dict[int, int]:

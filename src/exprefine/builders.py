@@ -348,7 +348,8 @@ def build_state_points(cfg: Config, device: torch.device | str = "cpu") -> list[
         if spec.weight != 1.0:
             targets = [replace(t, weight=t.weight * spec.weight) for t in targets]
         points.append(StatePoint(spec.name, targets, sampler_settings(spec.sampling), state,
-                                 resample_equilibration_steps=_resample_steps(spec.sampling)))
+                                 resample_equilibration_steps=_resample_steps(spec.sampling),
+                                 replica_groups=spec.system.replica_groups))
     return points
 
 

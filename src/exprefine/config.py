@@ -124,12 +124,17 @@ class SystemConfig(_Strict):
     structure_file: Path | None = None
     lattice: LatticeConfig | None = None
     n_replicas: int = Field(default=1, ge=1)
+    #: MD chains the replicas run as (each a batch with its own random stream; under torchrun the chains are
+    #: spread over the ranks, and the groups — not the ranks — fix the trajectories)
+    replica_groups: int = Field(default=1, ge=1)
     dtype: Literal["float32", "float64"] = "float64"
 
     @model_validator(mode="after")
     def _one_source(self) -> "SystemConfig":
         if (self.structure_file is None) == (self.lattice is None):
             raise ValueError("give exactly one of structure_file and lattice")
+        if self.replica_groups > self.n_replicas:
+            raise ValueError(f"replica_groups ({self.replica_groups}) cannot exceed n_replicas ({self.n_replicas})")
         return self
 
 

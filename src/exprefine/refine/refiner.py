@@ -8,10 +8,12 @@ log row and a checkpoint. A sampling that blows up (or leaves a cell too thin fo
 observable) is handed to the rule, which rolls θ back; the update is then tried again.
 
 Several state points (:mod:`.state_points`): each has its own trajectory, random stream and
-N_eff/N, and only those below the threshold are sampled again; the loss is their sum. Under
-torchrun the state points are spread over the ranks (:mod:`.collective`): each rank samples and
-reweights its own, the update rule sums over ranks, every rank takes the same step, and rank 0
-alone writes logs, figures and checkpoints (each rank writes its own state points' trajectories).
+N_eff/N, and only those below the threshold are sampled again; the loss is their sum. A state
+point's replicas may run as several MD chains (replica groups), whose frames form its trajectory.
+Under torchrun the chains are spread over the ranks (:mod:`.collective`): each rank samples its
+chains and reweights the state points whose group 0 it samples, the update rule sums over ranks,
+every rank takes the same step, and rank 0 alone writes logs, figures and checkpoints (each rank
+writes the trajectories of the state points it reweights).
 A run with one state point keeps the run directory's layout and checkpoint keys of earlier versions.
 """
 
@@ -51,7 +53,19 @@ from .records import (
     merge_evaluations,
 )
 from .settings import RefinerSettings
-from .state_points import SINGLE, StatePoint, check_names, owner, point_dir, qualified
+from .state_points import (
+    SINGLE,
+    StatePoint,
+    chain_owner,
+    chains,
+    check_names,
+    group_seed,
+    group_start,
+    join_groups,
+    point_dir,
+    point_owner,
+    qualified,
+)
 from .targets import Target
 from .update_rules import (
     AdamRule,
@@ -65,23 +79,34 @@ from .update_rules import (
     reweight,
 )
 
+#: an MD chain: (state point index, replica group index)
+Chain = tuple[int, int]
+
 
 @dataclass
-class _PointLoop:
-    """One of this rank's state points: its current ensemble, where its MD continues, its random stream."""
+class _ChainLoop:
+    """One of this rank's MD chains: where its MD continues and its random stream."""
 
-    ensemble: Ensemble
     md_start: Any
     generator: torch.Generator
 
 
 @dataclass
-class _PointEntry:
-    """What rank 0 needs of another rank's state point to write a checkpoint."""
+class _ChainEntry:
+    """What rank 0 needs of another rank's MD chain to write a checkpoint."""
 
     md_state: dict
     generator_state: torch.Tensor
-    trajectory_file: str | None
+
+
+@dataclass
+class _Sampled:
+    """What sampling a set of state points gave: this rank's chains' results, the joined trajectories of the
+    state points this rank reweights, and every failed state point's first message (the same on every rank)."""
+
+    results: dict[Chain, SampleResult]
+    trajectories: dict[int, Trajectory]
+    failed: dict[int, str]
 
 
 @dataclass
@@ -89,7 +114,10 @@ class _Loop:
     """What the update loop carries from one update to the next; the checkpoint stores all of it
     (with the update rule's own state). Lists run over all state points and are the same on every rank."""
 
-    local: dict[int, _PointLoop]
+    #: the current ensembles of the state points this rank reweights
+    current: dict[int, Ensemble]
+    #: this rank's MD chains
+    chains: dict[Chain, _ChainLoop]
     #: per state point: the parameters of its current trajectory (what a blow-up rolls back to)
     good_states: list[dict]
     #: per state point: trajectories sampled so far
@@ -108,7 +136,7 @@ class _Loop:
     final_note: str | None = None
 
     def ensembles(self) -> Ensembles:
-        return {k: p.ensemble for k, p in self.local.items()}
+        return dict(self.current)
 
 
 class Refiner:
@@ -173,8 +201,9 @@ class Refiner:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config or {}
         self.collective = collective or Collective()
-        self.local_indices = [k for k in range(len(self.points))
-                              if owner(k, self.collective.world_size) == self.collective.rank]
+        world, rank = self.collective.world_size, self.collective.rank
+        self.local_indices = [k for k in range(len(self.points)) if point_owner(self.points, k, world) == rank]
+        self.local_chains = [c for c in chains(self.points) if chain_owner(self.points, c, world) == rank]
         self.dft = dft
         self.dft_generator = torch.Generator().manual_seed(int(self.sampler_settings.seed) + 1)
         self.rule: UpdateRule
@@ -217,9 +246,48 @@ class Refiner:
         return self._path("checkpoints", "latest.pt")
 
     # ------------------------------------------------------------ sampling
-    def _generator(self, k: int) -> torch.Generator:
-        point = self.points[k]
-        return torch.Generator(device=point.start.device).manual_seed(int(point.sampler_settings.seed))
+    def _generator(self, chain: Chain) -> torch.Generator:
+        point = self.points[chain[0]]
+        seed = group_seed(int(point.sampler_settings.seed), chain[1])
+        return torch.Generator(device=point.start.device).manual_seed(seed)
+
+    def _sample_chains(self, loop: _Loop, which: Sequence[int], starts: dict[Chain, Any], first: bool,
+                       catch: bool = True) -> _Sampled:
+        """Sample this rank's chains of the state points ``which`` from ``starts`` (with the chains' own
+        random streams) and join every state point's groups on the rank that reweights it.
+
+        With ``catch`` a blow-up or a cell too thin for an observable is recorded as the state point's
+        failure (gathered over ranks); without it the exception propagates.
+        """
+        results: dict[Chain, SampleResult] = {}
+        failures: dict[int, str] = {}
+        shipped: dict[Chain, Trajectory] = {}
+        for chain, start in starts.items():
+            k = chain[0]
+            if k not in which:
+                continue
+            try:
+                result = self._sample(k, start, loop.chains[chain].generator, first)
+            except (SimulationBlowUp, CellTooSmall) as exc:
+                if not catch:
+                    raise
+                failures.setdefault(k, str(exc))
+                continue
+            results[chain] = result
+            if chain[1] > 0:  # group 0 is sampled where it is reweighted; the others travel
+                shipped[chain] = result.trajectory
+        failed: dict[int, str] = {}
+        arrived: dict[Chain, Trajectory] = {}
+        for part_failures, part_shipped in self.collective.gather((failures, shipped)):
+            for k, message in part_failures.items():
+                failed.setdefault(k, message)
+            arrived.update(part_shipped)
+        trajectories = {}
+        for k in self.local_indices:
+            if k in which and k not in failed:
+                parts = [results[(k, 0)].trajectory] + [arrived[(k, g)] for g in range(1, self.points[k].replica_groups)]
+                trajectories[k] = join_groups(self.points[k], parts)
+        return _Sampled(results, trajectories, dict(sorted(failed.items())))
 
     def _sample(self, k: int, start: Any, generator: torch.Generator, first: bool) -> SampleResult:
         point = self.points[k]
@@ -280,8 +348,7 @@ class Refiner:
             if resampled is None:  # a sampling blew up and θ was rolled back: try again
                 continue
             step, ensembles = self.rule.propose(loop.ensembles())
-            for k, ensemble in ensembles.items():
-                loop.local[k].ensemble = ensemble
+            loop.current.update(ensembles)
             record = self._record(loop, step, resampled, time.perf_counter() - t0)
             loop.rollbacks_this_update = 0
             self.rule.apply(step)
@@ -341,21 +408,25 @@ class Refiner:
 
     def _fresh_loop(self) -> _Loop:
         """The first trajectory of every state point at the starting parameters, and the "before" evaluations."""
-        local, before = {}, {}
-        for k in self.local_indices:
-            generator = self._generator(k)
-            result = self._sample(k, self.points[k].start, generator, first=True)
-            local[k] = _PointLoop(self._ensemble(k, result.trajectory, 0), result.final, generator)
-            before[k] = evaluate_targets(self.points[k].targets, result.trajectory, self.potential,
-                                         self.settings.chunk_size)
         n = len(self.points)
-        return _Loop(
-            local=local,
+        loop = _Loop(
+            current={},
+            chains={c: _ChainLoop(group_start(self.points[c[0]], c[1]), self._generator(c)) for c in self.local_chains},
             good_states=[copy.deepcopy(self.potential.state_dict()) for _ in range(n)],
             n_samplings=[1] * n,
-            before=gather_points(self.collective, before, n),
+            before=[],
             dft_before=held_out_errors(self.potential, self.dft),
         )
+        sampled = self._sample_chains(loop, range(n), {c: chain.md_start for c, chain in loop.chains.items()},
+                                      first=True, catch=False)
+        for chain, result in sampled.results.items():
+            loop.chains[chain].md_start = result.final
+        before = {}
+        for k, trajectory in sampled.trajectories.items():
+            loop.current[k] = self._ensemble(k, trajectory, 0)
+            before[k] = evaluate_targets(self.points[k].targets, trajectory, self.potential, self.settings.chunk_size)
+        loop.before = gather_points(self.collective, before, n)
+        return loop
 
     def _point_entries(self, ck: dict[str, Any]) -> list[dict[str, Any]]:
         """Each state point's part of a checkpoint (one state point: the flat keys of earlier versions)."""
@@ -363,12 +434,19 @@ class Refiner:
             if not self.single:
                 raise ValueError(f"{self.latest_checkpoint} holds a run with one state point, the config has "
                                  f"{len(self.points)}")
-            return [{key: ck.get(key) for key in ("md_state", "generator_state", "trajectory_file", "n_samplings",
-                                                  "reference_potential_state", "before")}]
-        entries = ck["state_points"]
-        if [e["name"] for e in entries] != [p.name for p in self.points]:
-            raise ValueError(f"{self.latest_checkpoint} holds the state points {[e['name'] for e in entries]}, "
-                             f"the config has {[p.name for p in self.points]}")
+            entries = [{key: ck.get(key) for key in ("md_state", "generator_state", "trajectory_file", "n_samplings",
+                                                     "reference_potential_state", "before", "replica_groups")}]
+        else:
+            entries = ck["state_points"]
+            if [e["name"] for e in entries] != [p.name for p in self.points]:
+                raise ValueError(f"{self.latest_checkpoint} holds the state points {[e['name'] for e in entries]}, "
+                                 f"the config has {[p.name for p in self.points]}")
+        for point, entry in zip(self.points, entries):
+            groups = 1 + len(entry.get("replica_groups") or [])
+            if groups != point.replica_groups:
+                where = "" if self.single else f"state point {point.name!r}: "
+                raise ValueError(f"{self.latest_checkpoint}: {where}the run has {groups} replica group(s), the "
+                                 f"config {point.replica_groups}")
         return entries
 
     def _resumed_loop(self) -> _Loop:
@@ -381,15 +459,16 @@ class Refiner:
         self.potential.load_state_dict(ck["potential_state"])
         if ck.get("dft_generator_state") is not None:
             self.dft_generator.set_state(ck["dft_generator_state"])
-        local = {}
-        for k in self.local_indices:
-            entry = entries[k]
-            generator = self._generator(k)
+        chain_loops = {}
+        for k, g in self.local_chains:
+            entry = entries[k] if g == 0 else entries[k]["replica_groups"][g - 1]
+            generator = self._generator((k, g))
             generator.set_state(entry["generator_state"])
             md_start = State(**entry["md_state"]).to(device=self.points[k].start.device)
-            local[k] = _PointLoop(self._load_ensemble(k, entry["trajectory_file"]), md_start, generator)
+            chain_loops[(k, g)] = _ChainLoop(md_start, generator)
         loop = _Loop(
-            local=local,
+            current={k: self._load_ensemble(k, entries[k]["trajectory_file"]) for k in self.local_indices},
+            chains=chain_loops,
             good_states=[e["reference_potential_state"] for e in entries],
             n_samplings=[int(e["n_samplings"]) for e in entries],
             before=[evaluation_from_plain(e["before"]) for e in entries],
@@ -419,29 +498,32 @@ class Refiner:
             need = [True] * n
         else:
             ess = torch.zeros(n, dtype=torch.float64)
-            for k, point_loop in loop.local.items():
-                check = reweight(self.potential, self.points[k].targets, point_loop.ensemble, self.settings.chunk_size,
+            for k, ensemble in loop.current.items():
+                check = reweight(self.potential, self.points[k].targets, ensemble, self.settings.chunk_size,
                                  gradient=False)
                 ess[k] = check.ess_fraction
             ess = self.collective.sum(ess)
             need = [float(ess[k]) < self.settings.ess_threshold for k in range(n)]
         if not any(need):
             return need
-        failures: dict[int, str] = {}
-        for k, point_loop in loop.local.items():
-            if not need[k]:
-                continue
+        which = [k for k in range(n) if need[k]]
+        sampled = self._sample_chains(loop, which, {c: chain.md_start for c, chain in loop.chains.items()}, first=False)
+        failed = sampled.failed
+        ensembles, failures = {}, {}
+        for k, trajectory in sampled.trajectories.items():
             try:
-                result = self._sample(k, point_loop.md_start, point_loop.generator, first=False)
-                ensemble = self._ensemble(k, result.trajectory, loop.n_samplings[k])
-            except (SimulationBlowUp, CellTooSmall) as exc:
+                ensembles[k] = self._ensemble(k, trajectory, loop.n_samplings[k])
+            except CellTooSmall as exc:
                 failures[k] = str(exc)
-                continue
-            point_loop.ensemble = ensemble
-            point_loop.md_start = result.final
-        failed: dict[int, str] = {}
         for part in self.collective.gather(failures):
-            failed.update(part)
+            for k, message in part.items():
+                failed.setdefault(k, message)
+        for k, ensemble in ensembles.items():
+            if k not in failed:
+                loop.current[k] = ensemble
+        for chain, result in sampled.results.items():
+            if chain[0] not in failed:
+                loop.chains[chain].md_start = result.final
         for k in range(n):
             if need[k] and k not in failed:
                 loop.n_samplings[k] += 1
@@ -454,8 +536,7 @@ class Refiner:
             if loop.rollbacks > self.settings.max_rollbacks:
                 raise RuntimeError(f"sampling blew up {loop.rollbacks} times in a row; last: {where}{failed[first]}")
             ensembles, what = self.rule.roll_back(loop.good_states[first], loop.ensembles())
-            for k, ensemble in ensembles.items():
-                loop.local[k].ensemble = ensemble
+            loop.current.update(ensembles)
             if self.writer:
                 _warn(f"update {loop.next_update}: {where}{failed[first]} — {what}")
             return None
@@ -472,8 +553,8 @@ class Refiner:
         accepted point (Gauss–Newton) also falls back when the final step made the loss worse.
         """
         compare = True
-        starts = {k: p.md_start for k, p in loop.local.items()}
-        results, after, failure = self._check_runs(loop, starts)
+        starts = {c: chain.md_start for c, chain in loop.chains.items()}
+        sampled, after, failure = self._check_runs(loop, starts)
         if after is None:
             state, what = self.rule.fallback_state(loop.good_states[0])
             loop.final_note = (f"the check run of the final parameters failed ({failure}); the parameters of the "
@@ -481,7 +562,7 @@ class Refiner:
             if self.writer:
                 _warn(loop.final_note)
             self.potential.load_state_dict(state)
-            results, after, failure = self._check_runs(loop, starts)
+            sampled, after, failure = self._check_runs(loop, starts)
             if after is None:
                 raise SimulationBlowUp(f"the check run of the fallback parameters failed too: {failure}")
             compare = False  # the fallback point is the accepted one: nothing to compare it with
@@ -497,30 +578,27 @@ class Refiner:
                 _warn(f"the last step raised the loss ({total:.4g} > {better[1]:.4g}); "
                       "keeping the last accepted parameters")
             self.potential.load_state_dict(better[0])
-            results, after, failure = self._check_runs(loop, {k: r.final for k, r in results.items()})
+            sampled, after, failure = self._check_runs(loop, {c: r.final for c, r in sampled.results.items()})
             if after is None:
                 raise SimulationBlowUp(f"the check run of the last accepted parameters failed: {failure}")
-        for k, result in results.items():
+        for k, trajectory in sampled.trajectories.items():
             path = self._point_path(k, "trajectories", "final_check.pt")
             if path is not None:
-                result.trajectory.save(path)
+                trajectory.save(path)
         return after
 
-    def _check_runs(self, loop: _Loop, starts: dict[int, Any]
-                    ) -> tuple[dict[int, SampleResult], list[Evaluation] | None, str | None]:
-        """Fresh trajectories of this rank's state points at the current parameters, and every state point's
-        plain averages (None, with the first failure's message, when a run blew up on any rank)."""
-        results: dict[int, SampleResult] = {}
-        outcome: dict[int, Evaluation | str] = {}
-        for k, start in starts.items():
+    def _check_runs(self, loop: _Loop, starts: dict[Chain, Any]
+                    ) -> tuple[_Sampled, list[Evaluation] | None, str | None]:
+        """Fresh trajectories of every state point at the current parameters (this rank's chains), and every
+        state point's plain averages (None, with the first failure's message, when a run blew up on any rank)."""
+        sampled = self._sample_chains(loop, range(len(self.points)), starts, first=False)
+        outcome: dict[int, Evaluation | str] = {k: m for k, m in sampled.failed.items() if k in self.local_indices}
+        for k, trajectory in sampled.trajectories.items():
             try:
-                result = self._sample(k, start, loop.local[k].generator, first=False)
-            except (SimulationBlowUp, CellTooSmall) as exc:
+                outcome[k] = evaluate_targets(self.points[k].targets, trajectory, self.potential,
+                                              self.settings.chunk_size)
+            except CellTooSmall as exc:
                 outcome[k] = str(exc)
-                continue
-            results[k] = result
-            outcome[k] = evaluate_targets(self.points[k].targets, result.trajectory, self.potential,
-                                          self.settings.chunk_size)
         everything = gather_points(self.collective, outcome, len(self.points))
         for k, value in enumerate(everything):
             if not isinstance(value, str):
@@ -528,8 +606,8 @@ class Refiner:
         failures = [(k, v) for k, v in enumerate(everything) if isinstance(v, str)]
         if failures:
             k, message = failures[0]
-            return results, None, message if self.single else f"state point {self.points[k].name}: {message}"
-        return results, [v for v in everything if isinstance(v, Evaluation)], None
+            return sampled, None, message if self.single else f"state point {self.points[k].name}: {message}"
+        return sampled, [v for v in everything if isinstance(v, Evaluation)], None
 
     # -------------------------------------------------------------- output
     def _checkpoint(self, loop: _Loop, wall_time_s: float, session_s: float) -> None:
@@ -541,20 +619,30 @@ class Refiner:
         path = self.latest_checkpoint
         if path is None:
             return
-        local = {k: _PointEntry(state_to_plain(p.md_start), p.generator.get_state(), p.ensemble.file)
-                 for k, p in loop.local.items()}
-        entries: list[_PointEntry] = gather_points(self.collective, local, len(self.points))
+        local = {c: _ChainEntry(state_to_plain(chain.md_start), chain.generator.get_state())
+                 for c, chain in loop.chains.items()}
+        gathered: dict[Chain, _ChainEntry] = {}
+        for part in self.collective.gather(local):
+            gathered.update(part)
+        files = gather_points(self.collective, {k: e.file for k, e in loop.current.items()}, len(self.points))
         rule_entries = self.rule.checkpoint_entries()
         if self.writer:
-            points = [{
-                "name": point.name,
-                "md_state": entry.md_state,
-                "generator_state": entry.generator_state,
-                "trajectory_file": entry.trajectory_file,
-                "n_samplings": loop.n_samplings[k],
-                "reference_potential_state": loop.good_states[k],
-                "before": evaluation_to_plain(loop.before[k]),
-            } for k, (point, entry) in enumerate(zip(self.points, entries))]
+            points = []
+            for k, point in enumerate(self.points):
+                entry: dict[str, Any] = {
+                    "name": point.name,
+                    "md_state": gathered[(k, 0)].md_state,
+                    "generator_state": gathered[(k, 0)].generator_state,
+                    "trajectory_file": files[k],
+                    "n_samplings": loop.n_samplings[k],
+                    "reference_potential_state": loop.good_states[k],
+                    "before": evaluation_to_plain(loop.before[k]),
+                }
+                if point.replica_groups > 1:
+                    entry["replica_groups"] = [{"md_state": gathered[(k, g)].md_state,
+                                                "generator_state": gathered[(k, g)].generator_state}
+                                               for g in range(1, point.replica_groups)]
+                points.append(entry)
             payload: dict[str, Any] = {
                 "next_update": loop.next_update,
                 "potential_state": self.potential.state_dict(),
@@ -578,8 +666,8 @@ class Refiner:
         # only now that the checkpoint names the current trajectories may older ones go;
         # the first is kept as the "before" ensemble
         kept = self.rule.kept_trajectory_files()
-        for k, point_loop in loop.local.items():
-            keep = {point_loop.ensemble.file, "trajectory_0000.pt", kept.get(k)}
+        for k, ensemble in loop.current.items():
+            keep = {ensemble.file, "trajectory_0000.pt", kept.get(k)}
             folder = self._point_path(k, "trajectories", "x")
             assert folder is not None
             for old in folder.parent.glob("trajectory_*.pt"):

@@ -3,17 +3,31 @@
 The loss of a refinement over several state points is the sum of every state point's loss
 (each target with its weight γ_k). Every state point has its own trajectory, its own random
 stream (seeded by its own sampling seed) and its own N_eff/N; only those whose N_eff/N falls
-below the threshold are sampled again. In a distributed run state point ``k`` belongs to rank
-``k mod world_size`` (:func:`owner`).
+below the threshold are sampled again.
+
+Replica groups: a state point's replicas may be split into ``replica_groups`` MD chains, each a
+batch of its own with its own random stream (group 0 the state point's seed, group g > 0 a seed
+derived from it, :func:`group_seed`). Its trajectory is the frames of all groups, group by group.
+The groups, not the ranks, fix the frames: a run gives the same trajectories on any number of ranks.
+
+In a distributed run the MD chains of all state points — (state point, group) in order — are dealt
+to the ranks in turn (:func:`chain_owner`); a state point is reweighted by the rank that samples
+its group 0 (:func:`point_owner`), which receives the other groups' frames. With one group per
+state point this is state point ``k`` on rank ``k mod world_size``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
 
 from ..sampling import SamplerSettings
-from ..state import State
+from ..state import State, concatenate
+from ..trajectory import Trajectory
 from .targets import Target
 
 #: the name of the one state point of a refinement that has one (its files keep the run directory's layout)
@@ -31,6 +45,8 @@ class StatePoint:
         start: its initial configuration (replicas as several systems).
         resample_equilibration_steps: MD steps discarded after each resampling (None: the
             refiner's ``resample_equilibration_steps``).
+        replica_groups: MD chains the replicas of ``start`` are split into (consecutive and as even
+            as possible; at most one per replica).
     """
 
     name: str
@@ -38,8 +54,12 @@ class StatePoint:
     sampler_settings: SamplerSettings
     start: State
     resample_equilibration_steps: int | None = None
+    replica_groups: int = 1
 
     def __post_init__(self) -> None:
+        if not 1 <= self.replica_groups <= self.start.n_systems:
+            raise ValueError(f"state point {self.name!r}: replica_groups must be between 1 and its "
+                             f"{self.start.n_systems} replicas, got {self.replica_groups}")
         if not self.targets:
             raise ValueError(f"state point {self.name!r}: at least one target is needed")
         names = [t.name for t in self.targets]
@@ -49,9 +69,51 @@ class StatePoint:
             raise ValueError(f"state point name {self.name!r}: no spaces or slashes")
 
 
-def owner(index: int, world_size: int) -> int:
-    """The rank that samples and reweights state point ``index``."""
-    return index % world_size
+def group_replicas(n_replicas: int, n_groups: int) -> list[list[int]]:
+    """The replica indices of each group: consecutive, sizes differing by at most one (larger first)."""
+    return [part.tolist() for part in np.array_split(np.arange(n_replicas), n_groups)]
+
+
+def group_start(point: StatePoint, group: int) -> State:
+    """The starting configuration of one replica group of ``point`` (``point.start`` itself for one group)."""
+    if point.replica_groups == 1:
+        return point.start
+    systems = point.start.split()
+    return concatenate([systems[i] for i in group_replicas(point.start.n_systems, point.replica_groups)[group]])
+
+
+def group_seed(seed: int, group: int) -> int:
+    """The seed of replica group ``group`` of a state point with sampling seed ``seed`` (``seed`` for group 0)."""
+    if group == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(group)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def chains(points: Sequence[StatePoint]) -> list[tuple[int, int]]:
+    """Every MD chain of a run, (state point index, group index), in the order they are dealt to ranks."""
+    return [(k, g) for k, p in enumerate(points) for g in range(p.replica_groups)]
+
+
+def chain_owner(points: Sequence[StatePoint], chain: tuple[int, int], world_size: int) -> int:
+    """The rank that samples MD chain ``chain`` = (state point, group)."""
+    return chains(points).index(chain) % world_size
+
+
+def point_owner(points: Sequence[StatePoint], index: int, world_size: int) -> int:
+    """The rank that reweights state point ``index`` (the one that samples its group 0)."""
+    return chain_owner(points, (index, 0), world_size)
+
+
+def join_groups(point: StatePoint, parts: Sequence[Trajectory]) -> Trajectory:
+    """A state point's trajectory from its groups' trajectories (in group order): frames group by group,
+    replica indices those of ``point.start``."""
+    if len(parts) != point.replica_groups:
+        raise ValueError(f"state point {point.name!r}: {len(parts)} group trajectories for {point.replica_groups} groups")
+    if len(parts) == 1:
+        return parts[0]
+    groups = group_replicas(point.start.n_systems, point.replica_groups)
+    return Trajectory.concatenate([replace(part, replica=torch.as_tensor(replicas, dtype=torch.long)[part.replica])
+                                   for part, replicas in zip(parts, groups)])
 
 
 def check_names(points: list[StatePoint]) -> None:

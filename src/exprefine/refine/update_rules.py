@@ -11,8 +11,8 @@ checkpoint — the way ``torch.optim`` separates a step from the training loop. 
   check falls back to;
 * :meth:`~UpdateRule.checkpoint_entries` / :meth:`~UpdateRule.restore`: its state in a checkpoint.
 
-With several state points (:mod:`.state_points`) each rank works on its own state points'
-ensembles (a dict from state-point index to :class:`Ensemble`); their losses, gradients and
+With several state points (:mod:`.state_points`) each rank works on the ensembles of the state
+points it reweights (a dict from state-point index to :class:`Ensemble`); their losses, gradients and
 Jacobians are combined over ranks through a :class:`~.collective.Collective`, so every rank
 takes the same step.
 
@@ -44,7 +44,7 @@ from .gauss_newton import (
     linearize,
 )
 from .prior import ParameterPrior, add_prior_gradient, prior_loss, prior_rows
-from .state_points import StatePoint, owner
+from .state_points import StatePoint, point_owner
 from .targets import Target, total_loss
 
 
@@ -504,7 +504,8 @@ class GaussNewtonRule(UpdateRule):
         return {"gauss_newton": state}
 
     def _local_indices(self) -> list[int]:
-        return [k for k in range(len(self.points)) if owner(k, self.collective.world_size) == self.collective.rank]
+        world, rank = self.collective.world_size, self.collective.rank
+        return [k for k in range(len(self.points)) if point_owner(self.points, k, world) == rank]
 
     def restore(self, checkpoint: dict[str, Any], ensembles: Ensembles, load: Callable[[int, str], Ensemble]) -> None:
         state = checkpoint.get("gauss_newton")
