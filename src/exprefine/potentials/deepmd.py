@@ -2,9 +2,10 @@
 
 :class:`DeepmdPotential` rebuilds the model in eager PyTorch from its parameters
 (``deepmd.pt.model.model.get_model``), loads the weights of a ``dp --pt train`` checkpoint
-(``.pt``) or of a frozen model (``.pth``) and evaluates the per-atom energies with deepmd's own
-neighbour handling (periodic images and neighbour lists built from coordinates and box, as
-``dp test`` and ``DeepPot`` do). Energies are differentiable in positions, cell and the model
+(``.pt``) or of a frozen model (``.pth``) and evaluates the per-atom energies with deepmd's atomic
+model on periodic images and neighbour lists that exprefine builds with vesin (:func:`extended_inputs`:
+the same atoms and neighbours as deepmd's own builder, found in O(N) instead of from all
+n_local × n_extended distances). Energies are differentiable in positions, cell and the model
 parameters; forces and stress come from :meth:`Potential.compute` by autograd, as for every
 exprefine potential. After a refinement :meth:`DeepmdPotential.save_checkpoint` writes a
 checkpoint in ``dp --pt train``'s format and :meth:`DeepmdPotential.freeze` runs deepmd's own
@@ -51,6 +52,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -156,6 +158,77 @@ def _check_supported(model: Any) -> None:
         )
 
 
+def _frame_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, types: torch.Tensor, cutoff_A: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One frame's local and ghost atoms and its neighbour table (see :func:`extended_inputs`).
+
+    Returns ext_coord [n_ext, 3] (differentiable in ``positions`` and ``cell``), ext_type [n_ext],
+    mapping [n_ext] (the local atom each extended atom is an image of) and table [n, max_neighbours]
+    (extended indices, −1 padded).
+    """
+    from vesin import NeighborList
+
+    n = positions.shape[0]
+    periodic = cell is not None
+    box = cell.detach().cpu().double().numpy() if cell is not None else np.zeros((3, 3))
+    i, j, shifts = NeighborList(cutoff=cutoff_A, full_list=True).compute(
+        positions.detach().cpu().double().numpy(), box, periodic, quantities="ijS", copy=True)
+    device = positions.device
+    i = torch.from_numpy(i.astype(np.int64)).to(device)
+    j = torch.from_numpy(j.astype(np.int64)).to(device)
+    shifts = torch.from_numpy(shifts.astype(np.int64).reshape(-1, 3)).to(device)
+    ghost = (shifts != 0).any(dim=1)
+    ext_index = j.clone()
+    mapping = torch.arange(n, device=device)
+    ext_coord = positions
+    if bool(ghost.any()):
+        assert cell is not None
+        images, inverse = torch.unique(torch.cat([j[ghost, None], shifts[ghost]], dim=1), dim=0, return_inverse=True)
+        ext_index[ghost] = n + inverse
+        ext_coord = torch.cat([positions, positions[images[:, 0]] + images[:, 1:].to(positions.dtype) @ cell])
+        mapping = torch.cat([mapping, images[:, 0]])
+    counts = torch.bincount(i, minlength=n)
+    order = torch.argsort(i, stable=True)
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(i), device=device) - first[i[order]]
+    table = torch.full((n, max(int(counts.max()) if len(i) else 0, 1)), -1, dtype=torch.long, device=device)
+    table[i[order], slot] = ext_index[order]
+    return ext_coord, types[mapping], mapping, table
+
+
+def extended_inputs(positions: torch.Tensor, types: torch.Tensor, cells: torch.Tensor | None, cutoff_A: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """deepmd's extended-region inputs for frames of ``n`` atoms, from vesin neighbour lists.
+
+    Every periodic image within ``cutoff_A`` of a local atom becomes a ghost atom (once per image);
+    the neighbour list holds, for every local atom, all extended atoms closer than the cutoff (in
+    no particular order: ``format_nlist`` sorts and truncates it). Frames are padded to a common
+    size with atoms of type −1 (deepmd's virtual atoms, in no neighbour list).
+
+    Args:
+        positions: [n_frames, n, 3] Å.
+        types: [n_frames, n] indices into the model's type_map.
+        cells: [n_frames, 3, 3] Å (rows are lattice vectors), or None for non-periodic frames.
+        cutoff_A: the model's rcut.
+
+    Returns:
+        ext_coord [n_frames, n_ext, 3] (differentiable in positions and cells), ext_atype
+        [n_frames, n_ext], mapping [n_frames, n_ext], nlist [n_frames, n, n_neighbours].
+    """
+    frames = [_frame_neighbours(positions[f], None if cells is None else cells[f], types[f], cutoff_A)
+              for f in range(positions.shape[0])]
+    n_ext = max(f[0].shape[0] for f in frames)
+    width = max(f[3].shape[1] for f in frames)
+    coords, ext_types, mappings, tables = [], [], [], []
+    for coord, ext_type, mapping, table in frames:
+        pad = n_ext - coord.shape[0]
+        coords.append(torch.cat([coord, coord.new_zeros(pad, 3)]))
+        ext_types.append(torch.cat([ext_type, ext_type.new_full((pad,), -1)]))
+        mappings.append(torch.cat([mapping, mapping.new_zeros(pad)]))
+        tables.append(torch.cat([table, table.new_full((table.shape[0], width - table.shape[1]), -1)], dim=1))
+    return torch.stack(coords), torch.stack(ext_types), torch.stack(mappings), torch.stack(tables)
+
+
 def deepmd_presets(parameter_names: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Named parameter selections of a DeePMD model with these parameter names.
 
@@ -204,8 +277,8 @@ class DeepmdPotential(Potential):
         elements: the element (symbol or atomic number) of each entry of the model's
             ``type_map``; by default the ``type_map`` entries are read as element symbols.
         max_atoms_per_call: frames with the same number of atoms are evaluated together,
-            at most this many atoms per deepmd call (deepmd's neighbour search holds
-            n_local × n_extended distances per frame).
+            at most this many atoms per deepmd call (bounds the memory of the descriptor's
+            n_atoms × sel environment matrices and their graph).
         train_infos: the checkpoint's ``train_infos`` (learning rate, step), written back by
             :meth:`save_checkpoint`.
 
@@ -431,22 +504,19 @@ class DeepmdPotential(Potential):
             atype: [n_frames, n_atoms] indices into the type_map.
             box: [n_frames, 9] cells (rows are lattice vectors) in Å, or None (not periodic).
 
-        Periodic images and neighbour lists are built by deepmd
-        (``extend_input_and_build_neighbor_list``, then the model's ``format_nlist``), and the
-        per-atom energies come from the atomic model's ``forward_common_atomic`` (per-type bias
-        and atom exclusions included): deepmd's ``forward_common`` without the force and virial
-        derivatives, which exprefine takes by autograd of this energy instead.
+        Periodic images and neighbour lists come from :func:`extended_inputs` (vesin), the model's
+        ``format_nlist`` keeps the nearest ``sel`` neighbours sorted by distance, as deepmd's own
+        builder does, and the per-atom energies come from the atomic model's ``forward_common_atomic``
+        (per-type bias and atom exclusions included): deepmd's ``forward_common`` without the force
+        and virial derivatives, which exprefine takes by autograd of this energy instead.
         """
-        from deepmd.pt.utils.nlist import extend_input_and_build_neighbor_list
-
         nf, nloc = atype.shape
         coord = coord.to(self._coord_dtype)
         box = None if box is None else box.to(self._coord_dtype)
-        ext_coord, ext_atype, mapping, nlist = extend_input_and_build_neighbor_list(
-            coord, atype, self.model.get_rcut(), self.model.get_sel(), mixed_types=True, box=box
-        )
-        ext_coord = ext_coord.view(nf, -1, 3)
-        nlist = self.model.format_nlist(ext_coord, ext_atype, nlist)
+        ext_coord, ext_atype, mapping, nlist = extended_inputs(coord.view(nf, nloc, 3), atype,
+                                                               None if box is None else box.view(nf, 3, 3),
+                                                               float(self.model.get_rcut()))
+        nlist = self.model.format_nlist(ext_coord, ext_atype, nlist, extra_nlist_sort=True)
         atomic = self.model.atomic_model.forward_common_atomic(ext_coord, ext_atype, nlist, mapping=mapping)
         return atomic["energy"].reshape(nf, -1).sum(dim=1)
 
