@@ -72,11 +72,14 @@ def test_two_ranks_give_the_loss_gradient_and_steps_of_one_rank(tmp_path, optimi
     assert (runs[2] / "cold" / "trajectories").is_dir() and (runs[2] / "hot" / "trajectories").is_dir()
 
 
-def test_replica_groups_on_two_ranks_give_the_run_of_one_rank(tmp_path):
-    """One state point, 3 replicas in 2 groups: rank 1 samples group 1 and sends its frames to rank 0."""
+@pytest.mark.parametrize("optimizer", ["adam", "gauss_newton"])
+def test_replica_groups_on_two_ranks_give_the_run_of_one_rank(tmp_path, optimizer):
+    """One state point, 3 replicas in 2 groups: rank 1 samples group 1, sends its frames to rank 0 (which
+    reweights the state point), computes the energies (Gauss–Newton: and ∂U/∂θ) of its frames at every
+    update and back-propagates their part of the gradient."""
     runs = {}
     for ranks in (1, 2):
-        config = _config(tmp_path, f"g{ranks}", layout=grouped, optimizer="gauss_newton")
+        config = _config(tmp_path, f"g{ranks}", layout=grouped, optimizer=optimizer)
         done = subprocess.run(_command(config, ranks), env=_env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[ranks] = tmp_path / f"g{ranks}"
@@ -93,6 +96,20 @@ def test_replica_groups_on_two_ranks_give_the_run_of_one_rank(tmp_path):
     assert torch.equal(frames[0]["replica"], frames[1]["replica"])
     checkpoints = [torch.load(runs[r] / "checkpoints" / "latest.pt", weights_only=True) for r in (1, 2)]
     assert len(checkpoints[1]["replica_groups"]) == 1  # rank 1's chain reached rank 0's checkpoint
+
+
+def test_a_grouped_two_rank_run_resumes_on_two_ranks_to_the_uninterrupted_run(tmp_path):
+    """Rank 1 reads its group's frames back from the joined trajectory file of the checkpoint."""
+    full = _config(tmp_path, "full", layout=grouped, optimizer="gauss_newton")
+    split = _config(tmp_path, "split", layout=grouped, optimizer="gauss_newton", n_updates=2)
+    for config, extra in ((full, ()), (split, ()), (split, ("--resume", "--set", "refine.n_updates=3"))):
+        done = subprocess.run(_command(config, 2, *extra), env=_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _rows(tmp_path / "full"), _rows(tmp_path / "split")
+    assert [r["update"] for r in two] == [0, 1, 2]
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0, abs=1e-10)
+        assert b["parameters"] == pytest.approx(a["parameters"], rel=1e-12)
 
 
 def _rank_pids(tag: str) -> dict[int, int]:

@@ -13,9 +13,11 @@ Thaler & Zavadlav (2021); N_eff/N = 1 at θ = θ_ref.
 
 Gradient: the loss L depends on θ through the energies U_i(θ) (weights) and, for
 some observables, through O_i(θ). Energies of all frames are computed first without
-a graph; L and ∂L/∂U_i, ∂L/∂O_i come from a small graph over those numbers; then
-Σ_i ∂L/∂U_i · U_i(θ) + ∂L/∂O_i · O_i(θ) is back-propagated chunk by chunk, so memory
-is bounded by the chunk size, not by the number of frames.
+a graph (:func:`frame_energies`); L and ∂L/∂U_i, ∂L/∂O_i come from a small graph over
+those numbers (:func:`reweighted_graph`); then Σ_i ∂L/∂U_i · U_i(θ) + ∂L/∂O_i · O_i(θ) is
+back-propagated chunk by chunk (:func:`backpropagate_in_chunks`), so memory is bounded by
+the chunk size, not by the number of frames. The three phases are separate so that the
+frames of one ensemble may sit on several processes: only the small graph needs all of them.
 """
 
 from __future__ import annotations
@@ -78,6 +80,72 @@ class ReweightedStep:
     log_weights: torch.Tensor
 
 
+@dataclass
+class ReweightedGraph:
+    """The small graph of one reweighting: the loss from the frames' energies and values, and its
+    derivatives with respect to them (what the chunked backward pass needs).
+
+    Attributes:
+        step: loss, predictions, N_eff and log-weights.
+        dL_dU: [n_frames] ∂L/∂U_i (None without gradient).
+        dL_dO: per index of a parameter-dependent observable, [n_frames, ...] ∂L/∂O_i.
+    """
+
+    step: ReweightedStep
+    dL_dU: torch.Tensor | None
+    dL_dO: dict[int, torch.Tensor]
+
+
+def dynamic_values(observables: Sequence[Observable], static_values: Sequence[torch.Tensor | None],
+                   potential: Potential, trajectory: Trajectory, chunk_size: int = 32) -> dict[int, torch.Tensor]:
+    """Per-frame values (float64, no graph) of the observables that depend on the parameters (those
+    whose static value is None), by observable index."""
+    out = {}
+    for k, v in enumerate(static_values):
+        if v is None:
+            with torch.no_grad():
+                out[k] = observables[k].evaluate(trajectory, potential, chunk_size).to(torch.float64)
+    return out
+
+
+def reweighted_graph(
+    energies_eV: torch.Tensor,
+    trajectory: Trajectory,
+    observables: Sequence[Observable],
+    static_values: Sequence[torch.Tensor | None],
+    dynamic: dict[int, torch.Tensor],
+    loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
+    compute_gradient: bool = True,
+) -> ReweightedGraph:
+    """The loss of the frames of ``trajectory`` at energies ``energies_eV`` (float64 [n_frames], no graph)
+    and ∂L/∂U_i, ∂L/∂O_i; ``dynamic`` holds the per-frame values of the parameter-dependent observables."""
+    if len(observables) != len(static_values):
+        raise ValueError("one static value (or None) per observable is required")
+    u_leaf = energies_eV.detach().clone().requires_grad_(compute_gradient)
+    o_leaves = {k: v.clone().requires_grad_(compute_gradient) for k, v in dynamic.items()}
+    with torch.enable_grad():
+        lw = log_weights(u_leaf, trajectory.energies_eV, trajectory.kT_eV)
+        w = lw.exp()
+        predictions = []
+        for k, obs in enumerate(observables):
+            values = o_leaves[k] if k in o_leaves else static_values[k].to(torch.float64)  # type: ignore[union-attr]
+            predictions.append(obs.reduce(values, w))
+        loss = loss_fn(predictions)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss is not finite ({float(loss)}); check the targets and the potential")
+        if compute_gradient:
+            loss.backward()
+
+    lw = lw.detach()
+    ess = effective_sample_size(lw)
+    step = ReweightedStep(loss=float(loss.detach()), predictions=[p.detach() for p in predictions], ess=ess,
+                          ess_fraction=ess / trajectory.n_frames, log_weights=lw)
+    if not compute_gradient:
+        return ReweightedGraph(step, None, {})
+    assert u_leaf.grad is not None, "the loss does not depend on the frame energies"
+    return ReweightedGraph(step, u_leaf.grad, {k: leaf.grad for k, leaf in o_leaves.items() if leaf.grad is not None})
+
+
 def reweighted_loss_and_gradient(
     potential: Potential,
     trajectory: Trajectory,
@@ -105,44 +173,14 @@ def reweighted_loss_and_gradient(
     if len(observables) != len(static_values):
         raise ValueError("one static value (or None) per observable is required")
     energies = frame_energies(potential, trajectory, chunk_size)
-    dynamic_idx = [k for k, v in enumerate(static_values) if v is None]
-    dynamic_values = {}
-    for k in dynamic_idx:
-        with torch.no_grad():
-            dynamic_values[k] = observables[k].evaluate(trajectory, potential, chunk_size).to(torch.float64)
-
-    u_leaf = energies.clone().requires_grad_(compute_gradient)
-    o_leaves = {k: v.clone().requires_grad_(compute_gradient) for k, v in dynamic_values.items()}
-    with torch.enable_grad():
-        lw = log_weights(u_leaf, trajectory.energies_eV, trajectory.kT_eV)
-        w = lw.exp()
-        predictions = []
-        for k, obs in enumerate(observables):
-            values = o_leaves[k] if k in o_leaves else static_values[k].to(torch.float64)  # type: ignore[union-attr]
-            predictions.append(obs.reduce(values, w))
-        loss = loss_fn(predictions)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss is not finite ({float(loss)}); check the targets and the potential")
-        if compute_gradient:
-            loss.backward()
-
-    lw = lw.detach()
-    ess = effective_sample_size(lw)
-    if compute_gradient:
-        dL_dU = u_leaf.grad
-        dL_dO = {k: leaf.grad for k, leaf in o_leaves.items() if leaf.grad is not None}
-        assert dL_dU is not None, "the loss does not depend on the frame energies"
-        _backpropagate_in_chunks(potential, trajectory, observables, dL_dU, dL_dO, chunk_size)
-    return ReweightedStep(
-        loss=float(loss.detach()),
-        predictions=[p.detach() for p in predictions],
-        ess=ess,
-        ess_fraction=ess / trajectory.n_frames,
-        log_weights=lw,
-    )
+    dynamic = dynamic_values(observables, static_values, potential, trajectory, chunk_size)
+    graph = reweighted_graph(energies, trajectory, observables, static_values, dynamic, loss_fn, compute_gradient)
+    if graph.dL_dU is not None:
+        backpropagate_in_chunks(potential, trajectory, observables, graph.dL_dU, graph.dL_dO, chunk_size)
+    return graph.step
 
 
-def _backpropagate_in_chunks(
+def backpropagate_in_chunks(
     potential: Potential,
     trajectory: Trajectory,
     observables: Sequence[Observable],
@@ -150,7 +188,7 @@ def _backpropagate_in_chunks(
     dL_dO: dict[int, torch.Tensor],
     chunk_size: int,
 ) -> None:
-    """Accumulate ∂L/∂θ = Σ_i ∂L/∂U_i ∂U_i/∂θ + ∂L/∂O_i ∂O_i/∂θ chunk by chunk."""
+    """Accumulate ∂L/∂θ = Σ_i ∂L/∂U_i ∂U_i/∂θ + ∂L/∂O_i ∂O_i/∂θ chunk by chunk (in the parameters' .grad)."""
     dtype = _potential_dtype(potential, trajectory)
     # only the parameters: models that set requires_grad on their input positions (MACE)
     # would otherwise also accumulate a gradient into a throw-away copy of the positions

@@ -196,18 +196,23 @@ def linearize(
     targets: Sequence[Target],
     static_values: Sequence[torch.Tensor | None],
     chunk_size: int = 32,
+    energies_eV: torch.Tensor | None = None,
+    energy_gradients: torch.Tensor | None = None,
 ) -> LinearModel:
     """Reweight ``trajectory`` to the current θ and return the averages with their Jacobian.
 
     Args:
         static_values: per-frame values [n_frames, ...] of parameter-independent observables
             (None for observables with ``depends_on_parameters``, which are recomputed).
+        energies_eV, energy_gradients: the frames' energies [n_frames] and ∂U_i/∂θ
+            [n_frames, n_parameters] at θ when they were computed elsewhere (by the processes
+            that hold the frames); computed here when None.
     """
-    energies = frame_energies(potential, trajectory, chunk_size)
+    energies = frame_energies(potential, trajectory, chunk_size) if energies_eV is None else energies_eV
     lw = log_weights(energies, trajectory.energies_eV, trajectory.kT_eV)
     w = lw.exp()
     beta = 1.0 / trajectory.kT_eV
-    grad_u = per_frame_energy_gradients(potential, trajectory)
+    grad_u = per_frame_energy_gradients(potential, trajectory) if energy_gradients is None else energy_gradients
     predictions, jacobians = [], []
     for target, values in zip(targets, static_values):
         obs = target.observable

@@ -11,7 +11,9 @@ Several state points (:mod:`.state_points`): each has its own trajectory, random
 N_eff/N, and only those below the threshold are sampled again; the loss is their sum. A state
 point's replicas may run as several MD chains (replica groups), whose frames form its trajectory.
 Under torchrun the chains are spread over the ranks (:mod:`.collective`): each rank samples its
-chains and reweights the state points whose group 0 it samples, the update rule sums over ranks,
+chains, computes the per-frame energies and gradients of their frames at every update
+(:mod:`.frames`) and evaluates the loss of the state points whose group 0 it samples; the update
+rule sums over ranks,
 every rank takes the same step, and rank 0 alone writes logs, figures and checkpoints (each rank
 writes the trajectories of the state points it reweights).
 A run with one state point keeps the run directory's layout and checkpoint keys of earlier versions.
@@ -39,6 +41,7 @@ from ..state import State
 from ..trajectory import Trajectory
 from .collective import Collective
 from .curves import target_curves, write_curves
+from .frames import reweight_points
 from .fused import FusedDFT, held_out_errors
 from .log import RunLog, update_line
 from .plots import plot_curves, plot_history
@@ -65,6 +68,7 @@ from .state_points import (
     point_dir,
     point_owner,
     qualified,
+    split_groups,
 )
 from .targets import Target
 from .update_rules import (
@@ -76,7 +80,6 @@ from .update_rules import (
     UpdateRule,
     gather_points,
     parameter_summary,
-    reweight,
 )
 
 #: an MD chain: (state point index, replica group index)
@@ -107,6 +110,10 @@ class _Sampled:
     results: dict[Chain, SampleResult]
     trajectories: dict[int, Trajectory]
     failed: dict[int, str]
+
+    def parts(self, k: int) -> dict[int, Trajectory]:
+        """This rank's groups' trajectories of state point ``k``, by group."""
+        return {g: r.trajectory for (i, g), r in sorted(self.results.items()) if i == k}
 
 
 @dataclass
@@ -204,6 +211,8 @@ class Refiner:
         world, rank = self.collective.world_size, self.collective.rank
         self.local_indices = [k for k in range(len(self.points)) if point_owner(self.points, k, world) == rank]
         self.local_chains = [c for c in chains(self.points) if chain_owner(self.points, c, world) == rank]
+        #: the state points this rank samples a group of
+        self.member_points = sorted({k for k, _ in self.local_chains})
         self.dft = dft
         self.dft_generator = torch.Generator().manual_seed(int(self.sampler_settings.seed) + 1)
         self.rule: UpdateRule
@@ -303,9 +312,15 @@ class Refiner:
             start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV)
         return sample(self.potential, start, settings, generator=generator, progress=self.settings.progress)
 
-    def _ensemble(self, k: int, trajectory: Trajectory, index: int | None = None, file: str | None = None) -> Ensemble:
-        """State point ``k``'s trajectory with its static observable values, saved as trajectory ``index``
-        (or known as ``file``)."""
+    def _ensemble(self, k: int, trajectory: Trajectory | None, parts: dict[int, Trajectory], index: int | None = None,
+                  file: str | None = None) -> Ensemble:
+        """What this rank holds of state point ``k``'s trajectory: all of it with its static observable values
+        (``trajectory``, where it is reweighted; saved as trajectory ``index`` or known as ``file``) and its
+        own groups' frames (``parts``)."""
+        if index is not None and self.run_dir is not None:
+            file = f"trajectory_{index:04d}.pt"
+        if trajectory is None:
+            return Ensemble(None, [], file, parts)
         static: list[torch.Tensor | None] = []
         for t in self.points[k].targets:
             if t.observable.depends_on_parameters:
@@ -316,13 +331,17 @@ class Refiner:
             path = self._point_path(k, "trajectories", f"trajectory_{index:04d}.pt")
             if path is not None:
                 trajectory.save(path)
-                file = path.name
-        return Ensemble(trajectory, static, file)
+        return Ensemble(trajectory, static, file, parts)
 
     def _load_ensemble(self, k: int, file: str) -> Ensemble:
+        """State point ``k``'s trajectory file as this rank holds it (all of it where it is reweighted, its own
+        groups' frames everywhere)."""
         path = self._point_path(k, "trajectories", file)
         assert path is not None, "a run without a run directory has no trajectory files"
-        return self._ensemble(k, Trajectory.load(path), file=file)
+        trajectory = Trajectory.load(path)
+        groups = split_groups(self.points[k], trajectory)
+        parts = {g: groups[g] for kk, g in self.local_chains if kk == k}
+        return self._ensemble(k, trajectory if k in self.local_indices else None, parts, file=file)
 
     # ---------------------------------------------------------------- loop
     def run(self, resume: bool = False) -> RefinementResult:
@@ -422,9 +441,12 @@ class Refiner:
         for chain, result in sampled.results.items():
             loop.chains[chain].md_start = result.final
         before = {}
-        for k, trajectory in sampled.trajectories.items():
-            loop.current[k] = self._ensemble(k, trajectory, 0)
-            before[k] = evaluate_targets(self.points[k].targets, trajectory, self.potential, self.settings.chunk_size)
+        for k in self.member_points:
+            trajectory = sampled.trajectories.get(k)
+            loop.current[k] = self._ensemble(k, trajectory, sampled.parts(k), 0)
+            if trajectory is not None:
+                before[k] = evaluate_targets(self.points[k].targets, trajectory, self.potential,
+                                             self.settings.chunk_size)
         loop.before = gather_points(self.collective, before, n)
         return loop
 
@@ -467,7 +489,7 @@ class Refiner:
             md_start = State(**entry["md_state"]).to(device=self.points[k].start.device)
             chain_loops[(k, g)] = _ChainLoop(md_start, generator)
         loop = _Loop(
-            current={k: self._load_ensemble(k, entries[k]["trajectory_file"]) for k in self.local_indices},
+            current={k: self._load_ensemble(k, entries[k]["trajectory_file"]) for k in self.member_points},
             chains=chain_loops,
             good_states=[e["reference_potential_state"] for e in entries],
             n_samplings=[int(e["n_samplings"]) for e in entries],
@@ -498,10 +520,10 @@ class Refiner:
             need = [True] * n
         else:
             ess = torch.zeros(n, dtype=torch.float64)
-            for k, ensemble in loop.current.items():
-                check = reweight(self.potential, self.points[k].targets, ensemble, self.settings.chunk_size,
-                                 gradient=False)
-                ess[k] = check.ess_fraction
+            estimates, _, _ = reweight_points(self.potential, self.points, loop.current, self.settings.chunk_size,
+                                              self.collective, gradient=False)
+            for k, estimate in estimates.items():
+                ess[k] = estimate.ess_fraction
             ess = self.collective.sum(ess)
             need = [float(ess[k]) < self.settings.ess_threshold for k in range(n)]
         if not any(need):
@@ -510,9 +532,11 @@ class Refiner:
         sampled = self._sample_chains(loop, which, {c: chain.md_start for c, chain in loop.chains.items()}, first=False)
         failed = sampled.failed
         ensembles, failures = {}, {}
-        for k, trajectory in sampled.trajectories.items():
+        for k in self.member_points:
+            if k not in which or k in failed:
+                continue
             try:
-                ensembles[k] = self._ensemble(k, trajectory, loop.n_samplings[k])
+                ensembles[k] = self._ensemble(k, sampled.trajectories.get(k), sampled.parts(k), loop.n_samplings[k])
             except CellTooSmall as exc:
                 failures[k] = str(exc)
         for part in self.collective.gather(failures):
@@ -624,7 +648,8 @@ class Refiner:
         gathered: dict[Chain, _ChainEntry] = {}
         for part in self.collective.gather(local):
             gathered.update(part)
-        files = gather_points(self.collective, {k: e.file for k, e in loop.current.items()}, len(self.points))
+        files = gather_points(self.collective, {k: e.file for k, e in loop.current.items() if e.reweighted_here},
+                              len(self.points))
         rule_entries = self.rule.checkpoint_entries()
         if self.writer:
             points = []
@@ -667,6 +692,8 @@ class Refiner:
         # the first is kept as the "before" ensemble
         kept = self.rule.kept_trajectory_files()
         for k, ensemble in loop.current.items():
+            if not ensemble.reweighted_here:
+                continue
             keep = {ensemble.file, "trajectory_0000.pt", kept.get(k)}
             folder = self._point_path(k, "trajectories", "x")
             assert folder is not None

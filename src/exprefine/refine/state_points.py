@@ -132,3 +132,11 @@ def qualified(point: StatePoint, target_name: str, single: bool) -> str:
 def point_dir(run_dir: Path, point: StatePoint, single: bool) -> Path:
     """Where a state point's trajectories, figures and curves go (the run directory itself for one)."""
     return run_dir if single else run_dir / point.name
+
+
+def split_groups(point: StatePoint, trajectory: Trajectory) -> list[Trajectory]:
+    """The groups' trajectories of a joined one (:func:`join_groups` undone, replica indices kept)."""
+    if point.replica_groups == 1:
+        return [trajectory]
+    return [trajectory.select(torch.isin(trajectory.replica, torch.as_tensor(replicas, dtype=torch.long)))
+            for replicas in group_replicas(point.start.n_systems, point.replica_groups)]

@@ -11,10 +11,10 @@ checkpoint — the way ``torch.optim`` separates a step from the training loop. 
   check falls back to;
 * :meth:`~UpdateRule.checkpoint_entries` / :meth:`~UpdateRule.restore`: its state in a checkpoint.
 
-With several state points (:mod:`.state_points`) each rank works on the ensembles of the state
-points it reweights (a dict from state-point index to :class:`Ensemble`); their losses, gradients and
-Jacobians are combined over ranks through a :class:`~.collective.Collective`, so every rank
-takes the same step.
+With several state points (:mod:`.state_points`) each rank works on the ensembles it holds (a
+dict from state-point index to :class:`~.frames.Ensemble`: whole state points, or some replica
+groups of one, :mod:`.frames`); their losses, gradients and Jacobians are combined over ranks
+through a :class:`~.collective.Collective`, so every rank takes the same step.
 
 Two rules: :class:`AdamRule` (any number of parameters; the chunked reweighted gradient, plus
 λ·L_DFT of a labelled batch in fused runs) and :class:`GaussNewtonRule` (few parameters;
@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable, Sequence
 
 import torch
 
 from ..potentials.base import Potential
-from ..reweighting import ReweightedStep, reweighted_loss_and_gradient
-from ..trajectory import Trajectory
 from .collective import Collective
+from .frames import Ensemble, Ensembles, PointEstimate, linearize_points, reweight_points
 from .fused import FusedDFT, accumulate_dft_gradient
 from .gauss_newton import (
     GaussNewtonSettings,
@@ -41,34 +39,11 @@ from .gauss_newton import (
     apply_step,
     curvature_spectrum,
     gauss_newton_step,
-    linearize,
+    trainable_parameters,
 )
 from .prior import ParameterPrior, add_prior_gradient, prior_loss, prior_rows
 from .state_points import StatePoint, point_owner
-from .targets import Target, total_loss
-
-
-@dataclass
-class Ensemble:
-    """The trajectory the updates reweight, its parameter-independent observable values, its file name."""
-
-    trajectory: Trajectory
-    static: list
-    file: str | None
-
-
-#: the ensembles of this rank's state points, by state-point index
-Ensembles = dict[int, Ensemble]
-
-
-@dataclass
-class PointEstimate:
-    """What the reweighting of one state point gave at θ: its averages, loss and N_eff/N."""
-
-    predictions: list[torch.Tensor]
-    loss: float
-    ess_fraction: float
-    n_frames: int
+from .targets import Target
 
 
 @dataclass
@@ -104,15 +79,6 @@ def parameter_summary(potential: Potential) -> dict[str, float]:
     return dict(summary()) if callable(summary) else {}
 
 
-def reweight(potential: Potential, targets: Sequence[Target], ensemble: Ensemble, chunk_size: int,
-             gradient: bool) -> ReweightedStep:
-    """Loss, ESS and (if ``gradient``) ∂L/∂θ accumulated in the parameters' .grad at the current θ."""
-    return reweighted_loss_and_gradient(
-        potential, ensemble.trajectory, [t.observable for t in targets], ensemble.static,
-        partial(total_loss, list(targets)), chunk_size=chunk_size, compute_gradient=gradient,
-    )
-
-
 def gather_points(collective: Collective, local: dict[int, Any], n_points: int) -> list[Any]:
     """Every state point's value (each rank gives those of its own), in state-point order."""
     merged: dict[int, Any] = {}
@@ -131,13 +97,7 @@ def all_ranks_agree(collective: Collective, flag: bool) -> bool:
 
 def trainable(potential: Potential) -> list[torch.nn.Parameter]:
     """The parameters the rules move, in a fixed order (that of the flat vectors)."""
-    return [p for p in potential.parameters() if p.requires_grad]
-
-
-def flat_gradient(params: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[n_parameters] the parameters' .grad in float64 on the CPU (zeros where there is none)."""
-    return torch.cat([torch.zeros(p.numel(), dtype=torch.float64) if p.grad is None
-                      else p.grad.detach().reshape(-1).to(device="cpu", dtype=torch.float64) for p in params])
+    return trainable_parameters(potential)
 
 
 def set_gradient(params: Sequence[torch.Tensor], flat: torch.Tensor, present: Sequence[bool]) -> None:
@@ -261,19 +221,9 @@ class AdamRule(UpdateRule):
 
     def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
         params = trainable(self.potential)
-        n_values = sum(p.numel() for p in params)
-        rows = torch.zeros(len(self.points), n_values, dtype=torch.float64)
-        reached = torch.zeros(len(self.points), len(params), dtype=torch.float64)
-        local = {}
-        for k, ensemble in sorted(ensembles.items()):
-            self.optimizer.zero_grad(set_to_none=True)
-            step = reweight(self.potential, self.points[k].targets, ensemble, self.chunk_size, gradient=True)
-            rows[k] = flat_gradient(params)
-            reached[k] = torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=torch.float64)
-            local[k] = PointEstimate(step.predictions, step.loss, step.ess_fraction, ensemble.trajectory.n_frames)
-        self.optimizer.zero_grad(set_to_none=True)
-        rows = self.collective.sum(rows)
-        reached = self.collective.sum(reached)
+        local, rows, reached = reweight_points(self.potential, self.points, ensembles, self.chunk_size,
+                                               self.collective, gradient=True)
+        assert rows is not None and reached is not None
         points = gather_points(self.collective, local, len(self.points))
         gradient = rows.sum(0)
         set_gradient(params, gradient, [bool(v > 0) for v in reached.sum(0)])
@@ -334,12 +284,12 @@ class PointModel:
 
 def stacked_model(potential: Potential, points: Sequence[StatePoint], ensembles: Ensembles, chunk_size: int,
                   collective: Collective) -> StackedModel:
-    """Linearise every state point of this rank at θ and stack all of them (gathered over ranks)."""
+    """Linearise every state point at θ (each where it is reweighted, from the per-frame numbers of the
+    ranks that hold its frames) and stack all of them (gathered over ranks)."""
     local = {}
-    for k, ensemble in sorted(ensembles.items()):
-        model = linearize(potential, ensemble.trajectory, points[k].targets, ensemble.static, chunk_size)
+    for k, model in linearize_points(potential, points, ensembles, chunk_size, collective).items():
         local[k] = PointModel(model.predictions, model.jacobians, model.energy_covariance(), model.loss,
-                              model.ess_fraction, ensemble.trajectory.n_frames)
+                              model.ess_fraction, int(model.weights.numel()))
     parts: list[PointModel] = gather_points(collective, local, len(points))
     return StackedModel(
         n_frames=[part.n_frames for part in parts],
@@ -439,7 +389,7 @@ class GaussNewtonRule(UpdateRule):
             accepted = False
             self._damping *= s.damping_increase
             self.potential.load_state_dict(anchor.potential_state)
-            paired = all(ensembles[k].trajectory is anchor.ensembles[k].trajectory for k in ensembles)
+            paired = all(ensembles[k] is anchor.ensembles.get(k) for k in ensembles)
             if all_ranks_agree(self.collective, paired):
                 # a paired comparison on the same frames: step again, shorter
                 ensembles = dict(anchor.ensembles)
@@ -486,11 +436,11 @@ class GaussNewtonRule(UpdateRule):
     def kept_trajectory_files(self) -> dict[int, str]:
         if self.anchor is None:
             return {}
-        return {k: e.file for k, e in self.anchor.ensembles.items() if e.file}
+        return {k: e.file for k, e in self.anchor.ensembles.items() if e.file and e.reweighted_here}
 
     def checkpoint_entries(self) -> dict[str, Any]:
         anchor = self.anchor
-        files = gather_points(self.collective, {k: e.file for k, e in anchor.ensembles.items()}
+        files = gather_points(self.collective, {k: e.file for k, e in anchor.ensembles.items() if e.reweighted_here}
                               if anchor is not None else {k: None for k in self._local_indices()}, len(self.points))
         state: dict[str, Any] = {
             "damping": self._damping,
