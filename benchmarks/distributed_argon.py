@@ -7,7 +7,11 @@ as ``torchrun --nproc-per-node 2`` (gloo; one state point per rank), each with o
 per process, and prints the wall time of the refinement and per update of both, their ratio, and
 whether both runs took the same losses (they must: same seeds, exact sums).
 
-Run:  python benchmarks/distributed_argon.py [--updates 2] [--out /tmp/dist_argon] [--json FILE]
+``--layout groups`` runs ``examples/argon/lj.yaml`` instead: one state point (500 atoms, the Yarnell
+g(r)) with 2 replicas in 2 replica groups — one MD chain per rank, and each rank computes the
+energies and gradient of its own chain's frames at every update.
+
+Run:  python benchmarks/distributed_argon.py [--updates 2] [--layout points|groups] [--out DIR] [--json FILE]
 
 Issue 18's goal is ≥ 1.7× faster with 2 processes on a 2-core machine; other jobs on the same
 cores change the figure, so the load average before each run is printed with it.
@@ -26,6 +30,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "examples" / "argon" / "two_state_points.yaml"
+#: the layouts: config and --set overrides
+LAYOUTS = {
+    "points": (CONFIG, ()),
+    "groups": (REPO / "examples" / "argon" / "lj.yaml", ("system.n_replicas=2", "system.replica_groups=2")),
+}
 
 
 @dataclass
@@ -42,19 +51,22 @@ class RankRun:
     load_average_before: float
 
 
-def command(ranks: int, run_dir: Path, updates: int) -> list[str]:
-    cli = ["-m", "exprefine", "refine", str(CONFIG), "--no-progress", "--overwrite",
+def command(ranks: int, run_dir: Path, updates: int, layout: str = "points") -> list[str]:
+    config, overrides = LAYOUTS[layout]
+    cli = ["-m", "exprefine", "refine", str(config), "--no-progress", "--overwrite",
            "--set", f"run_dir={run_dir}", "--set", f"refine.n_updates={updates}", "--set", "refine.final_check=false"]
+    for item in overrides:
+        cli += ["--set", item]
     if ranks == 1:
         return [sys.executable, *cli]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", *cli]
 
 
-def run(ranks: int, run_dir: Path, updates: int) -> RankRun:
+def run(ranks: int, run_dir: Path, updates: int, layout: str = "points") -> RankRun:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    done = subprocess.run(command(ranks, run_dir, updates), env=env, capture_output=True, text=True)
+    done = subprocess.run(command(ranks, run_dir, updates, layout), env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if done.returncode != 0:
         raise SystemExit(f"{ranks} rank(s) failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
@@ -68,13 +80,16 @@ def main(argv: list[str] | None = None) -> list[RankRun]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/exprefine_distributed_argon"))
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="points",
+                        help="points: two state points, one per rank; groups: one state point, one replica group per rank")
     parser.add_argument("--json", type=Path, default=None, help="also write both runs to this JSON file")
     args = parser.parse_args(argv)
-    print(f"{CONFIG.relative_to(REPO)}, {args.updates} updates, 1 torch thread per process, "
+    config, overrides = LAYOUTS[args.layout]
+    print(f"{config.relative_to(REPO)} {' '.join(overrides)}, {args.updates} updates, 1 torch thread per process, "
           f"{os.cpu_count()} cores", flush=True)
     runs = []
     for ranks in (1, 2):
-        r = run(ranks, args.out / f"ranks_{ranks}", args.updates)
+        r = run(ranks, args.out / f"{args.layout}_ranks_{ranks}", args.updates, args.layout)
         runs.append(r)
         print(f"{ranks} rank(s): refinement {r.refinement_wall_s:7.1f} s (command {r.command_wall_s:7.1f} s): "
               f"first sampling {r.first_sampling_s:.1f} s, updates {', '.join(f'{s:.1f}' for s in r.per_update_s)} s; "

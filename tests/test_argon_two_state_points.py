@@ -4,6 +4,7 @@ g(r) made on the spot by the generator) in one refinement of 32 atoms each, in s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,9 @@ def test_distributed_benchmark_runs_the_config_with_one_and_two_ranks(tmp_path):
     if (ARGON / "data" / "synthetic_120K" / "g_r.csv").exists():
         cfg = load_config(bench.CONFIG, overrides)
         assert (cfg.refine.n_updates, cfg.refine.final_check, cfg.run_dir) == (3, False, tmp_path / "a")
+    # the replica-group layout: one state point, two MD chains
+    grouped = bench.command(2, tmp_path / "g", 3, layout="groups")
+    config = grouped.index("refine") + 1
+    cfg = load_config(Path(grouped[config]), [grouped[k + 1] for k, arg in enumerate(grouped) if arg == "--set"])
+    (point,) = cfg.state_points()
+    assert (point.system.n_replicas, point.system.replica_groups, cfg.run_dir) == (2, 2, tmp_path / "g")
