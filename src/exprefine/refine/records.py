@@ -124,16 +124,23 @@ class RefinementResult:
         }
 
 
-def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32) -> Evaluation:
-    """Plain (unweighted) averages of every target's observable over a trajectory."""
+def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32,
+                     values: Sequence[torch.Tensor | None] | None = None) -> Evaluation:
+    """Plain (unweighted) averages of every target's observable over a trajectory.
+
+    ``values``: per-frame values of the observables already computed on ``trajectory`` (None where
+    not), e.g. the static values of a reweighting ensemble; the others are computed here.
+    """
     predictions = []
     standard_errors = {}
+    known = list(values) if values is not None else [None] * len(targets)
     with torch.no_grad():
-        for t in targets:
-            values = t.observable.evaluate(trajectory, potential, chunk_size).to(torch.float64)
+        for t, given in zip(targets, known):
+            per_frame = (given if given is not None else t.observable.evaluate(trajectory, potential, chunk_size)
+                         ).to(torch.float64)
             weights = torch.full((trajectory.n_frames,), 1.0 / trajectory.n_frames, dtype=torch.float64)
-            predictions.append(t.observable.reduce(values, weights))
-            standard_errors[t.name] = block_standard_error(values, reduce=t.observable.reduce)
+            predictions.append(t.observable.reduce(per_frame, weights))
+            standard_errors[t.name] = block_standard_error(per_frame, reduce=t.observable.reduce)
         loss = float(total_loss(list(targets), predictions))
     return Evaluation(
         predictions=predictions,

@@ -446,7 +446,7 @@ class Refiner:
             loop.current[k] = self._ensemble(k, trajectory, sampled.parts(k), 0)
             if trajectory is not None:
                 before[k] = evaluate_targets(self.points[k].targets, trajectory, self.potential,
-                                             self.settings.chunk_size)
+                                             self.settings.chunk_size, values=loop.current[k].static)
         loop.before = gather_points(self.collective, before, n)
         return loop
 
