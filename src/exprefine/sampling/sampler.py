@@ -160,14 +160,17 @@ def check_blow_up(
     ``min_distance_A`` > 0 (a neighbour list with that cutoff).
     """
     step = md.step
-    for name, tensor in (
+    checked = [(name, tensor) for name, tensor in (
         ("positions", md.state.positions),
         ("velocities", md.state.velocities),
         ("energy", md.energy_eV),
         ("forces", md.forces_eV_per_A),
-    ):
-        if tensor is not None and not bool(torch.isfinite(tensor).all()):
-            raise SimulationBlowUp(f"non-finite {name} at step {step} (NaN or inf); reduce the timestep")
+    ) if tensor is not None]
+    # one reduction and one device-to-host read per step (on a GPU each bool() waits for the device)
+    finite = torch.stack([torch.isfinite(tensor).all() for _, tensor in checked])
+    if not bool(finite.all()):
+        name = checked[int(torch.argmin(finite.to(torch.int8)))][0]
+        raise SimulationBlowUp(f"non-finite {name} at step {step} (NaN or inf); reduce the timestep")
     if target_temperature_K is not None:
         temps = temperature_K(md.state)
         limit = max_temperature_factor * target_temperature_K
