@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--exprefine", type=Path, default=SMOKE_FRAMES, help="exprefine's frames of the same model (.pt)")
     parser.add_argument("--layers", type=int, default=6, help="layers in the cell (for the spacing)")
     parser.add_argument("--every", type=int, default=1, help="use every n-th LAMMPS frame")
+    parser.add_argument("--skip-ps", type=float, default=0.0,
+                        help="leave out the frames of both runs before this time (ps; more equilibration)")
     parser.add_argument("--out", type=Path, default=None, help="JSON of the comparison")
     parser.add_argument("--smoke", action="store_true", help="compare the two halves of the exprefine run (no LAMMPS)")
     args = parser.parse_args(argv)
@@ -71,11 +73,15 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error("--lammps DUMP is needed (or --smoke)")
         ours = read_lammps_dump(args.lammps, temperature_K=cfg.sampling.temperature_K, every=args.every)
         source = relative(args.lammps)
+    if args.skip_ps > 0:
+        ours, theirs = (t.select(t.time_fs >= 1000.0 * args.skip_ps) for t in (ours, theirs))
+        if min(ours.n_frames, theirs.n_frames) < 4:
+            parser.error(f"--skip-ps {args.skip_ps} leaves fewer than 4 frames in a run")
     result = compare_ensembles(build_targets(cfg), ours, theirs, build_potential(cfg))
     d_ours, d_theirs = spacing(ours, args.layers), spacing(theirs, args.layers)
     record = {
         "config": relative(args.config), "lammps_frames": source, "exprefine_frames": relative(args.exprefine),
-        "n_frames_lammps": result.n_frames_a, "n_frames_exprefine": result.n_frames_b,
+        "n_frames_lammps": result.n_frames_a, "n_frames_exprefine": result.n_frames_b, "skip_ps": args.skip_ps,
         "targets": [asdict(t) for t in result.targets],
         "spacing_A": {"lammps": d_ours[0], "lammps_se": d_ours[1], "exprefine": d_theirs[0], "exprefine_se": d_theirs[1],
                       "z": (d_ours[0] - d_theirs[0]) / max(1e-12, (d_ours[1] ** 2 + d_theirs[1] ** 2) ** 0.5)},
