@@ -183,10 +183,17 @@ def _frame_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, types:
     ext_coord = positions
     if bool(ghost.any()):
         assert cell is not None
-        images, inverse = torch.unique(torch.cat([j[ghost, None], shifts[ghost]], dim=1), dim=0, return_inverse=True)
+        # one integer per image (atom j, shift S): unique over a 1-D key is a sort, unique over rows is not
+        g_shifts = shifts[ghost]
+        offset = int(g_shifts.abs().max())
+        base = 2 * offset + 1
+        code = ((g_shifts[:, 0] + offset) * base + g_shifts[:, 1] + offset) * base + g_shifts[:, 2] + offset
+        keys, inverse = torch.unique(j[ghost] * base**3 + code, return_inverse=True)
+        image_atom, image_code = keys // base**3, keys % base**3
+        image_shift = torch.stack([image_code // base**2, (image_code // base) % base, image_code % base], dim=1) - offset
         ext_index[ghost] = n + inverse
-        ext_coord = torch.cat([positions, positions[images[:, 0]] + images[:, 1:].to(positions.dtype) @ cell])
-        mapping = torch.cat([mapping, images[:, 0]])
+        ext_coord = torch.cat([positions, positions[image_atom] + image_shift.to(positions.dtype) @ cell])
+        mapping = torch.cat([mapping, image_atom])
     counts = torch.bincount(i, minlength=n)
     order = torch.argsort(i, stable=True)
     first = torch.cumsum(counts, 0) - counts
