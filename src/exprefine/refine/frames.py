@@ -32,11 +32,8 @@ from ..reweighting import backpropagate_in_chunks, frame_energies, reweighted_gr
 from ..trajectory import Trajectory
 from .collective import Collective
 from .gauss_newton import LinearModel, linearize, per_frame_energy_gradients, trainable_parameters
-from .state_points import StatePoint, chains
+from .state_points import Chain, StatePoint, chains
 from .targets import total_loss
-
-#: an MD chain: (state point index, replica group index)
-Chain = tuple[int, int]
 
 
 @dataclass

@@ -13,9 +13,8 @@ point's replicas may run as several MD chains (replica groups), whose frames for
 Under torchrun the chains are spread over the ranks (:mod:`.collective`): each rank samples its
 chains, computes the per-frame energies and gradients of their frames at every update
 (:mod:`.frames`) and evaluates the loss of the state points whose group 0 it samples; the update
-rule sums over ranks,
-every rank takes the same step, and rank 0 alone writes logs, figures and checkpoints (each rank
-writes the trajectories of the state points it reweights).
+rule sums over ranks, every rank takes the same step, and rank 0 alone writes logs, figures and
+checkpoints (each rank writes the trajectories of the state points it reweights).
 A run with one state point keeps the run directory's layout and checkpoint keys of earlier versions.
 """
 
@@ -58,6 +57,7 @@ from .records import (
 from .settings import RefinerSettings
 from .state_points import (
     SINGLE,
+    Chain,
     StatePoint,
     chain_owner,
     chains,
@@ -81,9 +81,6 @@ from .update_rules import (
     gather_points,
     parameter_summary,
 )
-
-#: an MD chain: (state point index, replica group index)
-Chain = tuple[int, int]
 
 
 @dataclass
@@ -121,7 +118,7 @@ class _Loop:
     """What the update loop carries from one update to the next; the checkpoint stores all of it
     (with the update rule's own state). Lists run over all state points and are the same on every rank."""
 
-    #: the current ensembles of the state points this rank reweights
+    #: the current ensembles of the state points this rank samples a group of (whole where it reweights them)
     current: dict[int, Ensemble]
     #: this rank's MD chains
     chains: dict[Chain, _ChainLoop]

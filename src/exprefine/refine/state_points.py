@@ -30,6 +30,9 @@ from ..state import State, concatenate
 from ..trajectory import Trajectory
 from .targets import Target
 
+#: an MD chain: (state point index, replica group index)
+Chain = tuple[int, int]
+
 #: the name of the one state point of a refinement that has one (its files keep the run directory's layout)
 SINGLE = "system"
 
@@ -89,12 +92,12 @@ def group_seed(seed: int, group: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(group)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def chains(points: Sequence[StatePoint]) -> list[tuple[int, int]]:
+def chains(points: Sequence[StatePoint]) -> list[Chain]:
     """Every MD chain of a run, (state point index, group index), in the order they are dealt to ranks."""
     return [(k, g) for k, p in enumerate(points) for g in range(p.replica_groups)]
 
 
-def chain_owner(points: Sequence[StatePoint], chain: tuple[int, int], world_size: int) -> int:
+def chain_owner(points: Sequence[StatePoint], chain: Chain, world_size: int) -> int:
     """The rank that samples MD chain ``chain`` = (state point, group)."""
     return chains(points).index(chain) % world_size
 
