@@ -96,15 +96,14 @@ class ReweightedGraph:
     dL_dO: dict[int, torch.Tensor]
 
 
-def dynamic_values(observables: Sequence[Observable], static_values: Sequence[torch.Tensor | None],
-                   potential: Potential, trajectory: Trajectory, chunk_size: int = 32) -> dict[int, torch.Tensor]:
-    """Per-frame values (float64, no graph) of the observables that depend on the parameters (those
-    whose static value is None), by observable index."""
+def dynamic_values(observables: Sequence[Observable], indices: Sequence[int], potential: Potential,
+                   trajectory: Trajectory, chunk_size: int = 32) -> dict[int, torch.Tensor]:
+    """Per-frame values (float64, no graph) at the current parameters of the observables at ``indices``
+    (those that depend on the parameters), by observable index."""
     out = {}
-    for k, v in enumerate(static_values):
-        if v is None:
-            with torch.no_grad():
-                out[k] = observables[k].evaluate(trajectory, potential, chunk_size).to(torch.float64)
+    with torch.no_grad():
+        for k in indices:
+            out[k] = observables[k].evaluate(trajectory, potential, chunk_size).to(torch.float64)
     return out
 
 
@@ -173,7 +172,8 @@ def reweighted_loss_and_gradient(
     if len(observables) != len(static_values):
         raise ValueError("one static value (or None) per observable is required")
     energies = frame_energies(potential, trajectory, chunk_size)
-    dynamic = dynamic_values(observables, static_values, potential, trajectory, chunk_size)
+    dynamic = dynamic_values(observables, [k for k, v in enumerate(static_values) if v is None], potential,
+                             trajectory, chunk_size)
     graph = reweighted_graph(energies, trajectory, observables, static_values, dynamic, loss_fn, compute_gradient)
     if graph.dL_dU is not None:
         backpropagate_in_chunks(potential, trajectory, observables, graph.dL_dU, graph.dL_dO, chunk_size)

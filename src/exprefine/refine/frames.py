@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from ..potentials.base import Potential
-from ..reweighting import backpropagate_in_chunks, frame_energies, reweighted_graph
+from ..reweighting import backpropagate_in_chunks, dynamic_values, frame_energies, reweighted_graph
 from ..trajectory import Trajectory
 from .collective import Collective
 from .gauss_newton import LinearModel, linearize, per_frame_energy_gradients, trainable_parameters
@@ -112,12 +112,9 @@ def local_frame_values(potential: Potential, points: Sequence[StatePoint], ensem
             if energy_gradients:
                 out[(k, g)] = FrameValues(energies, {}, per_frame_energy_gradients(potential, trajectory))
                 continue
-            dynamic = {}
-            for i, obs in enumerate(observables):
-                if obs.depends_on_parameters:
-                    with torch.no_grad():
-                        dynamic[i] = obs.evaluate(trajectory, potential, chunk_size).to(torch.float64)
-            out[(k, g)] = FrameValues(energies, dynamic)
+            dependent = [i for i, obs in enumerate(observables) if obs.depends_on_parameters]
+            out[(k, g)] = FrameValues(energies, dynamic_values(observables, dependent, potential, trajectory,
+                                                                chunk_size))
     return out
 
 
@@ -139,10 +136,6 @@ def joined_values(values: dict[Chain, FrameValues], point: StatePoint, index: in
     gradients = None if parts[0].energy_gradients is None else torch.cat([p.energy_gradients for p in parts])  # type: ignore[misc]
     return FrameValues(torch.cat([p.energies_eV for p in parts]),
                        {i: torch.cat([p.dynamic[i] for p in parts]) for i in parts[0].dynamic}, gradients)
-
-
-def _group_slices(tensor: torch.Tensor, sizes: Sequence[int]) -> list[torch.Tensor]:
-    return list(torch.split(tensor, list(sizes)))
 
 
 def reweight_points(potential: Potential, points: Sequence[StatePoint], ensembles: Ensembles, chunk_size: int,
@@ -169,8 +162,8 @@ def reweight_points(potential: Potential, points: Sequence[StatePoint], ensemble
                                      ensemble.trajectory.n_frames)
         if graph.dL_dU is not None:
             sizes = [values[(k, g)].energies_eV.numel() for g in range(point.replica_groups)]
-            by_group = _group_slices(graph.dL_dU, sizes)
-            o_by_group = {i: _group_slices(v, sizes) for i, v in graph.dL_dO.items()}
+            by_group = torch.split(graph.dL_dU, sizes)
+            o_by_group = {i: torch.split(v, sizes) for i, v in graph.dL_dO.items()}
             for g in range(point.replica_groups):
                 slices[(k, g)] = (by_group[g], {i: parts[g] for i, parts in o_by_group.items()})
     if not gradient:

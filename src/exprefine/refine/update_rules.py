@@ -95,11 +95,6 @@ def all_ranks_agree(collective: Collective, flag: bool) -> bool:
     return float(collective.sum(torch.tensor([0.0 if flag else 1.0], dtype=torch.float64))[0]) == 0.0
 
 
-def trainable(potential: Potential) -> list[torch.nn.Parameter]:
-    """The parameters the rules move, in a fixed order (that of the flat vectors)."""
-    return trainable_parameters(potential)
-
-
 def set_gradient(params: Sequence[torch.Tensor], flat: torch.Tensor, present: Sequence[bool]) -> None:
     """Write ``flat`` into the parameters' .grad (None where no state point's loss reached the parameter)."""
     offset = 0
@@ -220,7 +215,7 @@ class AdamRule(UpdateRule):
         return float(self.optimizer.param_groups[0]["lr"])
 
     def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
-        params = trainable(self.potential)
+        params = trainable_parameters(self.potential)
         local, rows, reached = reweight_points(self.potential, self.points, ensembles, self.chunk_size,
                                                self.collective, gradient=True)
         assert rows is not None and reached is not None
@@ -262,7 +257,7 @@ class AdamRule(UpdateRule):
 def make_adam(potential: Potential, learning_rate: float, betas: tuple[float, float],
               learning_rates: dict[int, float] | None = None) -> torch.optim.Adam:
     """Adam over the trainable parameters, one parameter group per step size."""
-    params = trainable(potential)
+    params = trainable_parameters(potential)
     rates = learning_rates or {}
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for p in params:
@@ -370,7 +365,7 @@ class GaussNewtonRule(UpdateRule):
 
     def _step(self, model: StackedModel) -> tuple[torch.Tensor, float]:
         """The step from the current parameters (those of ``model``), the priors' rows included."""
-        rows = prior_rows(self.priors, trainable(self.potential)) if self.priors else None
+        rows = prior_rows(self.priors, trainable_parameters(self.potential)) if self.priors else None
         return gauss_newton_step(self.targets, model, self._damping, self.settings.max_step_kT, rows)
 
     def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
