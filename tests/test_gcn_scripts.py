@@ -69,6 +69,14 @@ def test_stability_smoke_resumes_exactly(tmp_path):
     assert not a["settings"]["model"].startswith("/")
 
 
+def test_stability_records_the_run_not_the_unused_model():
+    script = _script("stability")
+    old = {"model": "examples/gcn/models/base_deepmd.pt", "run": "examples/gcn/runs/strategies/g", "size": "4x4"}
+    assert script.recorded_settings(old) == {"run": "examples/gcn/runs/strategies/g", "size": "4x4"}
+    plain = {"model": "m.pt", "run": None, "size": "4x4"}
+    assert script.recorded_settings(plain) == plain
+
+
 def test_the_quick_scripts_run_into_a_folder_of_their_own(tmp_path):
     """make_cells, make_labels, dataset_figure and spacing_figure take seconds as they are."""
     from ase.io import read

@@ -56,6 +56,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return n1, n2
 
 
+def recorded_settings(settings: dict) -> dict:
+    """The settings a run is recorded and resumed by: with ``run`` given, ``model`` (then unused) is left out."""
+    return {k: v for k, v in settings.items() if not (k == "model" and settings.get("run") is not None)}
+
+
 def settings(args, first: bool, seed: int):
     from exprefine.sampling import BarostatSettings, SamplerSettings
 
@@ -164,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     run_settings = {k: v for k, v in vars(args).items() if k not in ("threads", "no_progress", "out", "work", "tag",
                                                                       "total_ps")}
-    run_settings = {k: relative_to_repo(v) if isinstance(v, Path) else v for k, v in run_settings.items()}
+    run_settings = recorded_settings({k: relative_to_repo(v) if isinstance(v, Path) else v
+                                      for k, v in run_settings.items()})
     log_path = out / "segments.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"settings": run_settings, "segments": []}
-    if log["settings"] != run_settings:
+    if recorded_settings(log["settings"]) != run_settings:
         print(f"stability.py: {log_path} was run with other settings ({log['settings']}); use another --tag",
               file=sys.stderr)
         return 1
+    log["settings"] = run_settings  # a log written before ``recorded_settings`` existed loses its unused model
     segments = [Segment(**s) for s in log["segments"]]
     potential = run_potential(args.run) if args.run is not None else load_model_file(args.model)
     n_segments = int(round(args.total_ps / args.segment_ps))
