@@ -50,7 +50,7 @@ STRATEGIES = (
     ("b_spline", "strategy_b_spline.yaml", "B: base + pair splines 3–10 Å"),
     ("c_dispersion", "strategy_c_dispersion.yaml", "C: base + pair dispersion C6/C8"),
     ("d_fitting_labels", "strategy_d_fitting_labels.yaml", "D: DeePMD fitting net, λ = 10⁴"),
-    ("e_mace_dispersion", "strategy_e_mace_dispersion.yaml", "E: MACE + pair dispersion C6/C8"),
+    ("e_mace_d3_prior", "strategy_e_mace_d3_prior.yaml", "E: base MACE + D3(BJ), PBE damping, s6/s8 with D3's priors"),
     ("c2_dispersion_prior", "strategy_c2_dispersion_prior.yaml", "C2: base + pair dispersion of D3's shape, s6/s8"),
     ("f_d3_scales", "strategy_f_d3_scales.yaml", "F: base + D3(BJ) with PBE damping, s6/s8"),
     ("f1_d3_s8", "strategy_f1_d3_s8.yaml", "F′: base + D3(BJ) with PBE damping, s6 = 1, s8"),
