@@ -24,7 +24,7 @@ from exprefine.refine.state_points import (
     point_owner,
 )
 from exprefine.sampling import sample
-from exprefine.workflows import run_refinement
+from exprefine.workflows import run_refinement, run_sampling
 from test_state_points import LJ, SAMPLING, _lattice, _target
 
 
@@ -88,6 +88,11 @@ def test_a_joined_trajectory_is_its_groups_own_runs(tmp_path):
     first = type(joined).load(tmp_path / "run" / "trajectories" / "trajectory_0000.pt")
     assert torch.equal(first.positions_A, joined.positions_A) and torch.equal(first.replica, joined.replica)
     assert result.history[0].n_frames == joined.n_frames
+    # and `exprefine sample` gives the same frames: what a user samples first is what a refinement starts from
+    (report,) = run_sampling(parse_config(grouped(tmp_path / "sampled")), progress=False)
+    assert len(report.results) == 2 and report.wall_time_s == sum(r.wall_time_s for r in report.results)
+    saved = type(joined).load(tmp_path / "sampled" / "sample" / "trajectory.pt")
+    assert torch.equal(saved.positions_A, joined.positions_A) and torch.equal(saved.replica, joined.replica)
 
 
 def test_grouped_run_resumes_to_the_uninterrupted_run_and_refuses_another_group_count(tmp_path):

@@ -145,7 +145,7 @@ def test_sample_reads_the_data_before_running_md(tmp_path, monkeypatch):
     def no_md(*args, **kwargs):
         raise AssertionError("the MD ran before the data were read")
 
-    monkeypatch.setattr(workflows, "sample", no_md)
+    monkeypatch.setattr(workflows, "sample_groups", no_md)
     with pytest.raises(ValueError, match="repeats.txt.*not strictly increasing"):
         workflows.run_sampling(load_config(path), progress=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -159,8 +159,13 @@ class Trajectory:
 
 def parameter_fingerprint(module: nn.Module) -> str:
     """Short SHA-256 over the names and float64 values of a module's state_dict."""
+    return state_fingerprint(module.state_dict())
+
+
+def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
+    """Short SHA-256 over the names and float64 values of a state_dict."""
     h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         h.update(name.encode())
         t = tensor.detach().cpu()
         if t.is_floating_point():

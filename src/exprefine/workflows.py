@@ -31,9 +31,11 @@ from .refine import Evaluation, RefinementResult, Target, evaluate_targets
 from .refine.collective import Collective, rank_device, start_collective
 from .refine.curves import target_curves, write_curves
 from .refine.plots import plot_curves
-from .sampling import SampleResult, sample
+from .refine.state_points import join_trajectories, sample_groups
+from .sampling import SampleResult
 from .state import State
 from .training import TrainResult, train
+from .trajectory import Trajectory
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import DFTErrors
@@ -157,12 +159,26 @@ def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, pro
 
 @dataclass
 class SamplingReport:
-    """One state point's sampling run and, if it has targets, their comparison with the data."""
+    """One state point's sampling run and, if it has targets, their comparison with the data.
 
-    result: SampleResult
+    Attributes:
+        trajectory: the frames of all its replicas (its replica groups joined, group by group).
+        results: each replica group's MD run (one unless ``system.replica_groups`` splits them).
+        evaluation: the targets on ``trajectory`` (None without targets).
+        out_dir: where ``trajectory.pt`` and the comparison were written.
+        state_point: its name.
+    """
+
+    trajectory: Trajectory
+    results: list[SampleResult]
     evaluation: Evaluation | None
     out_dir: Path
     state_point: str = SINGLE_STATE_POINT
+
+    @property
+    def wall_time_s(self) -> float:
+        """Wall time of all its MD runs in s."""
+        return sum(r.wall_time_s for r in self.results)
 
 
 @dataclass
@@ -203,19 +219,22 @@ def _sample_point(cfg: Config, potential, job: _PointJob, progress: bool) -> Sam
     out_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out_dir / "config.yaml")
     append_run_info(out_dir)
-    result = sample(potential, job.state, sampler_settings(job.spec.sampling), progress=progress)
-    result.trajectory.save(out_dir / "trajectory.pt")
+    # the replica groups as a refinement samples them, so that these frames are its first trajectory
+    results = sample_groups(potential, job.state, sampler_settings(job.spec.sampling), job.spec.system.replica_groups,
+                            progress=progress)
+    trajectory = join_trajectories(job.state.n_systems, [r.trajectory for r in results])
+    trajectory.save(out_dir / "trajectory.pt")
     evaluation = None
     if job.targets:
-        evaluation = evaluate_targets(job.targets, result.trajectory, potential)
+        evaluation = evaluate_targets(job.targets, trajectory, potential)
         _write_comparison(job.targets, evaluation, out_dir)
         (out_dir / "evaluation.json").write_text(json.dumps({
             "state_point": job.spec.name, "temperature_K": job.spec.sampling.temperature_K,
             "rmse": evaluation.rmse, "loss": evaluation.loss, "n_frames": evaluation.n_frames,
             "scalar_targets": evaluation.scalars(),
-            "fingerprint": evaluation.fingerprint, "wall_time_s": result.wall_time_s,
+            "fingerprint": evaluation.fingerprint, "wall_time_s": sum(r.wall_time_s for r in results),
         }, indent=2))
-    return SamplingReport(result=result, evaluation=evaluation, out_dir=out_dir, state_point=job.spec.name)
+    return SamplingReport(trajectory, results, evaluation, out_dir, job.spec.name)
 
 
 def _write_comparison(targets, evaluation: Evaluation, out_dir: Path) -> None:

@@ -164,7 +164,7 @@ def run(argv: list[str] | None = None) -> int:
 def print_sampling(sampled: workflows.SamplingReport, several: bool) -> None:
     """One state point's frames, wall time, target table and where its files are."""
     head = f"state point {sampled.state_point}: " if several else ""
-    print(f"{head}{sampled.result.trajectory.n_frames} frames in {sampled.result.wall_time_s:.1f} s "
+    print(f"{head}{sampled.trajectory.n_frames} frames in {sampled.wall_time_s:.1f} s "
           f"-> {sampled.out_dir / 'trajectory.pt'}")
     if sampled.evaluation is not None:
         print(targets_table(sampled.evaluation, None, before_label="model"))

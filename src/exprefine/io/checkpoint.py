@@ -14,8 +14,13 @@ from typing import Any
 
 import numpy
 import torch
+from torch import nn
+
+from ..trajectory import state_fingerprint
 
 CHECKPOINT_FORMAT = "exprefine.checkpoint/1"
+#: a potential's state stored as its trainable tensors plus a fingerprint of the frozen rest
+TRAINABLE_STATE_FORMAT = "exprefine.trainable_state/1"
 
 
 def versions() -> dict[str, str]:
@@ -82,3 +87,39 @@ def _exprefine_version() -> str:
         return importlib.metadata.version("exprefine")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "unknown"
+
+
+def trainable_state_names(module: nn.Module) -> set[str]:
+    """The state_dict keys of ``module``'s parameters that require a gradient."""
+    keys = module.state_dict().keys()
+    return {name for name, p in module.named_parameters(remove_duplicate=False) if p.requires_grad and name in keys}
+
+
+def compact_state(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A state_dict of ``module`` for a checkpoint: copies of its trainable tensors and a fingerprint
+    of everything else, which a refinement never changes (a frozen DeePMD or MACE model is
+    megabytes; two learned D3 scales are 16 bytes). :func:`full_state` rebuilds it."""
+    names = trainable_state_names(module)
+    return {
+        "format": TRAINABLE_STATE_FORMAT,
+        "trainable": {name: state[name].detach().clone() for name in sorted(names)},
+        "frozen_fingerprint": state_fingerprint({k: v for k, v in state.items() if k not in names}),
+    }
+
+
+def full_state(module: nn.Module, stored: dict[str, Any], source: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict that ``stored`` describes: a :func:`compact_state` completed with ``module``'s
+    own frozen tensors (after checking that they are the ones it was written with), or a full
+    state_dict as earlier versions wrote it, returned unchanged."""
+    if stored.get("format") != TRAINABLE_STATE_FORMAT:
+        return stored
+    current = module.state_dict()
+    trainable = stored["trainable"]
+    unknown = sorted(set(trainable) - set(current))
+    if unknown:
+        raise ValueError(f"{source}: the model has no parameter {unknown[0]!r} (another model or config?)")
+    frozen = {k: v for k, v in current.items() if k not in trainable}
+    if state_fingerprint(frozen) != stored["frozen_fingerprint"]:
+        raise ValueError(f"{source}: the frozen part of the model differs from the one the checkpoint was written "
+                         f"with (model file or trainable parameters changed?)")
+    return {k: trainable[k] if k in trainable else v for k, v in current.items()}

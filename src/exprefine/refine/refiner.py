@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.metrics import DFTErrors
-from ..io.checkpoint import load_checkpoint, save_checkpoint, state_to_plain
+from ..io.checkpoint import compact_state, full_state, load_checkpoint, save_checkpoint, state_to_plain
 from ..observables.base import CellTooSmall
 from ..potentials.base import Potential
 from ..sampling import MDState, SampleResult, SamplerSettings, SimulationBlowUp, sample
@@ -62,7 +62,7 @@ from .state_points import (
     chain_owner,
     chains,
     check_names,
-    group_seed,
+    group_generator,
     group_start,
     join_groups,
     point_dir,
@@ -254,8 +254,7 @@ class Refiner:
     # ------------------------------------------------------------ sampling
     def _generator(self, chain: Chain) -> torch.Generator:
         point = self.points[chain[0]]
-        seed = group_seed(int(point.sampler_settings.seed), chain[1])
-        return torch.Generator(device=point.start.device).manual_seed(seed)
+        return group_generator(int(point.sampler_settings.seed), chain[1], point.start.device)
 
     def _sample_chains(self, loop: _Loop, which: Sequence[int], starts: dict[Chain, Any], first: bool,
                        catch: bool = True) -> _Sampled:
@@ -475,7 +474,7 @@ class Refiner:
             raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
         ck = load_checkpoint(ckpt_path)
         entries = self._point_entries(ck)
-        self.potential.load_state_dict(ck["potential_state"])
+        self.potential.load_state_dict(full_state(self.potential, ck["potential_state"], ckpt_path))
         if ck.get("dft_generator_state") is not None:
             self.dft_generator.set_state(ck["dft_generator_state"])
         chain_loops = {}
@@ -488,7 +487,7 @@ class Refiner:
         loop = _Loop(
             current={k: self._load_ensemble(k, entries[k]["trajectory_file"]) for k in self.member_points},
             chains=chain_loops,
-            good_states=[e["reference_potential_state"] for e in entries],
+            good_states=[full_state(self.potential, e["reference_potential_state"], ckpt_path) for e in entries],
             n_samplings=[int(e["n_samplings"]) for e in entries],
             before=[evaluation_from_plain(e["before"]) for e in entries],
             dft_before=None if ck.get("dft_before") is None else DFTErrors(**ck["dft_before"]),
@@ -657,7 +656,7 @@ class Refiner:
                     "generator_state": gathered[(k, 0)].generator_state,
                     "trajectory_file": files[k],
                     "n_samplings": loop.n_samplings[k],
-                    "reference_potential_state": loop.good_states[k],
+                    "reference_potential_state": compact_state(self.potential, loop.good_states[k]),
                     "before": evaluation_to_plain(loop.before[k]),
                 }
                 if point.replica_groups > 1:
@@ -667,7 +666,7 @@ class Refiner:
                 points.append(entry)
             payload: dict[str, Any] = {
                 "next_update": loop.next_update,
-                "potential_state": self.potential.state_dict(),
+                "potential_state": compact_state(self.potential, self.potential.state_dict()),
                 "history": [asdict(r) for r in loop.history],
                 "n_samplings": sum(loop.n_samplings),
                 "wall_time_s": wall_time_s,

@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..sampling import SamplerSettings
+from ..potentials.base import Potential
+from ..sampling import SampleResult, SamplerSettings, sample
 from ..state import State, concatenate
 from ..trajectory import Trajectory
 from .targets import Target
@@ -79,10 +80,15 @@ def group_replicas(n_replicas: int, n_groups: int) -> list[list[int]]:
 
 def group_start(point: StatePoint, group: int) -> State:
     """The starting configuration of one replica group of ``point`` (``point.start`` itself for one group)."""
-    if point.replica_groups == 1:
-        return point.start
-    systems = point.start.split()
-    return concatenate([systems[i] for i in group_replicas(point.start.n_systems, point.replica_groups)[group]])
+    return replicas_of_group(point.start, point.replica_groups, group)
+
+
+def replicas_of_group(start: State, n_groups: int, group: int) -> State:
+    """The replicas of ``start`` (systems) in group ``group`` of ``n_groups`` (``start`` itself for one group)."""
+    if n_groups == 1:
+        return start
+    systems = start.split()
+    return concatenate([systems[i] for i in group_replicas(start.n_systems, n_groups)[group]])
 
 
 def group_seed(seed: int, group: int) -> int:
@@ -90,6 +96,21 @@ def group_seed(seed: int, group: int) -> int:
     if group == 0:
         return int(seed)
     return int(np.random.SeedSequence([int(seed), int(group)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def group_generator(seed: int, group: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The random stream of replica group ``group`` of a state point sampled with ``seed``."""
+    return torch.Generator(device=device).manual_seed(group_seed(seed, group))
+
+
+def sample_groups(potential: Potential, start: State, settings: SamplerSettings, n_groups: int,
+                  progress: bool = True) -> list[SampleResult]:
+    """The first sampling of a state point as a refinement does it: the replicas of ``start`` as
+    ``n_groups`` MD chains, one after the other, each with its own random stream
+    (:func:`join_trajectories` joins their frames)."""
+    return [sample(potential, replicas_of_group(start, n_groups, g), settings,
+                   generator=group_generator(int(settings.seed), g, start.device), progress=progress)
+            for g in range(n_groups)]
 
 
 def chains(points: Sequence[StatePoint]) -> list[Chain]:
@@ -112,9 +133,15 @@ def join_groups(point: StatePoint, parts: Sequence[Trajectory]) -> Trajectory:
     replica indices those of ``point.start``."""
     if len(parts) != point.replica_groups:
         raise ValueError(f"state point {point.name!r}: {len(parts)} group trajectories for {point.replica_groups} groups")
+    return join_trajectories(point.start.n_systems, parts)
+
+
+def join_trajectories(n_replicas: int, parts: Sequence[Trajectory]) -> Trajectory:
+    """One trajectory of ``n_replicas`` replicas from its groups' (:func:`group_replicas` with
+    ``len(parts)`` groups, in group order): frames group by group, replica indices renumbered."""
     if len(parts) == 1:
         return parts[0]
-    groups = group_replicas(point.start.n_systems, point.replica_groups)
+    groups = group_replicas(n_replicas, len(parts))
     return Trajectory.concatenate([replace(part, replica=torch.as_tensor(replicas, dtype=torch.long)[part.replica])
                                    for part, replicas in zip(parts, groups)])
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..io.checkpoint import compact_state, full_state
 from ..potentials.base import Potential
 from .collective import Collective
 from .frames import Ensemble, Ensembles, PointEstimate, linearize_points, reweight_points
@@ -439,7 +440,8 @@ class GaussNewtonRule(UpdateRule):
                               if anchor is not None else {k: None for k in self._local_indices()}, len(self.points))
         state: dict[str, Any] = {
             "damping": self._damping,
-            "anchor_potential_state": anchor.potential_state if anchor is not None else None,
+            "anchor_potential_state": compact_state(self.potential, anchor.potential_state) if anchor is not None
+            else None,
             "reevaluate": self.reevaluate,
         }
         if len(self.points) == 1:
@@ -463,8 +465,9 @@ class GaussNewtonRule(UpdateRule):
         files = state.get("anchor_trajectory_files") or [state.get("anchor_trajectory_file")]
         anchor_ensembles = {k: e if files[k] == e.file else load(k, files[k]) for k, e in ensembles.items()}
         current = copy.deepcopy(self.potential.state_dict())
-        self.potential.load_state_dict(state["anchor_potential_state"])
+        anchor_state = full_state(self.potential, state["anchor_potential_state"], "the checkpoint's anchor")
+        self.potential.load_state_dict(anchor_state)
         model = stacked_model(self.potential, self.points, anchor_ensembles, self.chunk_size, self.collective)
         prior = self.prior_loss()
         self.potential.load_state_dict(current)
-        self.anchor = Anchor(state["anchor_potential_state"], anchor_ensembles, model, prior)
+        self.anchor = Anchor(anchor_state, anchor_ensembles, model, prior)
