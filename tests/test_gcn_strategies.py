@@ -133,3 +133,6 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     assert [(p.name, float(p.mean), float(p.sigma)) for p in priors] == [("terms.1.s6", 1.0, 0.1),
                                                                           ("terms.1.s8", 0.7875, 1.0)]
     assert all(float(p.parameter.detach()) == float(p.mean) for p in priors)  # it starts at PBE-D3(BJ)
+    # E is G's correction on the base MACE: the same term and priors
+    e = configs["strategy_e_mace_d3_prior.yaml"]
+    assert e.potential.terms[0].kind == "mace" and e.potential.terms[1] == cfg.potential.terms[1]
