@@ -53,24 +53,19 @@ def build_pairs(state: State, cutoff_A: float, full_list: bool = False) -> PairL
     Triclinic periodic cells and mixed periodicity are supported. With ``full_list``
     each pair appears twice (i→j and j→i).
     """
-    from vesin import NeighborList
-
     if cutoff_A <= 0:
         raise ValueError(f"cutoff must be positive, got {cutoff_A} Å")
     positions = state.positions.detach().cpu().double().numpy()
     cells = state.cell.detach().cpu().double().numpy()
     pbcs = state.pbc.cpu().numpy()
     counts = state.n_atoms_per_system.tolist()
-    calc = NeighborList(cutoff=float(cutoff_A), full_list=full_list)
     is_list, js_list, ss_list, sys_list = [], [], [], []
     start = 0
     for s, n in enumerate(counts):
-        pos = positions[start : start + n]
         periodic = [bool(p) for p in pbcs[s]]
-        box = cells[s] if any(periodic) else np.zeros((3, 3))
         if any(periodic) and abs(np.linalg.det(cells[s])) < 1e-10:
             raise ValueError(f"system {s}: periodic cell is singular")
-        i, j, S = calc.compute(pos, box, periodic, quantities="ijS", copy=True)
+        i, j, S = frame_pairs(positions[start : start + n], cells[s], periodic, cutoff_A, full_list)
         is_list.append(i.astype(np.int64) + start)
         js_list.append(j.astype(np.int64) + start)
         ss_list.append(S.astype(np.int64))
@@ -84,6 +79,19 @@ def build_pairs(state: State, cutoff_A: float, full_list: bool = False) -> PairL
         system=torch.from_numpy(np.concatenate(sys_list)).to(dev),
         cutoff_A=float(cutoff_A),
     )
+
+
+def frame_pairs(positions_A: np.ndarray, cell_A: np.ndarray, periodic: list[bool], cutoff_A: float,
+                full_list: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """vesin's pairs of one frame closer than ``cutoff_A``: i [n_pairs], j [n_pairs] and the cell
+    shifts S [n_pairs, 3] (integers) with r_ij = x_j − x_i + S·cell. ``cell_A`` [3, 3] (rows) is
+    ignored when no direction is periodic."""
+    from vesin import NeighborList
+
+    box = cell_A if any(periodic) else np.zeros((3, 3))
+    i, j, shifts = NeighborList(cutoff=float(cutoff_A), full_list=full_list).compute(
+        positions_A, box, periodic, quantities="ijS", copy=True)
+    return i, j, shifts
 
 
 def cell_heights_A(cell: np.ndarray) -> np.ndarray:

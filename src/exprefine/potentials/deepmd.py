@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..neighbors import frame_pairs
 from ..quiet import silence_dependency_noise
 from ..state import State
 from .base import Potential, atomic_number, element_symbols, species_index_table
@@ -166,17 +167,13 @@ def _frame_neighbours(positions: torch.Tensor, cell: torch.Tensor | None, types:
     mapping [n_ext] (the local atom each extended atom is an image of) and table [n, max_neighbours]
     (extended indices, −1 padded).
     """
-    from vesin import NeighborList
-
     n = positions.shape[0]
-    periodic = cell is not None
     box = cell.detach().cpu().double().numpy() if cell is not None else np.zeros((3, 3))
-    i, j, shifts = NeighborList(cutoff=cutoff_A, full_list=True).compute(
-        positions.detach().cpu().double().numpy(), box, periodic, quantities="ijS", copy=True)
+    pairs = frame_pairs(positions.detach().cpu().double().numpy(), box, [cell is not None] * 3, cutoff_A,
+                        full_list=True)
     device = positions.device
-    i = torch.from_numpy(i.astype(np.int64)).to(device)
-    j = torch.from_numpy(j.astype(np.int64)).to(device)
-    shifts = torch.from_numpy(shifts.astype(np.int64).reshape(-1, 3)).to(device)
+    i, j = (torch.from_numpy(a.astype(np.int64)).to(device) for a in pairs[:2])
+    shifts = torch.from_numpy(pairs[2].astype(np.int64).reshape(-1, 3)).to(device)
     ghost = (shifts != 0).any(dim=1)
     ext_index = j.clone()
     mapping = torch.arange(n, device=device)
