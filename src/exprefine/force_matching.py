@@ -37,7 +37,7 @@ class CorrectionBound:
 
     Attributes:
         parameters: [n_parameters] the best-fit trainable parameters, in the order of
-            ``[p for p in term.parameters() if p.requires_grad]`` (flattened).
+            ``term.trainable_parameters()`` (flattened).
         fit_sets: names of the frame sets the fit used.
         missing_force_rms_meV_per_A: per frame set, the RMS of ΔF (the uncorrected error).
         residual_rms_meV_per_A: per frame set, the RMS of ΔF − F_c(θ_best).
@@ -63,7 +63,7 @@ def force_difference(reference: Potential, model: Potential, states: Sequence[St
 
 
 def _trainable(term: Potential) -> list[torch.nn.Parameter]:
-    params = [p for p in term.parameters() if p.requires_grad]
+    params = term.trainable_parameters()
     if not params:
         raise ValueError(f"{type(term).__name__}: no trainable parameters to fit")
     return params

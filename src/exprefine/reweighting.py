@@ -192,7 +192,7 @@ def backpropagate_in_chunks(
     dtype = _potential_dtype(potential, trajectory)
     # only the parameters: models that set requires_grad on their input positions (MACE)
     # would otherwise also accumulate a gradient into a throw-away copy of the positions
-    params = [p for p in potential.parameters() if p.requires_grad]
+    params = potential.trainable_parameters()
     for sl in trajectory.chunks(chunk_size):
         state = trajectory.as_state(sl).to(dtype=dtype)
         with torch.enable_grad():

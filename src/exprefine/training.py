@@ -356,7 +356,7 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else None
     if train_set.n_frames == 0:
         raise ValueError("the training set is empty")
-    params = [p for p in potential.parameters() if p.requires_grad]
+    params = potential.trainable_parameters()
     if not params:
         raise ValueError("the potential has no trainable parameters")
     optimizer = torch.optim.Adam(params, lr=settings.learning_rate)

@@ -50,6 +50,11 @@ class Potential(nn.Module):
     def forward(self, state: State) -> torch.Tensor:
         return self.energy(state)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters a refinement moves (those that require a gradient), in module order
+        (the order of the flat parameter vector θ)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def compute(
         self,
         state: State,

@@ -56,7 +56,7 @@ def accumulate_dft_gradient(potential: Potential, dft: FusedDFT, generator: torc
     indices = torch.randperm(n, generator=generator)[: min(dft.batch_size, n)]
     batch = dft.train.batch(indices, dtype=_dtype(potential))
     terms = dft_loss_terms(potential, batch, dft.energy_weight, dft.force_weight, dft.stress_weight)
-    params = [p for p in potential.parameters() if p.requires_grad]
+    params = potential.trainable_parameters()
     (dft.weight * terms.total).backward(inputs=params)
     return float(terms.total.detach())
 

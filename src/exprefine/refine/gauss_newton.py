@@ -133,7 +133,7 @@ class StackedModel:
 
 def trainable_parameters(potential: Potential) -> list[torch.nn.Parameter]:
     """The parameters the refiner moves, in a fixed order (the order of the flat vector θ)."""
-    return [p for p in potential.parameters() if p.requires_grad]
+    return potential.trainable_parameters()
 
 
 def per_frame_energy_gradients(potential: Potential, trajectory: Trajectory) -> torch.Tensor:
