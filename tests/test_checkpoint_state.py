@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import argon_lj
+from exprefine.builders import load_potential_state
 from exprefine.io.checkpoint import compact_state, full_state, load_checkpoint
 from exprefine.potentials import SumPotential
 from exprefine.potentials.selection import select_trainable
@@ -72,3 +73,13 @@ def test_a_refinement_with_a_frozen_term_checkpoints_small_and_resumes_exactly(a
     for (name, a), b in zip(full.potential.state_dict().items(), resumed.potential.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-12, atol=0), name
     assert float(full.potential.terms[0].log_sigma) != pytest.approx(float(torch.log(torch.tensor(3.5))), abs=1e-6)
+    # `exprefine evaluate --checkpoint` and the LAMMPS route read such a checkpoint into a fresh potential
+    latest = tmp_path / "split" / "checkpoints" / "latest.pt"
+    fresh = _sum_with_frozen_term()
+    load_potential_state(fresh, latest)
+    stored = load_checkpoint(latest)["potential_state"]["trainable"]["terms.0.log_sigma"]
+    assert torch.equal(fresh.terms[0].log_sigma.detach(), stored)
+    other = SumPotential([argon_lj(sigma_A=3.5), argon_lj(sigma_A=3.1, epsilon_K=20.0)])
+    select_trainable(other, ["terms.0.log_sigma"])
+    with pytest.raises(ValueError, match="latest.pt: the frozen part of the model differs"):
+        load_potential_state(other, latest)

@@ -143,7 +143,7 @@ def refined_potential(cfg):
         return potential, "finished", summary.get("n_updates"), summary.get("wall_time_s")
     if latest.exists():
         data = load_checkpoint(latest)
-        potential.load_state_dict(data["potential_state"])
+        load_potential_state(potential, latest)
         return potential, f"in progress ({data['next_update']} of {cfg.refine.n_updates} updates)", \
             int(data["next_update"]), None
     return potential, "not run (start parameters)", 0, None

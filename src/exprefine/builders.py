@@ -33,7 +33,7 @@ from .config import (
 from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split, split_by_key
 from .experiment import ExperimentalData, interpolate, load_table
 from .fit_window import fit_window
-from .io.checkpoint import load_checkpoint
+from .io.checkpoint import full_state, load_checkpoint
 from .io.lammps_table import lammps_overlay_lines, lammps_table_lines, tabulate_pairs, write_pair_table
 from .observables import (
     Observable,
@@ -193,10 +193,11 @@ def term_learning_rates(cfg: Config, potential: Potential) -> dict[int, float]:
 
 
 def load_potential_state(potential: Potential, checkpoint_path) -> None:
-    """Load the parameters stored in a checkpoint or final model file into ``potential``."""
+    """Load the parameters stored in a checkpoint or final model file into ``potential`` (a refinement
+    checkpoint holds the trainable tensors only: the frozen rest must be the one it was written with)."""
     data = load_checkpoint(checkpoint_path)
     try:
-        potential.load_state_dict(data["potential_state"])
+        potential.load_state_dict(full_state(potential, data["potential_state"], checkpoint_path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ValueError(f"{checkpoint_path}: parameters do not fit this potential ({first})") from None
