@@ -324,14 +324,18 @@ def transferability(source: list[str], tag: str, sizes: list[str], frames: int, 
 
 def closed_loop(cfg, test, base, refined, md_dir: Path, sizes: list[str], smoke: bool) -> dict:
     """Base and refined model vs the reference (base + D3): held-out frames, cell sizes, binding curves
-    (strategies.py's measurements; the held-out frames are the label data set's test split)."""
+    (strategies.py's measurements; the held-out frames are the label data set's test split). The
+    cell sizes are scored on MD frames of the data's generator, base DeePMD + D3, as in strategies.py."""
     _, reference, _ = st.base_and_reference(cfg)
-    tag = "mace" if cfg.potential.terms[0].kind == "mace" else "deepmd"
+    if cfg.potential.terms[0].kind == "deepmd":
+        generator = reference
+    else:
+        _, generator, _ = st.base_and_reference(st.load_config(st.BASE_CONFIG))
     protocol = st.Protocol(sizes=tuple(sizes))
     out: dict = {"held_out": {}, "sizes": {}, "binding": {}}
     for name, potential in (("base", base), ("refined", refined)):
         out["held_out"][name] = st.held_out_errors(test, potential, reference)["vs_reference"]
-        out["sizes"][name] = st.size_errors(potential, reference, tag, protocol, md_dir, name, smoke=smoke)
+        out["sizes"][name] = st.size_errors(potential, reference, generator, protocol, md_dir, name, smoke=smoke)
     for name, potential in (("base", base), ("refined", refined), ("reference", reference)):
         out["binding"][name] = st.binding(potential, protocol, smoke=smoke)
     return out
