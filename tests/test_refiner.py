@@ -136,3 +136,13 @@ def test_final_check_at_the_accepted_parameters_is_not_run_twice(argon_108_traje
     assert kept.n_samplings == 2 and not any("keeping the last accepted" in m for m in messages)
     moved, messages = run(False, tmp_path / "other")
     assert moved.n_samplings == 3 and any("keeping the last accepted" in m for m in messages)
+
+
+def test_plain_progress_lines_report_every_md_run_and_update(argon_108_trajectory, tmp_path, capsys):
+    """Without bars (logs, nohup) a long sampling announces itself and its speed, and each update gets a line."""
+    _refiner(argon_108_trajectory, tmp_path / "run", n_updates=1, final_check=False, progress_lines=True).run()
+    err = capsys.readouterr().err.splitlines()
+    md = [line for line in err if line.startswith("MD of state point system:")]
+    assert md[0] == "MD of state point system: 300 steps (100 equilibration)"
+    assert md[1].startswith("MD of state point system: 300 steps in ") and md[1].endswith("steps/s)")
+    assert any(line.startswith("update 0 [1/1]") for line in err)

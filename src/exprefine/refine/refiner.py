@@ -306,7 +306,16 @@ class Refiner:
             out = self.potential.compute(start.state)
             assert out.forces_eV_per_A is not None
             start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV)
-        return sample(self.potential, start, settings, generator=generator, progress=self.settings.progress)
+        lines = self.settings.progress_lines
+        n_steps = settings.n_equilibration_steps + settings.n_production_steps
+        if lines:  # without bars, a long MD run should not look like a hang
+            print(f"MD of state point {point.name}: {n_steps} steps ({settings.n_equilibration_steps} "
+                  f"equilibration)", file=sys.stderr, flush=True)
+        result = sample(self.potential, start, settings, generator=generator, progress=self.settings.progress)
+        if lines:
+            print(f"MD of state point {point.name}: {result.n_steps} steps in {result.wall_time_s:.0f} s "
+                  f"({result.n_steps / max(result.wall_time_s, 1e-9):.2f} steps/s)", file=sys.stderr, flush=True)
+        return result
 
     def _ensemble(self, k: int, trajectory: Trajectory | None, parts: dict[int, Trajectory], index: int | None = None,
                   file: str | None = None) -> Ensemble:
