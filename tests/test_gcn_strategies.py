@@ -136,3 +136,18 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     # E is G's correction on the base MACE: the same term and priors
     e = configs["strategy_e_mace_d3_prior.yaml"]
     assert e.potential.terms[0].kind == "mace" and e.potential.terms[1] == cfg.potential.terms[1]
+
+
+def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):
+    def entry(name, status, reference, label, sq, force):
+        return script.Entry(name, "", [], reference, status, label_force_rmse_meV_per_A=label,
+                            sq_low_q_chi2_per_point=sq, sizes={"2x2": {"force_rmse_vs_reference_meV_per_A": force}})
+
+    base = entry("base", "base", "deepmd", 223.4, 2650.0, 31.5)
+    good = entry("g", "finished", "deepmd", 225.5, 8.0, 2.1)
+    worse_forces = entry("a", "finished", "deepmd", 224.8, 65.0, 46.0)
+    mace = entry("e", "finished", "mace", 195.0, 5.0, 1.0)  # better on paper, but no MACE base to compare with
+    assert script.choose([base, worse_forces, good, mace]) == "g"
+    assert script.choose([base, worse_forces, mace]) is None
+    mace_base = entry("base_mace", "base", "mace", 190.0, 2000.0, 30.0)
+    assert script.choose([base, good, mace, mace_base]) == "e"

@@ -401,18 +401,22 @@ def choose(entries: list[Entry]) -> str | None:
     sizes among the finished ones whose label forces stay within 5 % of the base's, whose low-Q S(Q)
     χ² is at least 10× below the base's and whose largest force error vs the reference is below the
     base's (a refinement that fixes the structure with worse forces is not recommended); None if none
-    qualifies."""
-    base = next((e for e in entries if e.name == "base"), None)
-    if base is None:
-        return None
-    ok = [e for e in entries if e.name != "base" and e.status == "finished"
-          and e.label_force_rmse_meV_per_A <= 1.05 * base.label_force_rmse_meV_per_A
-          and e.sq_low_q_chi2_per_point is not None and base.sq_low_q_chi2_per_point is not None
-          and e.sq_low_q_chi2_per_point <= 0.1 * base.sq_low_q_chi2_per_point]
+    qualifies. A strategy is compared with the base of its own model family (``reference``: the
+    base DeePMD for DeePMD strategies); one whose family has no base entry (E, MACE) is not eligible."""
+    bases = {e.reference: e for e in entries if e.status == "base"}
+
     def worst_force(e: Entry) -> float:
         return max(s["force_rmse_vs_reference_meV_per_A"] for s in e.sizes.values())
 
-    ok = [e for e in ok if worst_force(e) < worst_force(base)]
+    def qualifies(e: Entry) -> bool:
+        base = bases.get(e.reference)
+        return (base is not None and e.status == "finished"
+                and e.label_force_rmse_meV_per_A <= 1.05 * base.label_force_rmse_meV_per_A
+                and e.sq_low_q_chi2_per_point is not None and base.sq_low_q_chi2_per_point is not None
+                and e.sq_low_q_chi2_per_point <= 0.1 * base.sq_low_q_chi2_per_point
+                and worst_force(e) < worst_force(base))
+
+    ok = [e for e in entries if qualifies(e)]
     if not ok:
         return None
     return min(ok, key=worst_force).name
