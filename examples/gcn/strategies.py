@@ -61,6 +61,7 @@ GENERATOR_FRAMES = "reference_deepmd"
 #: the reference's own NPT run on the truth's cell (synthetic_experiment.py --layers 6): its structure check
 REFERENCE_CHECK = HERE / "results" / "synthetic6_work" / "npt.pt"
 BASE_CONFIG = "strategy_a_fitting.yaml"  # its potential, cell, targets and label data define the base entry
+MACE_CONFIG = "strategy_e_mace_d3_prior.yaml"  # its first term is the base MACE of the base_mace entry
 
 
 @dataclass
@@ -518,6 +519,11 @@ def models(args, base_cfg, strategies, wanted: set[str]):
     if "base" in wanted:
         yield Model("base", "base DeePMD (labels only)", base_cfg, base, reference, "deepmd", reference, "base",
                     [relative(base_file)])
+    if "base_mace" in wanted:  # the base of E, the MACE strategy: its cell and targets, no correction
+        cfg = load_config(MACE_CONFIG, smoke_run_dir(args, "base_mace"))
+        mace, mace_reference, mace_file = base_and_reference(cfg)
+        yield Model("base_mace", "base MACE (labels only)", cfg, mace, mace_reference, "mace", reference, "base",
+                    [relative(mace_file)])
     for name, config, description in strategies:
         if name not in wanted:
             continue
@@ -535,7 +541,7 @@ def models(args, base_cfg, strategies, wanted: set[str]):
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", nargs="+", metavar="NAME", help="measure only these (base, reference, a_fitting, ...)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="measure only these (base, base_mace, reference, a_fitting, ...)")
     p.add_argument("--sizes", nargs="+", help=f"in-plane cells (default: {' '.join(DEFAULT_SIZES)}; "
                                                f"with --smoke: 1x1)")
     p.add_argument("--own-md-sizes", nargs="+", metavar="SIZE",
@@ -565,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol = Protocol(check_ps=args.check_ps, sizes=tuple(args.sizes or DEFAULT_SIZES), own_md_sizes=own)
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = STRATEGIES[2:3] if args.smoke else STRATEGIES
-    names = ["base", *[s[0] for s in strategies]]
+    names = ["base", *([] if args.smoke else ["base_mace"]), *[s[0] for s in strategies]]
     wanted = set(args.only or names)
     unknown = wanted - set(names) - {"reference"}
     if unknown:
