@@ -403,7 +403,8 @@ def choose(entries: list[Entry]) -> str | None:
     χ² is at least 10× below the base's and whose largest force error vs the reference is below the
     base's (a refinement that fixes the structure with worse forces is not recommended); None if none
     qualifies. A strategy is compared with the base of its own model family (``reference``: the
-    base DeePMD for DeePMD strategies); one whose family has no base entry (E, MACE) is not eligible."""
+    base DeePMD for DeePMD strategies, ``base_mace`` for E); one whose family has no measured base is not
+    eligible."""
     bases = {e.reference: e for e in entries if e.status == "base"}
 
     def worst_force(e: Entry) -> float:
