@@ -95,6 +95,21 @@ def test_triclinic_dump_positions_and_cells(tmp_path, columns):
     np.testing.assert_allclose(frames.origins_A[0], ORIGIN, atol=1e-9)
 
 
+def test_a_restarted_run_keeps_each_timestep_once_in_its_last_copy(tmp_path):
+    from exprefine.io.lammps import continued_frames
+
+    # steps 100..400 dumped, the run restarted from step 200: 300 and 400 again (the later copies differ)
+    fractions, cells = source_frames(6)
+    path = tmp_path / "restarted.dump"
+    write_dump(path, "x", fractions, cells, timesteps=(100, 200, 300, 400, 300, 400))
+    frames = read_lammps_dump_frames(path, ELEMENTS)
+    assert frames.timesteps.tolist() == [100, 200, 300, 400]
+    for kept, written in zip(range(4), (0, 1, 4, 5)):
+        np.testing.assert_allclose(frames.positions_A[kept], ORIGIN + fractions[written] @ cells[written], atol=1e-6)
+    assert frames.forces_eV_per_A is not None and frames.forces_eV_per_A.shape[0] == 4
+    assert continued_frames([0, 10, 20, 10, 20, 30, 20]).tolist() == [0, 3, 6]  # two restarts
+
+
 def test_cells_agree_with_ase_reader(tmp_path):
     fractions, cells = source_frames()
     path = tmp_path / "ase.dump"

@@ -10,6 +10,15 @@ runs' block standard errors (≈ 1 for the same ensemble) and mean ((LAMMPS − 
         --exprefine examples/gcn/results/strategies/md/b_spline_check.pt --layers 6 \\
         --out examples/lammps/results/gcn_b_spline.json
     python examples/lammps/compare_with_exprefine.py --smoke   # seconds: two halves of one exprefine run
+
+exprefine's frames can be made here too, with ``--sample-ps`` (production ps after 1 ps of
+equilibration, a frame every 50 fs, the config's thermostat, barostat and state point; the
+refined parameters from ``--checkpoint``): the run goes in resumable segments beside the
+``--exprefine`` file, so the same command continues a run that was stopped:
+
+    python examples/lammps/compare_with_exprefine.py examples/gcn/strategy_b_spline.yaml \
+        --checkpoint examples/gcn/runs/strategies/b_spline/final_model.pt --sample-ps 20 \
+        --exprefine examples/gcn/results/strategies/md/b_spline_20ps.pt --lammps runs/lammps_gcn_b/gcn_npt.dump
 """
 
 from __future__ import annotations
@@ -33,6 +42,24 @@ def spacing(trajectory, n_layers: int) -> tuple[float, float]:
     return mean_and_standard_error(InterlayerSpacing(n_layers).evaluate(trajectory))
 
 
+def sample_exprefine(cfg, args) -> None:
+    """exprefine's own NPT run of the config's potential (with ``--checkpoint``'s parameters) at
+    ``--exprefine``, in resumable segments; an existing file made the same way is kept."""
+    from exprefine.builders import build_potential, build_state, load_potential_state, sampler_settings
+    from exprefine.sampling import sample_or_load
+
+    potential = build_potential(cfg)
+    if args.checkpoint is not None:
+        load_potential_state(potential, args.checkpoint)
+    settings = sampler_settings(cfg.sampling.model_copy(update={
+        "equilibration_ps": 1.0, "production_ps": args.sample_ps, "frame_interval_fs": 50.0, "seed": args.seed}))
+    segment_steps = max(1, round(1000.0 * args.segment_ps / settings.timestep_fs / settings.stride_steps))
+    run = sample_or_load(potential, build_state(cfg), settings, args.exprefine,
+                         segment_steps=segment_steps * settings.stride_steps, log=print)
+    print(f"exprefine: {run.trajectory.n_frames} frames, {run.steps_per_s:.2f} steps/s"
+          f"{' (cached)' if run.reused else ''}", flush=True)
+
+
 def relative(path: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(REPO))
@@ -51,6 +78,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="leave out the frames of both runs before this time (ps; more equilibration)")
     parser.add_argument("--out", type=Path, default=None, help="JSON of the comparison")
     parser.add_argument("--smoke", action="store_true", help="compare the two halves of the exprefine run (no LAMMPS)")
+    parser.add_argument("--sample-ps", type=float, default=None,
+                        help="first make --exprefine: this many ps of production with the config's potential")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="with --sample-ps: the refined parameters")
+    parser.add_argument("--segment-ps", type=float, default=1.0, help="with --sample-ps: ps per resumable segment")
+    parser.add_argument("--seed", type=int, default=102, help="with --sample-ps: seed of the random stream")
     args = parser.parse_args(argv)
 
     import torch
@@ -63,6 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     cfg = load_config(args.config)
+    if args.sample_ps is not None:
+        sample_exprefine(cfg, args)
     theirs = Trajectory.load(args.exprefine)
     if args.smoke:
         half = theirs.n_frames // 2
@@ -70,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         source = f"first half of {relative(args.exprefine)}"
     else:
         if args.lammps is None:
+            if args.sample_ps is not None:  # only exprefine's frames, for a comparison later
+                return {}
             parser.error("--lammps DUMP is needed (or --smoke)")
         ours = read_lammps_dump(args.lammps, temperature_K=cfg.sampling.temperature_K, every=args.every)
         source = relative(args.lammps)

@@ -8,6 +8,7 @@ enters Boltzmann weights.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -122,7 +123,10 @@ class Trajectory:
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | Path) -> None:
-        """Save as a torch file of plain tensors (loadable with weights_only=True)."""
+        """Save as a torch file of plain tensors (loadable with weights_only=True), written to a
+        temporary name and renamed, so that an interrupted save leaves no half-written file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
         torch.save(
             {
                 "format": "exprefine.trajectory/1",
@@ -138,8 +142,9 @@ class Trajectory:
                 "time_fs": self.time_fs,
                 "replica": self.replica,
             },
-            str(path),
+            str(tmp),
         )
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Trajectory":

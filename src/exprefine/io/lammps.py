@@ -12,7 +12,11 @@ to eV/Å; ``element`` or ``mass`` columns as elements. This module adds what ASE
 - checks that every frame holds the same atoms with the same periodicity;
 - the per-atom columns of computes, fixes and variables (``c_*``, ``f_*``, ``v_*``, ``d_*``,
   ``i_*``) stacked over frames, and the atom ids and coordinate columns of the first frame;
-- one-line errors naming the file, the timestep and what is missing.
+- one-line errors naming the file, the timestep and what is missing;
+- dumps of restarted runs (``dump_modify append yes`` after ``read_restart``): when a timestep
+  is not later than the one before it, the run went on from a restart file, and the frames
+  dumped earlier from that timestep on (an abandoned continuation) are dropped, so that every
+  timestep appears once, in the copy written last.
 
 The hand-written parser this replaces gave bit-identical positions, cells, origins and forces on
 dumps written by LAMMPS 22 Jul 2025 (triclinic box, two types); on this machine (best of 3) ASE
@@ -266,19 +270,34 @@ def read_lammps_dump_frames(
                 del per_atom[c]
     if not timesteps or numbers0 is None:
         raise ValueError(f"{path}: no frames (no 'ITEM: TIMESTEP' ... 'ITEM: ATOMS' sections)")
+    keep = continued_frames(timesteps)
     return LammpsDumpFrames(
-        timesteps=np.array(timesteps, dtype=np.int64),
-        positions_A=np.stack(positions),
-        cells_A=np.stack(cells),
-        origins_A=np.stack(origins),
+        timesteps=np.array(timesteps, dtype=np.int64)[keep],
+        positions_A=np.stack(positions)[keep],
+        cells_A=np.stack(cells)[keep],
+        origins_A=np.stack(origins)[keep],
         pbc=np.asarray(pbc0, dtype=bool),
         ids=header.ids,
         atomic_numbers=numbers0.astype(np.int64),
-        forces_eV_per_A=np.stack(forces) if with_forces else None,
+        forces_eV_per_A=np.stack(forces)[keep] if with_forces else None,
         coordinates=coordinates,
         source=str(path),
-        per_atom={c: np.stack(v) for c, v in per_atom.items()},
+        per_atom={c: np.stack(v)[keep] for c, v in per_atom.items()},
     )
+
+
+def continued_frames(timesteps: Sequence[int]) -> np.ndarray:
+    """Indices of the frames of a (possibly restarted) run, in time order, each timestep once.
+
+    A frame whose timestep is not later than the previous kept one starts a continuation from a
+    restart file: the kept frames from that timestep on are dropped in its favour.
+    """
+    kept: list[int] = []
+    for k, step in enumerate(timesteps):
+        while kept and timesteps[kept[-1]] >= step:
+            kept.pop()
+        kept.append(k)
+    return np.asarray(kept, dtype=np.int64)
 
 
 def read_lammps_dump(

@@ -17,6 +17,7 @@ from .integrators import (
     velocity_verlet_step,
 )
 from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
+from .segments import SegmentedRun, SegmentRecord, sample_in_segments
 
 __all__ = [
     "BarostatSettings",
@@ -25,6 +26,8 @@ __all__ = [
     "MDState",
     "NoseHooverChainState",
     "SampleResult",
+    "SegmentRecord",
+    "SegmentedRun",
     "SamplerSettings",
     "SimulationBlowUp",
     "baoab_step",
@@ -37,6 +40,7 @@ __all__ = [
     "kinetic_energy_eV",
     "nose_hoover_chain_step",
     "sample",
+    "sample_in_segments",
     "adopt_cached_run",
     "sample_or_load",
     "settings_from_times",

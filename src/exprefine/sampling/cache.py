@@ -23,6 +23,7 @@ from ..trajectory import Trajectory, parameter_fingerprint
 from ..units import PS_IN_FS
 from .barostat import BarostatSettings
 from .sampler import SamplerSettings, sample
+from .segments import sample_in_segments
 
 
 def settings_from_times(
@@ -77,11 +78,16 @@ def sample_or_load(
     settings: SamplerSettings,
     path: str | Path,
     progress: bool = False,
+    segment_steps: int | None = None,
+    log=None,
 ) -> CachedRun:
     """The trajectory at ``path`` if it was made with these settings and this potential, else a new run saved there.
 
     A file made with other settings or parameters raises a ValueError that names the file and
-    the difference (delete the file, or choose another path, to run again).
+    the difference (delete the file, or choose another path, to run again). With
+    ``segment_steps`` a new run goes in resumable segments (:func:`~.segments.sample_in_segments`)
+    kept in ``<path stem>_segments/`` beside ``path``: a run that was stopped continues there when
+    this is called again; ``log`` gets a line per segment.
     """
     path = Path(path)
     record_path = path.with_suffix(".json")
@@ -96,12 +102,25 @@ def sample_or_load(
                 raise ValueError(f"{path}: made with another {key.replace('_', ' ')} ({record.get(key)!r}, now "
                                  f"{value!r}); delete it or choose another path{hint}")
         return CachedRun(Trajectory.load(path), float(record["wall_time_s"]), float(record["steps_per_s"]), True)
-    result = sample(potential, state, settings, progress=progress)
+    if segment_steps is None:
+        result = sample(potential, state, settings, progress=progress)
+        trajectory, wall_time_s, n_steps = result.trajectory, result.wall_time_s, result.n_steps
+    else:
+        run = sample_in_segments(potential, state, settings, segment_directory(path), segment_steps=segment_steps,
+                                 progress=progress, log=log)
+        assert run.trajectory is not None  # every segment has run
+        trajectory, wall_time_s, n_steps = run.trajectory, run.wall_time_s, run.n_steps
     path.parent.mkdir(parents=True, exist_ok=True)
-    result.trajectory.save(path)
-    speed = result.n_steps / max(result.wall_time_s, 1e-9)
-    record_path.write_text(json.dumps({**wanted, "wall_time_s": result.wall_time_s, "steps_per_s": speed}, indent=1))
-    return CachedRun(result.trajectory, result.wall_time_s, speed, False)
+    trajectory.save(path)
+    speed = n_steps / max(wall_time_s, 1e-9)
+    record_path.write_text(json.dumps({**wanted, "wall_time_s": wall_time_s, "steps_per_s": speed}, indent=1))
+    return CachedRun(trajectory, wall_time_s, speed, False)
+
+
+def segment_directory(path: str | Path) -> Path:
+    """Where :func:`sample_or_load` keeps the segments of the run cached at ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + "_segments")
 
 
 def adopt_cached_run(potential: Potential, path: str | Path, atol_eV: float = 1e-9) -> str:

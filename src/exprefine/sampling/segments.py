@@ -1,0 +1,193 @@
+"""Long MD runs in resumable segments.
+
+A run of many picoseconds on a shared machine can be stopped at any moment. :func:`sample_in_segments`
+runs :func:`~exprefine.sampling.sampler.sample` one segment at a time and, after each one, writes
+the segment's frames, the exact MD state (positions, velocities, cell, forces, thermostat and
+step) and the random stream to a work directory. Called again with the same arguments it
+continues after the last finished segment, and the joined frames equal those of one
+uninterrupted :func:`sample` call with the same settings (the same steps, the same random
+numbers in the same order). A work directory made with other settings, another potential or
+another system is refused by name.
+
+Files in ``work_dir``: ``run.json`` (settings, fingerprint, one record per finished segment),
+``segment_NNN.pt`` (its frames, a :class:`~exprefine.trajectory.Trajectory`) and ``md_state.pt``
+(the state after the newest segment). Each is written to a temporary name and renamed, so a run
+killed while writing leaves the previous segment intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..io.checkpoint import atomic_save
+from ..potentials.base import Potential
+from ..state import State
+from ..trajectory import Trajectory, parameter_fingerprint
+from .integrators import MDState
+from .sampler import SamplerSettings, sample
+
+RUN_RECORD = "run.json"
+MD_STATE = "md_state.pt"
+
+
+@dataclass
+class SegmentRecord:
+    """One finished segment.
+
+    Attributes:
+        index: 0, 1, ... (segment 0 includes the equilibration).
+        n_steps: integration steps of the segment.
+        n_frames: frames it stored.
+        end_time_ps: simulated time at its last step (ps, counted from the start of equilibration).
+        wall_time_s: seconds it took.
+    """
+
+    index: int
+    n_steps: int
+    n_frames: int
+    end_time_ps: float
+    wall_time_s: float
+
+
+@dataclass
+class SegmentedRun:
+    """What :func:`sample_in_segments` has produced so far.
+
+    Attributes:
+        trajectory: the frames of every finished segment, joined in time order (None if none has finished).
+        final: the MD state after the newest segment (None if none has finished).
+        segments: one record per finished segment.
+        n_segments: segments the whole run has.
+    """
+
+    trajectory: Trajectory | None
+    final: MDState | None
+    segments: list[SegmentRecord]
+    n_segments: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.segments) == self.n_segments
+
+    @property
+    def wall_time_s(self) -> float:
+        """Seconds of MD over all finished segments (of every session that ran them)."""
+        return sum(s.wall_time_s for s in self.segments)
+
+    @property
+    def n_steps(self) -> int:
+        return sum(s.n_steps for s in self.segments)
+
+
+def segment_plan(settings: SamplerSettings, segment_steps: int) -> list[SamplerSettings]:
+    """The settings of each segment: the first one equilibrates, all store frames on the same grid.
+
+    ``segment_steps`` (production steps per segment) must be a multiple of ``stride_steps`` so that
+    every segment stores the frames an uninterrupted run stores; the last segment takes the rest.
+    """
+    stride = settings.stride_steps
+    if segment_steps < stride or segment_steps % stride:
+        raise ValueError(f"segment_steps ({segment_steps}) must be a positive multiple of stride_steps ({stride})")
+    if settings.n_production_steps % stride:
+        raise ValueError(f"n_production_steps ({settings.n_production_steps}) must be a multiple of stride_steps "
+                         f"({stride}) to run in segments")
+    n_segments = math.ceil(settings.n_production_steps / segment_steps)
+    plan = []
+    for k in range(n_segments):
+        n_production = min(segment_steps, settings.n_production_steps - k * segment_steps)
+        plan.append(replace(settings, n_equilibration_steps=settings.n_equilibration_steps if k == 0 else 0,
+                            n_production_steps=n_production))
+    return plan
+
+
+def sample_in_segments(
+    potential: Potential,
+    start: State | MDState,
+    settings: SamplerSettings,
+    work_dir: str | Path,
+    *,
+    segment_steps: int,
+    max_new_segments: int | None = None,
+    progress: bool = False,
+    log=None,
+) -> SegmentedRun:
+    """Run ``settings`` in segments of ``segment_steps`` production steps, resuming from ``work_dir``.
+
+    Args:
+        potential: the potential that drives the dynamics.
+        start: the initial state (used only when ``work_dir`` holds no finished segment).
+        settings: as for :func:`sample`; the random stream is seeded with ``settings.seed``.
+        work_dir: where segments, MD state and the run record go (created if missing).
+        segment_steps: production steps per segment (a multiple of ``settings.stride_steps``).
+        max_new_segments: stop after this many new segments (None: run to the end).
+        progress: a progress bar per segment.
+        log: called with one line of text after each segment (e.g. ``print``), or None.
+
+    Returns:
+        A SegmentedRun with every finished segment's frames joined (``complete`` tells whether
+        the whole run is done).
+
+    Raises:
+        ValueError: ``work_dir`` belongs to another run (the differing setting is named).
+        SimulationBlowUp: as :func:`sample`; the finished segments stay on disk.
+    """
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    plan = segment_plan(settings, segment_steps)
+    n_atoms = start.state.n_atoms if isinstance(start, MDState) else start.n_atoms
+    wanted = {"settings": json.loads(json.dumps(asdict(settings))), "segment_steps": segment_steps,
+              "potential_fingerprint": parameter_fingerprint(potential), "n_atoms": n_atoms}
+    record_path = work / RUN_RECORD
+    segments: list[SegmentRecord] = []
+    md: State | MDState = start
+    generator = torch.Generator().manual_seed(settings.seed)
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        for key, value in wanted.items():
+            if record.get(key) != value:
+                raise ValueError(f"{record_path}: made with another {key.replace('_', ' ')} "
+                                 f"({record.get(key)!r}, now {value!r}); delete {work} or choose another work_dir")
+        segments = [SegmentRecord(**s) for s in record["segments"]]
+    if segments:
+        saved = torch.load(work / MD_STATE, weights_only=False)
+        if saved["segment"] != segments[-1].index:
+            raise ValueError(f"{work / MD_STATE} belongs to segment {saved['segment']}, the record ends at "
+                             f"segment {segments[-1].index}")
+        md = saved["md"]
+        generator.set_state(saved["generator"])
+    stop = len(plan) if max_new_segments is None else min(len(plan), len(segments) + max_new_segments)
+    for k in range(len(segments), stop):
+        result = sample(potential, md, plan[k], generator=generator, progress=progress)
+        md = result.final
+        result.trajectory.save(work / f"segment_{k:03d}.pt")
+        atomic_save({"segment": k, "md": md, "generator": generator.get_state()}, work / MD_STATE)
+        segments.append(SegmentRecord(index=k, n_steps=result.n_steps, n_frames=result.trajectory.n_frames,
+                                      end_time_ps=float(md.step) * settings.timestep_fs / 1000.0,
+                                      wall_time_s=result.wall_time_s))
+        _atomic_write_text(record_path, json.dumps({**wanted, "segments": [asdict(s) for s in segments]}, indent=1))
+        if log is not None:
+            log(f"segment {k + 1}/{len(plan)}: t = {segments[-1].end_time_ps:.2f} ps, {result.n_steps} steps in "
+                f"{result.wall_time_s:.0f} s ({result.n_steps / max(result.wall_time_s, 1e-9):.2f} steps/s)")
+    return joined(work, segments, len(plan))
+
+
+def joined(work_dir: str | Path, segments: list[SegmentRecord], n_segments: int) -> SegmentedRun:
+    """The finished segments of ``work_dir`` as one run."""
+    work = Path(work_dir)
+    if not segments:
+        return SegmentedRun(None, None, [], n_segments)
+    parts = [Trajectory.load(work / f"segment_{s.index:03d}.pt") for s in segments]
+    final = torch.load(work / MD_STATE, weights_only=False)["md"]
+    return SegmentedRun(Trajectory.concatenate(parts), final, segments, n_segments)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
