@@ -133,7 +133,7 @@ def refined_potential(cfg):
     Returns (potential, status, n_updates, wall_time_s); status says whether the run finished.
     """
     from exprefine.builders import build_potential, load_potential_state
-    from exprefine.io.checkpoint import load_checkpoint
+    from exprefine.io.checkpoint import full_state, load_checkpoint
 
     potential = build_potential(cfg)
     run = Path(cfg.run_dir)
@@ -144,7 +144,7 @@ def refined_potential(cfg):
         return potential, "finished", summary.get("n_updates"), summary.get("wall_time_s")
     if latest.exists():
         data = load_checkpoint(latest)
-        load_potential_state(potential, latest)
+        potential.load_state_dict(full_state(potential, data["potential_state"], latest))
         return potential, f"in progress ({data['next_update']} of {cfg.refine.n_updates} updates)", \
             int(data["next_update"]), None
     return potential, "not run (start parameters)", 0, None

@@ -224,17 +224,17 @@ def _sample_point(cfg: Config, potential, job: _PointJob, progress: bool) -> Sam
                             progress=progress)
     trajectory = join_trajectories(job.state.n_systems, [r.trajectory for r in results])
     trajectory.save(out_dir / "trajectory.pt")
-    evaluation = None
+    report = SamplingReport(trajectory, results, None, out_dir, job.spec.name)
     if job.targets:
-        evaluation = evaluate_targets(job.targets, trajectory, potential)
+        report.evaluation = evaluation = evaluate_targets(job.targets, trajectory, potential)
         _write_comparison(job.targets, evaluation, out_dir)
         (out_dir / "evaluation.json").write_text(json.dumps({
             "state_point": job.spec.name, "temperature_K": job.spec.sampling.temperature_K,
             "rmse": evaluation.rmse, "loss": evaluation.loss, "n_frames": evaluation.n_frames,
             "scalar_targets": evaluation.scalars(),
-            "fingerprint": evaluation.fingerprint, "wall_time_s": sum(r.wall_time_s for r in results),
+            "fingerprint": evaluation.fingerprint, "wall_time_s": report.wall_time_s,
         }, indent=2))
-    return SamplingReport(trajectory, results, evaluation, out_dir, job.spec.name)
+    return report
 
 
 def _write_comparison(targets, evaluation: Evaluation, out_dir: Path) -> None:

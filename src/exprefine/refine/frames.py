@@ -31,7 +31,7 @@ from ..potentials.base import Potential
 from ..reweighting import backpropagate_in_chunks, dynamic_values, frame_energies, reweighted_graph
 from ..trajectory import Trajectory
 from .collective import Collective
-from .gauss_newton import LinearModel, linearize, per_frame_energy_gradients, trainable_parameters
+from .gauss_newton import LinearModel, linearize, per_frame_energy_gradients
 from .state_points import Chain, StatePoint, chains
 from .targets import total_loss
 
@@ -171,7 +171,7 @@ def reweight_points(potential: Potential, points: Sequence[StatePoint], ensemble
     if collective.world_size > 1:
         for part in collective.gather({c: v for c, v in slices.items() if c[1] > 0}):
             slices.update(part)
-    params = trainable_parameters(potential)
+    params = potential.trainable_parameters()
     order = chains(points)
     rows = torch.zeros(len(order), sum(p.numel() for p in params), dtype=torch.float64)
     reached = torch.zeros(len(order), len(params), dtype=torch.float64)

@@ -131,18 +131,13 @@ class StackedModel:
         return max(float((step @ c @ step).clamp_min(0.0).sqrt()) for c in self.energy_covariances)
 
 
-def trainable_parameters(potential: Potential) -> list[torch.nn.Parameter]:
-    """The parameters the refiner moves, in a fixed order (the order of the flat vector θ)."""
-    return potential.trainable_parameters()
-
-
 def per_frame_energy_gradients(potential: Potential, trajectory: Trajectory) -> torch.Tensor:
     """[n_frames, n_parameters] ∂U_i/∂θ (float64): one forward and backward pass per frame.
 
     Frame by frame rather than in chunks: a backward pass through a chunk's graph costs
     the whole chunk even when only one frame's energy is differentiated.
     """
-    params = trainable_parameters(potential)
+    params = potential.trainable_parameters()
     dtype = _potential_dtype(potential, trajectory)
     rows = []
     for sl in trajectory.chunks(1):
@@ -167,7 +162,7 @@ def _direct_jacobian(observable: Observable, trajectory: Trajectory, potential: 
     With ``coefficients`` [n_out, n_frames, n_values] (∂prediction/∂O_i of a nonlinear reduction,
     per-frame values flattened) the sum is Σ_i Σ_c coefficients[:, i, c] ∂O_ic/∂θ instead.
     """
-    params = trainable_parameters(potential)
+    params = potential.trainable_parameters()
     dtype = _potential_dtype(potential, trajectory)
     total = None
     for sl in trajectory.chunks(chunk_size):
@@ -313,10 +308,10 @@ def _energy_spread(model: LinearModel, step: torch.Tensor) -> float:
 
 
 def apply_step(potential: Potential, step: torch.Tensor) -> None:
-    """θ ← θ + Δθ for the flat step vector (ordered as :func:`trainable_parameters`)."""
+    """θ ← θ + Δθ for the flat step vector (ordered as ``potential.trainable_parameters()``)."""
     offset = 0
     with torch.no_grad():
-        for p in trainable_parameters(potential):
+        for p in potential.trainable_parameters():
             n = p.numel()
             p.add_(step[offset:offset + n].reshape(p.shape).to(p.dtype))
             offset += n

@@ -40,7 +40,6 @@ from .gauss_newton import (
     apply_step,
     curvature_spectrum,
     gauss_newton_step,
-    trainable_parameters,
 )
 from .prior import ParameterPrior, add_prior_gradient, prior_loss, prior_rows
 from .state_points import StatePoint, point_owner
@@ -216,7 +215,7 @@ class AdamRule(UpdateRule):
         return float(self.optimizer.param_groups[0]["lr"])
 
     def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
-        params = trainable_parameters(self.potential)
+        params = self.potential.trainable_parameters()
         local, rows, reached = reweight_points(self.potential, self.points, ensembles, self.chunk_size,
                                                self.collective, gradient=True)
         assert rows is not None and reached is not None
@@ -258,7 +257,7 @@ class AdamRule(UpdateRule):
 def make_adam(potential: Potential, learning_rate: float, betas: tuple[float, float],
               learning_rates: dict[int, float] | None = None) -> torch.optim.Adam:
     """Adam over the trainable parameters, one parameter group per step size."""
-    params = trainable_parameters(potential)
+    params = potential.trainable_parameters()
     rates = learning_rates or {}
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for p in params:
@@ -366,7 +365,7 @@ class GaussNewtonRule(UpdateRule):
 
     def _step(self, model: StackedModel) -> tuple[torch.Tensor, float]:
         """The step from the current parameters (those of ``model``), the priors' rows included."""
-        rows = prior_rows(self.priors, trainable_parameters(self.potential)) if self.priors else None
+        rows = prior_rows(self.priors, self.potential.trainable_parameters()) if self.priors else None
         return gauss_newton_step(self.targets, model, self._damping, self.settings.max_step_kT, rows)
 
     def propose(self, ensembles: Ensembles) -> tuple[Step, Ensembles]:
