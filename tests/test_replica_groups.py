@@ -113,3 +113,36 @@ def test_more_groups_than_replicas_fail_in_one_line():
     with pytest.raises(ConfigError, match="replica_groups \\(3\\) cannot exceed n_replicas \\(2\\)") as info:
         parse_config(grouped("/tmp/x", n_replicas=2, groups=3), source="c.yaml")
     assert "\n" not in str(info.value)
+
+
+def test_sample_in_segments_resumes_a_stopped_run_to_the_same_frames(tmp_path, capsys):
+    import yaml
+
+    from exprefine.cli.main import main
+    from exprefine.sampling import sample_in_segments
+    from exprefine.trajectory import Trajectory
+
+    (plain,) = run_sampling(parse_config(grouped(tmp_path / "plain")), progress=False)
+    raw = grouped(tmp_path / "segmented")
+    cfg = parse_config(raw)
+    (point,) = build_state_points(cfg)
+    # a stopped run: group 0 has one of its four segments (1 ps of production in 0.3-ps segments: 30+30+30+10 steps)
+    work = tmp_path / "segmented" / "sample" / "segments"
+    stopped = sample_in_segments(build_potential(cfg), group_start(point, 0), point.sampler_settings,
+                                 work / "group_0", segment_steps=30, max_new_segments=1)
+    assert len(stopped.segments) == 1 and stopped.n_segments == 4
+    path = tmp_path / "segmented.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as info:
+        main(["sample", str(path), "--segment-ps", "0.3", "--no-progress"])
+    assert info.value.code == 0
+    err = capsys.readouterr().err
+    assert "segment 2/4" in err and "segment 1/4" in err  # group 0 went on from segment 2, group 1 from the start
+    saved = Trajectory.load(tmp_path / "segmented" / "sample" / "trajectory.pt")
+    # the same frames; after a resume to round-off only (≈ 1e-15 Å: summation order in a new process)
+    assert torch.allclose(saved.positions_A, plain.trajectory.positions_A, rtol=0.0, atol=1e-12)
+    assert torch.equal(saved.replica, plain.trajectory.replica)
+    assert sorted(p.name for p in work.iterdir()) == ["group_0", "group_1"]
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", str(path), "--frames", str(tmp_path / "x.dump"), "--segment-ps", "1"])
+    assert info.value.code != 0 and "--segment-ps goes with sampling" in capsys.readouterr().err

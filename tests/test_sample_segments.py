@@ -53,6 +53,9 @@ def test_a_segment_directory_of_another_run_is_refused(tmp_path):
         sample_in_segments(argon_lj(), state, npt_settings(), tmp_path, segment_steps=30)
     with pytest.raises(ValueError, match="potential fingerprint"):
         sample_in_segments(argon_lj(sigma_A=3.3), state, npt_settings(), tmp_path, segment_steps=20)
+    with pytest.raises(ValueError, match="start fingerprint"):
+        sample_in_segments(argon_lj(), from_atoms(argon_lattice(2, density_per_A3=0.02)), npt_settings(), tmp_path,
+                           segment_steps=20)
 
 
 def test_segments_must_keep_the_frame_grid():

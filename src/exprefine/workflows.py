@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from .refine.collective import Collective, rank_device, start_collective
 from .refine.curves import target_curves, write_curves
 from .refine.plots import plot_curves
 from .refine.state_points import join_trajectories, sample_groups
-from .sampling import SampleResult
+from .sampling import SampleResult, segment_steps_of
 from .state import State
 from .training import TrainResult, train
 from .trajectory import Trajectory
@@ -208,20 +209,26 @@ def _point_jobs(cfg: Config, folder: Path) -> list[_PointJob]:
     return jobs
 
 
-def _sample_and_compare(cfg: Config, potential, folder: Path, progress: bool) -> list[SamplingReport]:
+def _sample_and_compare(cfg: Config, potential, folder: Path, progress: bool,
+                        segment_ps: float | None = None) -> list[SamplingReport]:
     """MD with ``potential`` at every state point (its own structure and sampling settings, the shared
-    section with its overrides), then each of its targets against its trajectory."""
-    return [_sample_point(cfg, potential, job, progress) for job in _point_jobs(cfg, folder)]
+    section with its overrides), then each of its targets against its trajectory; with ``segment_ps``
+    the MD goes in resumable segments of about that many ps (kept in each output folder's ``segments/``)."""
+    return [_sample_point(cfg, potential, job, progress, segment_ps) for job in _point_jobs(cfg, folder)]
 
 
-def _sample_point(cfg: Config, potential, job: _PointJob, progress: bool) -> SamplingReport:
+def _sample_point(cfg: Config, potential, job: _PointJob, progress: bool,
+                  segment_ps: float | None = None) -> SamplingReport:
     out_dir = job.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out_dir / "config.yaml")
     append_run_info(out_dir)
     # the replica groups as a refinement samples them, so that these frames are its first trajectory
-    results = sample_groups(potential, job.state, sampler_settings(job.spec.sampling), job.spec.system.replica_groups,
-                            progress=progress)
+    settings = sampler_settings(job.spec.sampling)
+    segment_steps = None if segment_ps is None else segment_steps_of(settings, segment_ps)
+    results = sample_groups(potential, job.state, settings, job.spec.system.replica_groups, progress=progress,
+                            segment_steps=segment_steps, work_dir=out_dir / "segments",
+                            log=None if progress else _stderr_line)
     trajectory = join_trajectories(job.state.n_systems, [r.trajectory for r in results])
     trajectory.save(out_dir / "trajectory.pt")
     report = SamplingReport(trajectory, results, None, out_dir, job.spec.name)
@@ -244,11 +251,16 @@ def _write_comparison(targets, evaluation: Evaluation, out_dir: Path) -> None:
     plot_curves(curves, out_dir)
 
 
-def run_sampling(cfg: Config, progress: bool = True) -> list[SamplingReport]:
+def run_sampling(cfg: Config, progress: bool = True, segment_ps: float | None = None) -> list[SamplingReport]:
     """MD with the configured potential at every state point; trajectory and target comparison in
-    ``run_dir/sample`` (one state point) or ``run_dir/sample/NAME`` (``systems:``), in config order."""
+    ``run_dir/sample`` (one state point) or ``run_dir/sample/NAME`` (``systems:``), in config order.
+    With ``segment_ps`` the MD runs in resumable segments: the same call continues a stopped run."""
     _threads(cfg)
-    return _sample_and_compare(cfg, build_potential(cfg), Path(cfg.run_dir) / "sample", progress)
+    return _sample_and_compare(cfg, build_potential(cfg), Path(cfg.run_dir) / "sample", progress, segment_ps)
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -315,10 +327,11 @@ def frames_state_point(cfg: Config, name: str | None) -> StatePointSpec:
     return points[names.index(name)]
 
 
-def run_evaluation(cfg: Config, checkpoint: str | Path, progress: bool = True) -> list[SamplingReport]:
+def run_evaluation(cfg: Config, checkpoint: str | Path, progress: bool = True,
+                   segment_ps: float | None = None) -> list[SamplingReport]:
     """Sample every state point with the parameters of ``checkpoint`` and compare with its targets
-    (``run_dir/evaluate`` or ``run_dir/evaluate/NAME``)."""
+    (``run_dir/evaluate`` or ``run_dir/evaluate/NAME``); ``segment_ps`` as :func:`run_sampling`."""
     _threads(cfg)
     potential = build_potential(cfg)
     load_potential_state(potential, checkpoint)
-    return _sample_and_compare(cfg, potential, Path(cfg.run_dir) / "evaluate", progress)
+    return _sample_and_compare(cfg, potential, Path(cfg.run_dir) / "evaluate", progress, segment_ps)

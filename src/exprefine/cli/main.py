@@ -33,6 +33,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="no progress bars: one plain line per update instead (the default when stderr is not a terminal)")
 
 
+def _segment_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--segment-ps", type=float, default=None, metavar="PS",
+                   help="run the MD in resumable segments of about PS ps (in the output folder's segments/): "
+                        "the same command continues a stopped run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exprefine",
@@ -55,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="run MD with the configured potential and compare with the targets")
     _config_args(p)
+    _segment_arg(p)
 
     p = sub.add_parser("evaluate", help="compare the targets with a checkpoint's MD, or with existing frames")
     _config_args(p)
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint or final_model.pt of a run")
+    _segment_arg(p)
     p.add_argument("--frames", type=Path, default=None,
                    help="evaluate these frames instead of sampling: a LAMMPS text dump, extxyz or ASE trajectory")
     p.add_argument("--type-map", nargs="+", default=None, metavar="ELEMENT",
@@ -142,6 +150,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"{len(report.result.history)} epochs in {report.result.wall_time_s:.1f} s; "
               f"results in {report.run_dir}")
         return 0
+    if args.command == "evaluate" and args.frames is not None and args.segment_ps is not None:
+        raise ValueError("--segment-ps goes with sampling; --frames evaluates existing frames")
     if args.command == "evaluate" and args.frames is not None:
         frames = workflows.evaluate_frames(cfg, args.frames, type_map=args.type_map, checkpoint=args.checkpoint,
                                            every=args.every, state_point=args.state_point)
@@ -151,11 +161,11 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "evaluate" and args.state_point is not None:
         raise ValueError("--state-point goes with --frames; without it evaluate samples every state point")
     if args.command == "sample":
-        reports = workflows.run_sampling(cfg, progress=bars)
+        reports = workflows.run_sampling(cfg, progress=bars, segment_ps=args.segment_ps)
     else:
         if args.checkpoint is None:
             raise ValueError("evaluate needs --checkpoint (sample with its parameters) or --frames (existing frames)")
-        reports = workflows.run_evaluation(cfg, args.checkpoint, progress=bars)
+        reports = workflows.run_evaluation(cfg, args.checkpoint, progress=bars, segment_ps=args.segment_ps)
     for sampled in reports:
         print_sampling(sampled, several=len(reports) > 1)
     return 0

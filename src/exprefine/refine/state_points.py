@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..potentials.base import Potential
-from ..sampling import SampleResult, SamplerSettings, sample
+from ..sampling import SampleResult, SamplerSettings, sample, sample_in_segments
 from ..state import State, concatenate
 from ..trajectory import Trajectory
 from .targets import Target
@@ -104,13 +104,30 @@ def group_generator(seed: int, group: int, device: torch.device | str = "cpu") -
 
 
 def sample_groups(potential: Potential, start: State, settings: SamplerSettings, n_groups: int,
-                  progress: bool = True) -> list[SampleResult]:
+                  progress: bool = True, segment_steps: int | None = None,
+                  work_dir: str | Path | None = None, log=None) -> list[SampleResult]:
     """The first sampling of a state point as a refinement does it: the replicas of ``start`` as
     ``n_groups`` MD chains, one after the other, each with its own random stream
-    (:func:`join_trajectories` joins their frames)."""
-    return [sample(potential, replicas_of_group(start, n_groups, g), settings,
-                   generator=group_generator(int(settings.seed), g, start.device), progress=progress)
-            for g in range(n_groups)]
+    (:func:`join_trajectories` joins their frames).
+
+    With ``segment_steps`` and ``work_dir`` each chain runs in resumable segments
+    (:func:`~exprefine.sampling.sample_in_segments`, in ``work_dir`` or ``work_dir/group_G`` for
+    several groups): called again after an interruption it continues, and the frames are the same.
+    """
+    if segment_steps is None:
+        return [sample(potential, replicas_of_group(start, n_groups, g), settings,
+                       generator=group_generator(int(settings.seed), g, start.device), progress=progress)
+                for g in range(n_groups)]
+    if work_dir is None:
+        raise ValueError("sampling in segments needs a work_dir for them")
+    results = []
+    for g in range(n_groups):
+        folder = Path(work_dir) if n_groups == 1 else Path(work_dir) / f"group_{g}"
+        run = sample_in_segments(potential, replicas_of_group(start, n_groups, g),
+                                 replace(settings, seed=group_seed(int(settings.seed), g)), folder,
+                                 segment_steps=segment_steps, progress=progress, log=log)
+        results.append(run.as_sample_result())
+    return results
 
 
 def chains(points: Sequence[StatePoint]) -> list[Chain]:

@@ -17,7 +17,7 @@ from .integrators import (
     velocity_verlet_step,
 )
 from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
-from .segments import SegmentedRun, SegmentRecord, sample_in_segments
+from .segments import SegmentedRun, SegmentRecord, sample_in_segments, segment_steps_of
 
 __all__ = [
     "BarostatSettings",
@@ -41,6 +41,7 @@ __all__ = [
     "nose_hoover_chain_step",
     "sample",
     "sample_in_segments",
+    "segment_steps_of",
     "adopt_cached_run",
     "sample_or_load",
     "settings_from_times",

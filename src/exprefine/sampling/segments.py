@@ -6,8 +6,9 @@ the segment's frames, the exact MD state (positions, velocities, cell, forces, t
 step) and the random stream to a work directory. Called again with the same arguments it
 continues after the last finished segment, and the joined frames equal those of one
 uninterrupted :func:`sample` call with the same settings (the same steps, the same random
-numbers in the same order). A work directory made with other settings, another potential or
-another system is refused by name.
+numbers in the same order; bit for bit within one process, to round-off, ≈ 1e-15 Å, after a
+resume, where sums may run in another order). A work directory made with other settings, another
+potential or another starting structure is refused by name.
 
 Files in ``work_dir``: ``run.json`` (settings, fingerprint, one record per finished segment),
 ``segment_NNN.pt`` (its frames, a :class:`~exprefine.trajectory.Trajectory`) and ``md_state.pt``
@@ -28,9 +29,9 @@ import torch
 from ..io.checkpoint import atomic_save
 from ..potentials.base import Potential
 from ..state import State
-from ..trajectory import Trajectory, parameter_fingerprint
+from ..trajectory import Trajectory, parameter_fingerprint, state_fingerprint
 from .integrators import MDState
-from .sampler import SamplerSettings, sample
+from .sampler import SampleResult, SamplerSettings, sample
 
 RUN_RECORD = "run.json"
 MD_STATE = "md_state.pt"
@@ -83,6 +84,21 @@ class SegmentedRun:
     @property
     def n_steps(self) -> int:
         return sum(s.n_steps for s in self.segments)
+
+    def as_sample_result(self) -> SampleResult:
+        """The finished run as :func:`sample` returns one (raises if it is not complete)."""
+        if not self.complete or self.trajectory is None or self.final is None:
+            raise ValueError(f"the segmented run has {len(self.segments)} of {self.n_segments} segments")
+        return SampleResult(trajectory=self.trajectory, final=self.final, wall_time_s=self.wall_time_s,
+                            n_steps=self.n_steps)
+
+
+def segment_steps_of(settings: SamplerSettings, segment_ps: float) -> int:
+    """Production steps per segment of about ``segment_ps`` ps, rounded to whole frame intervals (≥ 1)."""
+    if not segment_ps > 0:
+        raise ValueError(f"segment_ps must be positive, got {segment_ps}")
+    intervals = max(1, round(1000.0 * segment_ps / settings.timestep_fs / settings.stride_steps))
+    return intervals * settings.stride_steps
 
 
 def segment_plan(settings: SamplerSettings, segment_steps: int) -> list[SamplerSettings]:
@@ -140,16 +156,21 @@ def sample_in_segments(
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     plan = segment_plan(settings, segment_steps)
-    n_atoms = start.state.n_atoms if isinstance(start, MDState) else start.n_atoms
+    first_state = start.state if isinstance(start, MDState) else start
+    n_atoms = first_state.n_atoms
     wanted = {"settings": json.loads(json.dumps(asdict(settings))), "segment_steps": segment_steps,
-              "potential_fingerprint": parameter_fingerprint(potential), "n_atoms": n_atoms}
+              "potential_fingerprint": parameter_fingerprint(potential), "n_atoms": n_atoms,
+              "start_fingerprint": state_fingerprint({"positions_A": first_state.positions, "cell_A": first_state.cell,
+                                                      "atomic_numbers": first_state.atomic_numbers})}
     record_path = work / RUN_RECORD
     segments: list[SegmentRecord] = []
     md: State | MDState = start
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator(device=first_state.device).manual_seed(settings.seed)
     if record_path.exists():
         record = json.loads(record_path.read_text())
         for key, value in wanted.items():
+            if key == "start_fingerprint" and key not in record:
+                continue  # written before starts were recorded
             if record.get(key) != value:
                 raise ValueError(f"{record_path}: made with another {key.replace('_', ' ')} "
                                  f"({record.get(key)!r}, now {value!r}); delete {work} or choose another work_dir")
