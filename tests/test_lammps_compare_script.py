@@ -12,6 +12,8 @@ def test_smoke_compares_two_halves_of_one_run_within_a_few_standard_errors(tmp_p
     assert all(0.2 < t["mean_z2_statistical"] < 10.0 for t in record["targets"])
     assert abs(record["spacing_A"]["z"]) < 4.0
     assert (tmp_path / "c.json").exists()
+    assert sorted(p.name for p in tmp_path.glob("c_*.png")) == ["c_pdf.png", "c_sq_high_q.png", "c_sq_low_q.png"]
+    assert record["plots"] and all(p.endswith(".png") for p in record["plots"])
 
 
 def test_skip_ps_leaves_out_the_early_frames_of_both_runs(tmp_path):

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     from exprefine.config import load_config
     from exprefine.ensemble_comparison import compare_ensembles
     from exprefine.io.lammps import read_lammps_dump
+    from exprefine.refine.curves import target_curves
+    from exprefine.refine.plots import plot_curves
     from exprefine.trajectory import Trajectory
 
     torch.set_num_threads(1)
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
         ours, theirs = (t.select(t.time_fs >= 1000.0 * args.skip_ps) for t in (ours, theirs))
         if min(ours.n_frames, theirs.n_frames) < 4:
             parser.error(f"--skip-ps {args.skip_ps} leaves fewer than 4 frames in a run")
-    result = compare_ensembles(build_targets(cfg), ours, theirs, build_potential(cfg))
+    targets = build_targets(cfg)
+    result = compare_ensembles(targets, ours, theirs, build_potential(cfg))
     d_ours, d_theirs = spacing(ours, args.layers), spacing(theirs, args.layers)
     record = {
         "config": relative(args.config), "lammps_frames": source, "exprefine_frames": relative(args.exprefine),
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{s['exprefine_se']:.4f} Å (z = {s['z']:.2f})")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        # each target of both runs against the data, beside the JSON: OUT_STEM_<target>.png
+        curves = target_curves(targets, [("LAMMPS", result.evaluation_a), ("exprefine", result.evaluation_b)])
+        record["plots"] = [relative(p) for p in plot_curves(curves, args.out.parent, prefix=f"{args.out.stem}_")]
         args.out.write_text(json.dumps(record, indent=1) + "\n")
     return record
 

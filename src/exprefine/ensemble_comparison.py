@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from .potentials.base import Potential
-from .refine.records import evaluate_targets
+from .refine.records import Evaluation, evaluate_targets
 from .refine.targets import Target
 from .trajectory import Trajectory
 
@@ -47,11 +47,14 @@ class TargetAgreement:
 
 @dataclass
 class EnsembleComparison:
-    """Every target of two runs: per-target agreement and the frame counts."""
+    """Every target of two runs: per-target agreement, the frame counts, and each run's evaluation
+    (averages and block errors of every target, e.g. for :func:`exprefine.refine.curves.target_curves`)."""
 
     targets: list[TargetAgreement]
     n_frames_a: int
     n_frames_b: int
+    evaluation_a: Evaluation
+    evaluation_b: Evaluation
 
 
 def compare_ensembles(targets: Sequence[Target], a: Trajectory, b: Trajectory, potential: Potential,
@@ -72,7 +75,7 @@ def compare_ensembles(targets: Sequence[Target], a: Trajectory, b: Trajectory, p
         data_z2 = float("nan") if t.sigma is None else float(((diff / t.sigma[keep]) ** 2).mean())
         out.append(TargetAgreement(name=t.name, n_points=int(diff.numel()), mean_z2_statistical=float(z2.mean()),
                                    mean_z2_data_sigma=data_z2, max_abs_difference=float(diff.abs().max())))
-    return EnsembleComparison(out, a.n_frames, b.n_frames)
+    return EnsembleComparison(out, a.n_frames, b.n_frames, ev_a, ev_b)
 
 
 __all__ = ["EnsembleComparison", "TargetAgreement", "compare_ensembles"]
