@@ -54,6 +54,7 @@ from .records import (
     evaluation_to_plain,
     merge_evaluations,
 )
+from .run_checkpoint import ChainEntry, chain_entry, point_entries, point_entry, prune_trajectories, with_points
 from .settings import RefinerSettings
 from .state_points import (
     SINGLE,
@@ -89,14 +90,6 @@ class _ChainLoop:
 
     md_start: Any
     generator: torch.Generator
-
-
-@dataclass
-class _ChainEntry:
-    """What rank 0 needs of another rank's MD chain to write a checkpoint."""
-
-    md_state: dict
-    generator_state: torch.Tensor
 
 
 @dataclass
@@ -455,43 +448,22 @@ class Refiner:
         loop.before = gather_points(self.collective, before, n)
         return loop
 
-    def _point_entries(self, ck: dict[str, Any]) -> list[dict[str, Any]]:
-        """Each state point's part of a checkpoint (one state point: the flat keys of earlier versions)."""
-        if "state_points" not in ck:
-            if not self.single:
-                raise ValueError(f"{self.latest_checkpoint} holds a run with one state point, the config has "
-                                 f"{len(self.points)}")
-            entries = [{key: ck.get(key) for key in ("md_state", "generator_state", "trajectory_file", "n_samplings",
-                                                     "reference_potential_state", "before", "replica_groups")}]
-        else:
-            entries = ck["state_points"]
-            if [e["name"] for e in entries] != [p.name for p in self.points]:
-                raise ValueError(f"{self.latest_checkpoint} holds the state points {[e['name'] for e in entries]}, "
-                                 f"the config has {[p.name for p in self.points]}")
-        for point, entry in zip(self.points, entries):
-            groups = 1 + len(entry.get("replica_groups") or [])
-            if groups != point.replica_groups:
-                where = "" if self.single else f"state point {point.name!r}: "
-                raise ValueError(f"{self.latest_checkpoint}: {where}the run has {groups} replica group(s), the "
-                                 f"config {point.replica_groups}")
-        return entries
-
     def _resumed_loop(self) -> _Loop:
         """The loop as the latest checkpoint left it; parameters, update rule and random streams restored."""
         ckpt_path = self.latest_checkpoint
         if ckpt_path is None or not ckpt_path.exists():
             raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
         ck = load_checkpoint(ckpt_path)
-        entries = self._point_entries(ck)
+        entries = point_entries(ck, [p.name for p in self.points], [p.replica_groups for p in self.points], ckpt_path)
         self.potential.load_state_dict(full_state(self.potential, ck["potential_state"], ckpt_path))
         if ck.get("dft_generator_state") is not None:
             self.dft_generator.set_state(ck["dft_generator_state"])
         chain_loops = {}
         for k, g in self.local_chains:
-            entry = entries[k] if g == 0 else entries[k]["replica_groups"][g - 1]
+            stored = chain_entry(entries[k], g)
             generator = self._generator((k, g))
-            generator.set_state(entry["generator_state"])
-            md_start = State(**entry["md_state"]).to(device=self.points[k].start.device)
+            generator.set_state(stored.generator_state)
+            md_start = State(**stored.md_state).to(device=self.points[k].start.device)
             chain_loops[(k, g)] = _ChainLoop(md_start, generator)
         loop = _Loop(
             current={k: self._load_ensemble(k, entries[k]["trajectory_file"]) for k in self.member_points},
@@ -648,32 +620,20 @@ class Refiner:
         path = self.latest_checkpoint
         if path is None:
             return
-        local = {c: _ChainEntry(state_to_plain(chain.md_start), chain.generator.get_state())
+        local = {c: ChainEntry(state_to_plain(chain.md_start), chain.generator.get_state())
                  for c, chain in loop.chains.items()}
-        gathered: dict[Chain, _ChainEntry] = {}
+        gathered: dict[Chain, ChainEntry] = {}
         for part in self.collective.gather(local):
             gathered.update(part)
         files = gather_points(self.collective, {k: e.file for k, e in loop.current.items() if e.reweighted_here},
                               len(self.points))
         rule_entries = self.rule.checkpoint_entries()
         if self.writer:
-            points = []
-            for k, point in enumerate(self.points):
-                entry: dict[str, Any] = {
-                    "name": point.name,
-                    "md_state": gathered[(k, 0)].md_state,
-                    "generator_state": gathered[(k, 0)].generator_state,
-                    "trajectory_file": files[k],
-                    "n_samplings": loop.n_samplings[k],
-                    "reference_potential_state": compact_state(self.potential, loop.good_states[k]),
-                    "before": evaluation_to_plain(loop.before[k]),
-                }
-                if point.replica_groups > 1:
-                    entry["replica_groups"] = [{"md_state": gathered[(k, g)].md_state,
-                                                "generator_state": gathered[(k, g)].generator_state}
-                                               for g in range(1, point.replica_groups)]
-                points.append(entry)
-            payload: dict[str, Any] = {
+            points = [point_entry(point.name, [gathered[(k, g)] for g in range(point.replica_groups)], files[k],
+                                  loop.n_samplings[k], compact_state(self.potential, loop.good_states[k]),
+                                  evaluation_to_plain(loop.before[k]))
+                      for k, point in enumerate(self.points)]
+            save_checkpoint(path, with_points({
                 "next_update": loop.next_update,
                 "potential_state": compact_state(self.potential, self.potential.state_dict()),
                 "history": [asdict(r) for r in loop.history],
@@ -685,13 +645,7 @@ class Refiner:
                 "dft_generator_state": self.dft_generator.get_state(),
                 "dft_before": None if loop.dft_before is None else asdict(loop.dft_before),
                 "config": self.config,
-            }
-            if self.single:
-                # the keys of runs with one state point, as earlier versions wrote them
-                payload.update({key: value for key, value in points[0].items() if key != "name"})
-            else:
-                payload["state_points"] = points
-            save_checkpoint(path, payload)
+            }, points))
         self.collective.barrier()
         # only now that the checkpoint names the current trajectories may older ones go;
         # the first is kept as the "before" ensemble
@@ -699,12 +653,9 @@ class Refiner:
         for k, ensemble in loop.current.items():
             if not ensemble.reweighted_here:
                 continue
-            keep = {ensemble.file, "trajectory_0000.pt", kept.get(k)}
-            folder = self._point_path(k, "trajectories", "x")
+            folder = self._point_path(k, "trajectories")
             assert folder is not None
-            for old in folder.parent.glob("trajectory_*.pt"):
-                if old.name not in keep:
-                    old.unlink()
+            prune_trajectories(folder, {ensemble.file, "trajectory_0000.pt", kept.get(k)})
 
     def _write_outputs(self, result: RefinementResult) -> None:
         assert self.run_dir is not None
