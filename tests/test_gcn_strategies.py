@@ -151,3 +151,17 @@ def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):
     assert script.choose([base, worse_forces, mace]) is None
     mace_base = entry("base_mace", "base", "mace", 190.0, 2000.0, 30.0)
     assert script.choose([base, good, mace, mace_base]) == "e"
+
+
+def test_the_reference_config_is_the_generator_strategies_scores_against(script):
+    import torch
+
+    from exprefine.builders import build_potential, build_state
+    from exprefine.config import load_config
+
+    cfg = load_config(GCN_DIR / "reference_gfn1_d3.yaml")
+    _, reference, _ = script.base_and_reference(load_config(GCN_DIR / script.BASE_CONFIG))
+    state = build_state(cfg)  # the truth's 6-layer cell, 336 atoms
+    ours, theirs = build_potential(cfg).compute(state), reference.compute(state)
+    assert float(ours.energy_eV) == pytest.approx(float(theirs.energy_eV), abs=1e-6)
+    assert torch.allclose(ours.forces_eV_per_A, theirs.forces_eV_per_A, rtol=0.0, atol=1e-6)
