@@ -165,3 +165,18 @@ def test_the_reference_config_is_the_generator_strategies_scores_against(script)
     ours, theirs = build_potential(cfg).compute(state), reference.compute(state)
     assert float(ours.energy_eV) == pytest.approx(float(theirs.energy_eV), abs=1e-6)
     assert torch.allclose(ours.forces_eV_per_A, theirs.forces_eV_per_A, rtol=0.0, atol=1e-6)
+
+
+def test_a_long_check_runs_in_segments_and_reports_its_halves(script, tmp_path, capsys):
+    out = tmp_path / "strategies"
+    assert script.main(["--smoke", "--only", "base", "--long-check-ps", "20", "--out", str(out)]) == 0
+    (record,) = json.loads((out / "long_checks.json").read_text())
+    assert record["name"] == "base" and record["production_ps"] == 20
+    whole, first, second = record["whole"], record["first_half"], record["second_half"]
+    assert first["n_frames"] + second["n_frames"] == whole["n_frames"] == 2  # smoke: 0.02 ps, a frame every 10 fs
+    assert set(whole["chi2_per_point"]) == {"sq_low_q", "sq_high_q", "pdf"}
+    assert (out / "md" / "base_check_smoke_segments" / "segment_001.pt").exists()  # two 10-step segments
+    assert "segment 2/2" in capsys.readouterr().out
+    # run again: the cached run is reused, and the record replaced, not repeated
+    assert script.main(["--smoke", "--only", "base", "--long-check-ps", "20", "--out", str(out)]) == 0
+    assert [r["name"] for r in json.loads((out / "long_checks.json").read_text())] == ["base"]
