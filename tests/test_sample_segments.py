@@ -77,3 +77,25 @@ def test_sample_or_load_in_segments_caches_the_joined_run(tmp_path):
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["steps_per_s"] == pytest.approx(made.steps_per_s)
     assert sample_or_load(argon_lj(), state, settings, path).reused
+
+
+def test_a_run_killed_between_its_files_resumes_after_its_last_finished_segment(tmp_path):
+    from conftest import argon_lattice, argon_lj
+
+    settings, state = npt_settings(), from_atoms(argon_lattice(2))
+    whole = sample(argon_lj(), state, settings)
+    sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20, max_new_segments=2)
+    # killed after segment 2's MD state was written, before its readable record: run.json lags behind
+    record = json.loads((tmp_path / "run.json").read_text())
+    record["segments"] = record["segments"][:1]
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    # and a segment cut short left a file the state does not know about
+    (tmp_path / "segment_002.pt").write_bytes(b"half-written")
+    rest = sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20)
+    assert rest.complete and [s.index for s in rest.segments] == [0, 1, 2]
+    assert rest.trajectory is not None
+    assert torch.allclose(rest.trajectory.positions_A, whole.trajectory.positions_A, rtol=0.0, atol=1e-12)
+    assert len(json.loads((tmp_path / "run.json").read_text())["segments"]) == 3
+    (tmp_path / "md_state.pt").unlink()
+    with pytest.raises(ValueError, match="md_state.pt is missing"):
+        sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20)

@@ -10,10 +10,11 @@ numbers in the same order; bit for bit within one process, to round-off, ≈ 1e-
 resume, where sums may run in another order). A work directory made with other settings, another
 potential or another starting structure is refused by name.
 
-Files in ``work_dir``: ``run.json`` (settings, fingerprint, one record per finished segment),
-``segment_NNN.pt`` (its frames, a :class:`~exprefine.trajectory.Trajectory`) and ``md_state.pt``
-(the state after the newest segment). Each is written to a temporary name and renamed, so a run
-killed while writing leaves the previous segment intact.
+Files in ``work_dir``: ``run.json`` (settings, fingerprints, and a readable copy of the segment
+records), ``segment_NNN.pt`` (its frames, a :class:`~exprefine.trajectory.Trajectory`) and
+``md_state.pt`` (the state after the newest segment and the records of all finished ones: what
+a resume trusts). Each is written to a temporary name and renamed, so a run killed at any moment
+resumes after its last finished segment (a segment cut short is run again).
 """
 
 from __future__ import annotations
@@ -174,24 +175,31 @@ def sample_in_segments(
             if record.get(key) != value:
                 raise ValueError(f"{record_path}: made with another {key.replace('_', ' ')} "
                                  f"({record.get(key)!r}, now {value!r}); delete {work} or choose another work_dir")
-        segments = [SegmentRecord(**s) for s in record["segments"]]
-    if segments:
-        saved = torch.load(work / MD_STATE, weights_only=False)
-        if saved["segment"] != segments[-1].index:
-            raise ValueError(f"{work / MD_STATE} belongs to segment {saved['segment']}, the record ends at "
-                             f"segment {segments[-1].index}")
-        md = saved["md"]
-        generator.set_state(saved["generator"])
+        if (work / MD_STATE).exists():
+            # the MD state file is the authority on what finished (it is written in one atomic step)
+            saved = torch.load(work / MD_STATE, weights_only=False)
+            segments = [SegmentRecord(**s) for s in saved.get("segments", record["segments"])]
+            if not segments or saved["segment"] != segments[-1].index:
+                raise ValueError(f"{work / MD_STATE} belongs to segment {saved['segment']}, its record ends at "
+                                 f"{segments[-1].index if segments else 'none'}")
+            md = saved["md"]
+            generator.set_state(saved["generator"])
+        elif record["segments"]:
+            raise ValueError(f"{record_path} lists {len(record['segments'])} finished segment(s) but "
+                             f"{work / MD_STATE} is missing; delete {work} to start again")
+    else:
+        _atomic_write_text(record_path, json.dumps({**wanted, "segments": []}, indent=1))
     stop = len(plan) if max_new_segments is None else min(len(plan), len(segments) + max_new_segments)
     for k in range(len(segments), stop):
         result = sample(potential, md, plan[k], generator=generator, progress=progress)
         md = result.final
         result.trajectory.save(work / f"segment_{k:03d}.pt")
-        atomic_save({"segment": k, "md": md, "generator": generator.get_state()}, work / MD_STATE)
         segments.append(SegmentRecord(index=k, n_steps=result.n_steps, n_frames=result.trajectory.n_frames,
                                       end_time_ps=float(md.step) * settings.timestep_fs / 1000.0,
                                       wall_time_s=result.wall_time_s))
-        _atomic_write_text(record_path, json.dumps({**wanted, "segments": [asdict(s) for s in segments]}, indent=1))
+        plain = [asdict(s) for s in segments]
+        atomic_save({"segment": k, "md": md, "generator": generator.get_state(), "segments": plain}, work / MD_STATE)
+        _atomic_write_text(record_path, json.dumps({**wanted, "segments": plain}, indent=1))  # a readable copy
         if log is not None:
             log(f"segment {k + 1}/{len(plan)}: t = {segments[-1].end_time_ps:.2f} ps, {result.n_steps} steps in "
                 f"{result.wall_time_s:.0f} s ({result.n_steps / max(result.wall_time_s, 1e-9):.2f} steps/s)")
