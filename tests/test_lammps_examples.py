@@ -66,3 +66,39 @@ def test_both_inputs_run_the_same_md_and_write_readable_dumps(tmp_path, monkeypa
         assert traj.n_frames == 3 and traj.n_atoms == len(atoms)
         assert sorted(traj.atomic_numbers.tolist()) == sorted(atoms.get_atomic_numbers().tolist())
         np.testing.assert_allclose(traj.cells_A[0, :2].numpy(), atoms.cell.array[:2], atol=1e-6)  # a, b fixed
+
+
+def test_a_stopped_run_resumes_from_its_restart_file_to_the_same_frames(tmp_path, monkeypatch):
+    """in.gcn_exprefine.lammps (and, line for line, in.gcn_deepmd.lammps): restart files every
+    ``restart_every`` steps; ``resume 1`` goes on from the newest and appends to the dump."""
+    monkeypatch.chdir(tmp_path)
+    write_lammps_data(read(CELL), tmp_path / "gcn.data", ["C", "N"])
+    correction = SumPotential(cn_correction_terms())
+    common = {"data": "gcn.data", "equil_steps": "4", "dump_every": "2", "restart_every": "4"}
+    whole = run_lammps(correction, EXAMPLES / "in.gcn_exprefine.lammps", log_file=tmp_path / "whole.log",
+                       screen=False, variables={**common, "steps": "8", "dump_file": "whole.dump",
+                                                "restart_file": "whole.*.restart"})
+    assert whole.final_step == 12
+    # "stopped" at step 8 (its restart files at 4 and 8), then resumed with the full length
+    run_lammps(correction, EXAMPLES / "in.gcn_exprefine.lammps", log_file=tmp_path / "part.log", screen=False,
+               variables={**common, "steps": "4", "dump_file": "part.dump"})
+    assert sorted(p.name for p in tmp_path.glob("gcn_npt.*.restart")) == ["gcn_npt.4.restart", "gcn_npt.8.restart"]
+    resumed = run_lammps(correction, EXAMPLES / "in.gcn_exprefine.lammps", log_file=tmp_path / "resumed.log",
+                         screen=False, variables={**common, "steps": "8", "dump_file": "part.dump", "resume": "1"})
+    assert resumed.final_step == 12
+    a, b = read_lammps_dump(tmp_path / "whole.dump"), read_lammps_dump(tmp_path / "part.dump")
+    assert a.time_fs.tolist() == b.time_fs.tolist() == [4.0, 6.0, 8.0, 10.0, 12.0]
+    np.testing.assert_allclose(b.positions_A.numpy(), a.positions_A.numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b.cells_A.numpy(), a.cells_A.numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_run_inside_an_if_gets_the_forces_ready():
+    from exprefine.lammps.script import InputCommand
+
+    def cmd(text: str) -> InputCommand:
+        return InputCommand(text, "in", 1)
+
+    assert cmd('if "$(step) < 100" then "run 100 upto"').computes_forces
+    assert cmd('if "${resume} == 1" then "print x" else "minimize 0 0 10 10"').computes_forces
+    assert not cmd('if "${resume} == 1" then "read_restart a.restart" else "read_data a.data"').computes_forces
+    assert cmd("run 10").computes_forces and not cmd("thermo 100").computes_forces

@@ -49,6 +49,16 @@ class InputCommand:
         words = self.words
         return words[0] if words else ""
 
+    @property
+    def computes_forces(self) -> bool:
+        """Whether the command runs MD or a minimisation: a ``run``/``minimize``/``rerun``, or an
+        ``if`` whose ``then`` or ``else`` commands hold one (``if "..." then "run 100 upto"``)."""
+        if self.name in FORCE_COMMANDS:
+            return True
+        if self.name != "if":
+            return False
+        return any(part.split()[0] in FORCE_COMMANDS for part in self.words[2:] if part.split())
+
 
 def split_words(text: str) -> list[str]:
     """The words of a command, quotes respected (an unbalanced quote: plain whitespace split)."""

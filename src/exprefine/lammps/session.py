@@ -23,7 +23,7 @@ import torch
 from ..potentials.base import Potential
 from .bridge import ExternalForces, energy_per_eV, numbers_of_types
 from .library import open_lammps
-from .script import FORCE_COMMANDS, InputCommand, LammpsInputError, external_fix_id, read_input_commands
+from .script import InputCommand, LammpsInputError, external_fix_id, read_input_commands
 
 
 class LammpsError(ValueError):
@@ -94,7 +94,7 @@ class LammpsSession:
         if command.name == "unfix" and len(words) > 1:
             if words[1] in self.callbacks:
                 self._retired.append(self.callbacks.pop(words[1]))
-        if command.name in FORCE_COMMANDS and self.callbacks:
+        if command.computes_forces and self.callbacks:
             self._prepare(command)
         self._lammps(command.text, command)
         if fix_id is not None:
