@@ -46,16 +46,15 @@ def sample_exprefine(cfg, args) -> None:
     """exprefine's own NPT run of the config's potential (with ``--checkpoint``'s parameters) at
     ``--exprefine``, in resumable segments; an existing file made the same way is kept."""
     from exprefine.builders import build_potential, build_state, load_potential_state, sampler_settings
-    from exprefine.sampling import sample_or_load
+    from exprefine.sampling import sample_or_load, segment_steps_of
 
     potential = build_potential(cfg)
     if args.checkpoint is not None:
         load_potential_state(potential, args.checkpoint)
     settings = sampler_settings(cfg.sampling.model_copy(update={
         "equilibration_ps": 1.0, "production_ps": args.sample_ps, "frame_interval_fs": 50.0, "seed": args.seed}))
-    segment_steps = max(1, round(1000.0 * args.segment_ps / settings.timestep_fs / settings.stride_steps))
     run = sample_or_load(potential, build_state(cfg), settings, args.exprefine,
-                         segment_steps=segment_steps * settings.stride_steps, log=print)
+                         segment_steps=segment_steps_of(settings, args.segment_ps), log=print)
     print(f"exprefine: {run.trajectory.n_frames} frames, {run.steps_per_s:.2f} steps/s"
           f"{' (cached)' if run.reused else ''}", flush=True)
 
@@ -136,7 +135,6 @@ def main(argv: list[str] | None = None) -> dict:
           f"{s['exprefine_se']:.4f} Å (z = {s['z']:.2f})")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
         # each target of both runs against the data, beside the JSON: OUT_STEM_<target>.png
         curves = target_curves(targets, [("LAMMPS", result.evaluation_a), ("exprefine", result.evaluation_b)])
         record["plots"] = [relative(p) for p in plot_curves(curves, args.out.parent, prefix=f"{args.out.stem}_")]
