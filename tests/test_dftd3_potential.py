@@ -158,3 +158,58 @@ def test_refined_scales_written_out_run_in_the_packages_ase_calculator(tmp_path)
     energy = float(out.energy_eV[0])
     assert abs(atoms.get_potential_energy() - energy) < 1e-7 * abs(energy)
     np.testing.assert_allclose(atoms.get_forces(), out.forces_eV_per_A.detach().numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_trainable_damping_gives_energy_derivatives_of_the_library():
+    from dataclasses import replace as dc_replace
+
+    from exprefine.config import D3Config
+
+    frames = _frames()
+    state = concatenate([from_atoms(a) for a in frames])
+    config = D3Config(kind="dftd3", s6=0.95, s8=0.4, a1=0.4289, a2_bohr=4.4407, trainable=["s8", "a1", "a2"])
+    term = config.build(torch.float64)
+    energy = term.energy(state)
+    g8, g1, g2 = torch.autograd.grad(energy.sum(), [term.s8, term.a1, term.a2])
+
+    def total(**changes) -> float:
+        return float(D3Dispersion(dc_replace(term.settings, **changes)).energy(state).sum())
+
+    # independent central differences at two steps, Richardson-extrapolated: the term's derivative must
+    # lie closer to the extrapolation than the coarse estimate does (its truncation error bounds the test)
+    for g, name, value, h in ((g1, "a1", 0.4289, 0.02), (g2, "a2", 4.4407, 0.2)):
+        coarse = (total(**{name: value + h}) - total(**{name: value - h})) / (2 * h)
+        fine = (total(**{name: value + h / 2}) - total(**{name: value - h / 2})) / h
+        extrapolated = (4 * fine - coarse) / 3
+        assert abs(float(g) - extrapolated) < abs(fine - coarse)
+        assert float(g) > 0  # stronger damping, weaker (less negative) dispersion
+    assert abs(float(g8) - total(s6=0.0, s8=1.0)) < 1e-12 * abs(float(g8))
+    assert abs(float(energy.detach().sum()) - total()) < 1e-12 * abs(total())
+    # moved parameters are used everywhere: energies, forces, the written file, the summary
+    with torch.no_grad():
+        term.a1.fill_(0.63)
+        term.a2.fill_(5.0)
+    moved = D3Dispersion(dc_replace(term.settings, a1=0.63, a2=5.0))
+    torch.testing.assert_close(term.compute(state).forces_eV_per_A, moved.compute(state).forces_eV_per_A,
+                               rtol=1e-12, atol=1e-12)
+    assert term.summary() == {"s6": 0.95, "s8": 0.4, "a1": 0.63, "a2_bohr": 5.0}
+    with torch.no_grad():
+        np.testing.assert_allclose(term.energy(state).numpy(), moved.energy(state).numpy(), rtol=1e-12)
+
+
+def test_fixed_damping_keeps_the_two_scale_checkpoint_layout(tmp_path):
+    from exprefine.config import D3Config
+    from exprefine.potentials.dftd3 import load_d3_parameters
+
+    fixed = D3Config(kind="dftd3", s6=1.0, s8=0.7875, a1=0.4289, a2_bohr=4.4407, trainable=["s6", "s8"])
+    assert sorted(fixed.build(torch.float64).state_dict()) == ["s6", "s8"]  # earlier runs' checkpoints load
+    config = D3Config(kind="dftd3", s6=1.0, s8=0.7875, a1=0.4289, a2_bohr=4.4407, trainable=["a2"])
+    term = config.build(torch.float64)
+    assert sorted(term.state_dict()) == ["a2", "s6", "s8"]
+    with torch.no_grad():
+        term.a2.fill_(4.9)
+    (path,) = config.save_native(term, tmp_path, 0, 1)
+    loaded = load_d3_parameters(path)
+    assert (loaded.s6, loaded.s8, loaded.a1, loaded.a2) == (1.0, 0.7875, 0.4289, 4.9)
+    with pytest.raises(NotImplementedError, match="a2"):
+        term.compute(from_atoms(_frames()[0]), stress=True, create_graph=True)

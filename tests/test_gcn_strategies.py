@@ -136,6 +136,15 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     # E is G's correction on the base MACE: the same term and priors
     e = configs["strategy_e_mace_d3_prior.yaml"]
     assert e.potential.terms[0].kind == "mace" and e.potential.terms[1] == cfg.potential.terms[1]
+    # H is G with the damping refined too: same start, G's priors plus two on a1, a2
+    h = configs["strategy_h_d3_damping.yaml"]
+    assert h.potential.terms[1].trainable == ["s6", "s8", "a1", "a2"]
+    assert h.potential.terms[1].model_copy(update={"trainable": ["s6", "s8"], "prior": {}}) == \
+        cfg.potential.terms[1].model_copy(update={"prior": {}})
+    assert h.model_copy(update={"potential": cfg.potential, "run_dir": cfg.run_dir}) == cfg
+    names_h = [(p.name, float(p.mean), float(p.sigma)) for p in term_priors(h, build_potential(h))]
+    assert names_h[:2] == [("terms.1.s6", 1.0, 0.1), ("terms.1.s8", 0.7875, 1.0)]
+    assert names_h[2:] == [("terms.1.a1", 0.4289, 0.2), ("terms.1.a2", 4.4407, 1.0)]
 
 
 def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):

@@ -61,6 +61,7 @@ STRATEGIES = (
     ("f_d3_scales", "strategy_f_d3_scales.yaml", "F: base + D3(BJ) with PBE damping, s6/s8"),
     ("f1_d3_s8", "strategy_f1_d3_s8.yaml", "F′: base + D3(BJ) with PBE damping, s6 = 1, s8"),
     ("g_d3_prior", "strategy_g_d3_prior.yaml", "G: base + D3(BJ) with PBE damping, s6/s8 with D3's priors"),
+    ("h_d3_damping", "strategy_h_d3_damping.yaml", "H: base + D3(BJ), s6/s8/a1/a2 with D3's priors"),
 )
 #: the cache files (``md/<this>_<size>.pt``) of the generator's MD of each bilayer, on which every model is scored
 GENERATOR_FRAMES = "reference_deepmd"

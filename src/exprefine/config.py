@@ -294,9 +294,11 @@ class D3Config(_Term):
     (:class:`~exprefine.potentials.dftd3.D3Dispersion`), coordination-dependent C6 included.
 
     ``s6``, ``s8``, ``a1`` and ``a2_bohr``: the rational-damping parameters of the functional
-    the model was trained on (PBE: 1.0, 0.7875, 0.4289, 4.4407). ``trainable``: a list of
-    ``s6`` and ``s8``, D3's global scales (start them at 0 to refine a dispersion correction
-    from the base model on); a1 and a2 stay fixed. ``s9`` > 0 adds the three-body term (slow).
+    the model was trained on (PBE: 1.0, 0.7875, 0.4289, 4.4407). ``trainable``: any of ``s6``
+    and ``s8``, D3's global scales (start them at 0 to refine a dispersion correction from the
+    base model on), and ``a1`` and ``a2`` (the Becke–Johnson damping, ``a2`` in bohr; their energy
+    derivatives are finite differences, two more D3 evaluations per frame each — give them priors,
+    structure data fix few combinations of four D3 parameters). ``s9`` > 0 adds the three-body term (slow).
     Needs ``pip install 'exprefine[reference]'``.
     """
 
@@ -308,8 +310,8 @@ class D3Config(_Term):
     s9: float = 0.0
     cutoff_two_body_bohr: float = Field(default=40.0, gt=0)
     cutoff_coordination_bohr: float = Field(default=40.0, gt=0)
-    trainable: list[Literal["s6", "s8"]] = []
-    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in s6 and s8 (default: refine's)
+    trainable: list[Literal["s6", "s8", "a1", "a2"]] = []
+    learning_rate: float | None = Field(default=None, gt=0)  # Adam step in D3's parameters (default: refine's)
 
     def build(self, dtype: torch.dtype) -> Potential:
         settings = D3Parameters(s6=self.s6, s8=self.s8, a1=self.a1, a2=self.a2_bohr, s9=self.s9,

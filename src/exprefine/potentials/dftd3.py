@@ -2,7 +2,8 @@
 
 A "DFT + D3" model is an MLIP trained on dispersion-free labels plus this term; summed with
 :class:`~exprefine.potentials.sum.SumPotential` it can be sampled with exprefine's MD and
-evaluated like any other potential. The term has no trainable parameters.
+evaluated like any other potential. Its four parameters (s6, s8, a1, a2) can be refined by
+reweighting (the energies of fixed frames are differentiable in them).
 
 The ``dftd3`` library returns E, ∂E/∂x and the virial W = ∂E/∂ε (ε: symmetric strain of
 positions and cell). A custom autograd function hands these back to torch, so forces
@@ -10,7 +11,7 @@ positions and cell). A custom autograd function hands these back to torch, so fo
 :meth:`Potential.compute` like for any torch potential. The cell gradient is reconstructed
 from W: with cell rows h_i, ∂E/∂ε = Σ_i x_i ⊗ ∂E/∂x_i + Σ_i h_i ⊗ ∂E/∂h_i, so
 ∂E/∂h = h⁻ᵀ (W − xᵀ ∂E/∂x). Only first derivatives are available (no force training
-through this term, which would need none anyway: it has no parameters).
+through this term).
 
 Units: eV, Å inside exprefine; the library works in hartree and bohr.
 """
@@ -18,7 +19,7 @@ Units: eV, Å inside exprefine; the library works in hartree and bohr.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,29 +100,49 @@ class _D3Energy(torch.autograd.Function):
         return grad_positions, grad_cell, None, None
 
 
-class _D3ScaledEnergy(torch.autograd.Function):
-    """s6·E6(state) + s8·E8(state): the energy's derivatives in the two global scales.
+class _D3ParameterEnergy(torch.autograd.Function):
+    """E(state; s6, s8, a1, a2) of fixed frames with its derivatives in D3's four parameters.
 
-    The library evaluates the C6 and the C8 part separately (s6 = 1, s8 = 0 and the reverse)
-    without gradients; for frames whose positions are fixed (reweighting), this is all DiffTRe needs.
+    E = s6·E6(a1, a2) + s8·E8(a1, a2): the library evaluates the C6 and the C8 part separately
+    (s6 = 1, s8 = 0 and the reverse), which are the derivatives in the scales. The damping enters
+    non-linearly, so ∂E/∂a1 and ∂E/∂a2 are central differences of the library's energy (steps
+    :data:`DAMPING_STEPS`; two more evaluations per trainable damping parameter, none for a fixed one).
+    No position derivatives: for frames whose positions are fixed (reweighting), this is all DiffTRe needs.
     """
 
     @staticmethod
-    def forward(ctx: Any, s6: torch.Tensor, s8: torch.Tensor, term: "D3Dispersion", state: State) -> torch.Tensor:
-        e6 = term.evaluate(state, scales=(1.0, 0.0), with_gradient=False).energy_eV
-        e8 = term.evaluate(state, scales=(0.0, 1.0), with_gradient=False).energy_eV
-        parts = torch.as_tensor(np.stack([e6, e8]), dtype=s6.dtype, device=s6.device)
+    def forward(ctx: Any, s6: torch.Tensor, s8: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor,
+                term: "D3Dispersion", state: State) -> torch.Tensor:
+        current = term.current_parameters()
+        e6 = term.evaluate(state, replace(current, s6=1.0, s8=0.0), with_gradient=False).energy_eV
+        e8 = term.evaluate(state, replace(current, s6=0.0, s8=1.0), with_gradient=False).energy_eV
+        slopes = []
+        for name, parameter in (("a1", a1), ("a2", a2)):
+            if not parameter.requires_grad:
+                slopes.append(np.zeros_like(e6))
+                continue
+            value, h = getattr(current, name), DAMPING_STEPS[name]
+            up = term.evaluate(state, replace(current, **{name: value + h}), with_gradient=False).energy_eV
+            down = term.evaluate(state, replace(current, **{name: value - h}), with_gradient=False).energy_eV
+            slopes.append((up - down) / (2.0 * h))
+        parts = torch.as_tensor(np.stack([e6, e8, *slopes]), dtype=s6.dtype, device=s6.device)
         ctx.save_for_backward(parts)
         return s6 * parts[0] + s8 * parts[1]
 
     @staticmethod
     def backward(ctx: Any, grad_energy: torch.Tensor):
         (parts,) = ctx.saved_tensors
-        return (grad_energy * parts[0]).sum().reshape(1), (grad_energy * parts[1]).sum().reshape(1), None, None
+        grads = tuple((grad_energy * part).sum().reshape(1) for part in parts)
+        return (*grads, None, None)
 
 
-#: Which of D3's parameters may train: its two global scales (the energy is linear in them).
-D3_TRAINABLE = ("s6", "s8")
+#: Which of D3's parameters may train: the global scales s6, s8 (the energy is linear in them) and
+#: the Becke–Johnson damping a1 and a2 (bohr), whose energy derivatives are finite differences.
+D3_TRAINABLE = ("s6", "s8", "a1", "a2")
+
+#: Central-difference steps of the damping parameters (a1 dimensionless, a2 in bohr): truncation
+#: error O(h²) (≈ 1e-8 relative), round-off ≈ 1e-16·|E|/h.
+DAMPING_STEPS = {"a1": 1e-4, "a2": 1e-3}
 
 
 class D3Dispersion(Potential):
@@ -129,10 +150,13 @@ class D3Dispersion(Potential):
 
     Args:
         parameters: damping parameters and cutoffs (kept as ``settings``: ``parameters`` is nn.Module's).
-        trainable: which of the global scales ``s6``, ``s8`` train (none by default). Their values
-            live in the parameters ``s6``/``s8`` (starting at ``parameters.s6``/``.s8``). Only the
-            energy of fixed positions is differentiable in them — what reweighting needs; in a force
-            or stress evaluation they enter by value (no force-label or pressure training of s6/s8).
+        trainable: which of ``s6``, ``s8``, ``a1``, ``a2`` train (none by default). The scales always
+            live in the parameters ``s6``/``s8`` (starting at ``parameters.s6``/``.s8``); ``a1`` and
+            ``a2`` (bohr) become parameters of those names only when they train (otherwise the
+            settings' values hold, and checkpoints of fixed-damping terms keep their two entries).
+            Only the energy of fixed positions is differentiable in them — what reweighting needs
+            (the damping by finite differences, :class:`_D3ParameterEnergy`); in a force or stress
+            evaluation they enter by value (no force-label or pressure training).
 
     The library's structure object of each system is kept and updated in place while the
     atoms (numbers, periodicity) stay the same, as along an MD trajectory.
@@ -153,31 +177,58 @@ class D3Dispersion(Potential):
                                      requires_grad="s6" in trainable)
         self.s8 = torch.nn.Parameter(torch.tensor([float(parameters.s8)], dtype=torch.float64),
                                      requires_grad="s8" in trainable)
+        for name in ("a1", "a2"):
+            if name in trainable:
+                value = torch.tensor([float(getattr(parameters, name))], dtype=torch.float64)
+                self.register_parameter(name, torch.nn.Parameter(value))
         self._models: dict[int, tuple[tuple, Any]] = {}
 
+    def _damping(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        """The trainable damping parameter ``name`` or, when it is fixed, its value as a constant."""
+        parameter = self._parameters.get(name)
+        if parameter is not None:
+            return parameter.to(dtype)
+        return torch.tensor([float(getattr(self.settings, name))], dtype=dtype)
+
+    def trains(self) -> bool:
+        """Whether any of D3's parameters trains."""
+        return any(p.requires_grad for p in self.parameters())
+
+    def current_parameters(self) -> D3Parameters:
+        """The settings with the current values of every trainable parameter."""
+        values = {name: float(p.detach()) for name, p in self.named_parameters()}
+        return replace(self.settings, **values)
+
     def energy(self, state: State) -> torch.Tensor:
-        """[n_systems] D3 energy in eV (differentiable in positions and cell, first order, or in s6/s8)."""
+        """[n_systems] D3 energy in eV (differentiable in positions and cell, first order, or in the
+        trainable parameters for fixed positions)."""
         if not torch.is_grad_enabled():  # energies only (reweighting): no derivatives from the library
             energy = self.evaluate(state, with_gradient=False).energy_eV
             return torch.as_tensor(energy, dtype=state.positions.dtype, device=state.positions.device)
-        trains = self.s6.requires_grad or self.s8.requires_grad
-        if trains and not state.positions.requires_grad:
-            return _D3ScaledEnergy.apply(self.s6.to(state.positions.dtype), self.s8.to(state.positions.dtype),
-                                         self, state)
+        if self.trains() and not state.positions.requires_grad:
+            dtype = state.positions.dtype
+            return _D3ParameterEnergy.apply(self.s6.to(dtype), self.s8.to(dtype), self._damping("a1", dtype),
+                                            self._damping("a2", dtype), self, state)
         return _D3Energy.apply(state.positions, state.cell, self, state)
 
     def compute(self, state: State, *, forces: bool = True, stress: bool = False, create_graph: bool = False):
-        """As :meth:`Potential.compute`; refuses derivatives of forces or stress in trainable s6/s8
-        (pressure targets, force labels), which the library cannot give, instead of returning zeros."""
-        if create_graph and (self.s6.requires_grad or self.s8.requires_grad):
-            raise NotImplementedError("D3Dispersion: forces and stress are not differentiable in s6/s8 "
-                                      "(a pressure target or force labels cannot train them); train them on "
-                                      "structure or energy targets only")
+        """As :meth:`Potential.compute`; refuses derivatives of forces or stress in trainable
+        parameters (pressure targets, force labels), which the library cannot give, instead of returning zeros."""
+        if create_graph and self.trains():
+            raise NotImplementedError("D3Dispersion: forces and stress are not differentiable in D3's parameters "
+                                      "(a pressure target or force labels cannot train s6/s8/a1/a2); train them "
+                                      "on structure or energy targets only")
         return super().compute(state, forces=forces, stress=stress, create_graph=create_graph)
 
     def summary(self) -> dict[str, float]:
-        """The two global scales, for logs."""
-        return {"s6": float(self.s6.detach()), "s8": float(self.s8.detach())}
+        """The two global scales, and the damping where it trains, for logs."""
+        current = self.current_parameters()
+        out = {"s6": current.s6, "s8": current.s8}
+        if "a1" in self._parameters:
+            out["a1"] = current.a1
+        if "a2" in self._parameters:
+            out["a2_bohr"] = current.a2
+        return out
 
     def _model(self, system: int, numbers: np.ndarray, positions_bohr: np.ndarray, lattice_bohr: np.ndarray | None,
                periodic: np.ndarray):
@@ -195,18 +246,18 @@ class D3Dispersion(Potential):
         self._models[system] = (key, model)
         return model
 
-    def evaluate(self, state: State, scales: tuple[float, float] | None = None,
+    def evaluate(self, state: State, parameters: D3Parameters | None = None,
                  with_gradient: bool = True) -> D3Evaluation:
         """Energy, position gradient and cell gradient of every system (float64 numpy).
 
         Args:
-            scales: (s6, s8) to use instead of the current ``s6``/``s8`` parameters.
+            parameters: D3's parameters to use instead of the current ones (:meth:`current_parameters`);
+                only their damping and scales are read (the cutoffs are the settings').
             with_gradient: compute the derivatives (zeros otherwise).
         """
         from dftd3.interface import RationalDampingParam
 
-        s6, s8 = (float(self.s6.detach()), float(self.s8.detach())) if scales is None else scales
-        damping = RationalDampingParam(**{**self.settings.damping(), "s6": s6, "s8": s8})
+        damping = RationalDampingParam(**(parameters or self.current_parameters()).damping())
         positions = state.positions.detach().cpu().double().numpy()
         cells = state.cell.detach().cpu().double().numpy()
         pbc = state.pbc.detach().cpu().numpy().astype(bool)
@@ -235,10 +286,10 @@ class D3Dispersion(Potential):
 
 
 def save_d3_parameters(term: D3Dispersion, path: str | Path) -> Path:
-    """Write the term's D3(BJ) parameters, with the current s6/s8, as JSON (units in the keys)."""
+    """Write the term's D3(BJ) parameters, with the current values of the trainable ones, as JSON
+    (units in the keys)."""
     path = Path(path)
-    settings = asdict(term.settings)
-    settings.update(s6=float(term.s6.detach()), s8=float(term.s8.detach()))
+    settings = asdict(term.current_parameters())
     record = {"damping": "d3bj", **{("a2_bohr" if k == "a2" else k): v for k, v in settings.items()}}
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
@@ -327,4 +378,5 @@ def d3_pair_coefficients(numbers: np.ndarray, positions_A: np.ndarray, species: 
 
 
 __all__ = ["BOHR_A", "D3Dispersion", "D3Evaluation", "D3PairCoefficients", "D3Parameters", "HARTREE_eV",
-           "D3_TRAINABLE", "d3_ase_calculator", "d3_pair_coefficients", "load_d3_parameters", "save_d3_parameters"]
+           "D3_TRAINABLE", "DAMPING_STEPS", "d3_ase_calculator", "d3_pair_coefficients", "load_d3_parameters",
+           "save_d3_parameters"]
