@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .data.dft import DFTDataset
 from .data.loss import DFTLossTerms, dft_loss, dft_loss_terms
 from .data.metrics import DFTErrors, evaluate_dft_errors
@@ -180,15 +181,13 @@ def write_train_log(history: list[EpochRecord], path: str | Path) -> Path:
     """Write the epoch records as CSV (empty cells for missing values)."""
     path = Path(path)
     names = [f.name for f in fields(EpochRecord)]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(names)
         for record in history:
             row = asdict(record)
             writer.writerow(["" if row[n] is None else (int(row[n]) if isinstance(row[n], bool) else row[n])
                              for n in names])
-    tmp.replace(path)
     return path
 
 

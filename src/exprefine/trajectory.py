@@ -8,7 +8,6 @@ enters Boltzmann weights.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .state import State
 
 
@@ -125,26 +125,22 @@ class Trajectory:
     def save(self, path: str | Path) -> None:
         """Save as a torch file of plain tensors (loadable with weights_only=True), written to a
         temporary name and renamed, so that an interrupted save leaves no half-written file."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(
-            {
-                "format": "exprefine.trajectory/1",
-                "positions_A": self.positions_A,
-                "cells_A": self.cells_A,
-                "pbc": self.pbc,
-                "atomic_numbers": self.atomic_numbers,
-                "masses_amu": self.masses_amu,
-                "energies_eV": self.energies_eV,
-                "kT_eV": float(self.kT_eV),
-                "fingerprint": self.fingerprint,
-                "pressure_eV_per_A3": self.pressure_eV_per_A3,
-                "time_fs": self.time_fs,
-                "replica": self.replica,
-            },
-            str(tmp),
-        )
-        os.replace(tmp, path)
+        record = {
+            "format": "exprefine.trajectory/1",
+            "positions_A": self.positions_A,
+            "cells_A": self.cells_A,
+            "pbc": self.pbc,
+            "atomic_numbers": self.atomic_numbers,
+            "masses_amu": self.masses_amu,
+            "energies_eV": self.energies_eV,
+            "kT_eV": float(self.kT_eV),
+            "fingerprint": self.fingerprint,
+            "pressure_eV_per_A3": self.pressure_eV_per_A3,
+            "time_fs": self.time_fs,
+            "replica": self.replica,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(record, str(tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> "Trajectory":

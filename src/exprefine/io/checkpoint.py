@@ -7,7 +7,6 @@ leaves the previous checkpoint intact. They load with ``torch.load(weights_only=
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..trajectory import state_fingerprint
 
 CHECKPOINT_FORMAT = "exprefine.checkpoint/1"
@@ -42,11 +42,8 @@ def versions() -> dict[str, str]:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, str(tmp))
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 from ase import Atoms
 
+from ..atomic import atomic_path
 from .tblite_methods import METHODS, _append_frame, frame_key, label_frames, read_label_cache
 
 SHARD_SUFFIX = ".extxyz.gz"
@@ -98,16 +99,13 @@ def write_shard(path: str | os.PathLike, frames: Sequence[Atoms]) -> Path:
     from ase.io import write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     write(text, list(frames), format="extxyz")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw:
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
             gz.write(text.getvalue().encode("utf-8"))
         raw.flush()
         os.fsync(raw.fileno())
-    tmp.replace(path)
     return path
 
 

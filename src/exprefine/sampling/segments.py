@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from ..atomic import write_text_atomically
 from ..io.checkpoint import atomic_save
 from ..potentials.base import Potential
 from ..state import State
@@ -188,7 +188,7 @@ def sample_in_segments(
             raise ValueError(f"{record_path} lists {len(record['segments'])} finished segment(s) but "
                              f"{work / MD_STATE} is missing; delete {work} to start again")
     else:
-        _atomic_write_text(record_path, json.dumps({**wanted, "segments": []}, indent=1))
+        write_text_atomically(record_path, json.dumps({**wanted, "segments": []}, indent=1))
     stop = len(plan) if max_new_segments is None else min(len(plan), len(segments) + max_new_segments)
     for k in range(len(segments), stop):
         result = sample(potential, md, plan[k], generator=generator, progress=progress)
@@ -199,7 +199,7 @@ def sample_in_segments(
                                       wall_time_s=result.wall_time_s))
         plain = [asdict(s) for s in segments]
         atomic_save({"segment": k, "md": md, "generator": generator.get_state(), "segments": plain}, work / MD_STATE)
-        _atomic_write_text(record_path, json.dumps({**wanted, "segments": plain}, indent=1))  # a readable copy
+        write_text_atomically(record_path, json.dumps({**wanted, "segments": plain}, indent=1))  # a readable copy
         if log is not None:
             log(f"segment {k + 1}/{len(plan)}: t = {segments[-1].end_time_ps:.2f} ps, {result.n_steps} steps in "
                 f"{result.wall_time_s:.0f} s ({result.n_steps / max(result.wall_time_s, 1e-9):.2f} steps/s)")
@@ -215,8 +215,3 @@ def joined(work_dir: str | Path, segments: list[SegmentRecord], n_segments: int)
     final = torch.load(work / MD_STATE, weights_only=False)["md"]
     return SegmentedRun(Trajectory.concatenate(parts), final, segments, n_segments)
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
