@@ -44,7 +44,7 @@ class FormBound:
     residual_rms_meV_per_A: dict[str, float]
     refined_status: str | None = None
     refined_residual_rms_meV_per_A: dict[str, float] | None = None
-    #: for forms with only s6, s8 trainable: per logged update, (update, s6, s8, residual per set)
+    #: for D3-scale forms: per logged update, (update, s6, s8, [a1, a2_bohr,] residual per set)
     path: list[dict] | None = None
 
 
@@ -75,13 +75,20 @@ def forms():
          "strategy_g_d3_prior.yaml"),
         ("D3(BJ) with GFN1 damping (the generator's), s6 and s8", "— (check: s6 = 1, s8 = 2.4)",
          D3Dispersion(gfn1, trainable=("s6", "s8")), None),
+        # the four-parameter form holds the generator, so its floor is the row above's (0); fitted
+        # linearly at GFN1's damping, which the refinement must find on its own
+        ("D3(BJ), s6, s8, a1 and a2, D3's priors (floor at GFN1's damping)", "H",
+         D3Dispersion(gfn1, trainable=("s6", "s8")), "strategy_h_d3_damping.yaml"),
     ]
 
 
 def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
     """The residual at the parameters of every update in the strategy's log (forms whose trainable
-    parameters are s6 and s8 only); None without a log."""
+    parameters are s6 and s8, and for D3 also a1 and a2, as the log names them); None without a log."""
+    from dataclasses import replace
+
     from exprefine.force_matching import residual_rms
+    from exprefine.potentials import D3Dispersion
     from strategies import load_config
 
     log = Path(load_config(config).run_dir) / "log.jsonl"
@@ -90,11 +97,19 @@ def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
     rows = []
     for line in log.read_text().splitlines():
         record = json.loads(line)
-        s6, s8 = record["parameters"]["s6"], record["parameters"]["s8"]
-        rows.append({"update": record["update"], "loss": record["loss"], "accepted": record.get("accepted", True),
-                     "s6": s6, "s8": s8,
-                     "residual_rms_meV_per_A": {name: residual_rms(term, sets[name], missing[name], [s6, s8])
-                                                for name in sets}})
+        values = record["parameters"]
+        row = {"update": record["update"], "loss": record["loss"], "accepted": record.get("accepted", True),
+               **{k: values[k] for k in ("s6", "s8", "a1", "a2_bohr") if k in values}}
+        if "a1" in values or "a2_bohr" in values:  # the damping moved: a fixed term at the logged values
+            assert isinstance(term, D3Dispersion)
+            moved = D3Dispersion(replace(term.settings, s6=values["s6"], s8=values["s8"],
+                                         a1=values.get("a1", term.settings.a1),
+                                         a2=values.get("a2_bohr", term.settings.a2)))
+            residual = {name: residual_rms(moved, sets[name], missing[name]) for name in sets}
+        else:
+            residual = {name: residual_rms(term, sets[name], missing[name], [values["s6"], values["s8"]])
+                        for name in sets}
+        rows.append({**row, "residual_rms_meV_per_A": residual})
     return rows
 
 
@@ -166,8 +181,10 @@ def main(argv: list[str] | None = None) -> list[FormBound]:
                              bound.missing_force_rms_meV_per_A, bound.residual_rms_meV_per_A,
                              None if landed is None else landed[0], None if landed is None else landed[1], path))
         for row in path or []:
-            print(f"  {strategy} update {row['update']}: s6 {row['s6']:+.3f}, s8 {row['s8']:+.3f}, loss {row['loss']:.0f}: "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in row["residual_rms_meV_per_A"].items()) + " meV/Å", flush=True)
+            damping = "".join(f", {k} {row[k]:.3f}" for k in ("a1", "a2_bohr") if k in row)
+            print(f"  {strategy} update {row['update']}: s6 {row['s6']:+.3f}, s8 {row['s8']:+.3f}{damping}, "
+                  f"loss {row['loss']:.0f}: " + ", ".join(f"{k} {v:.1f}" for k, v in row["residual_rms_meV_per_A"].items())
+                  + " meV/Å", flush=True)
         print(f"{form}: " + ", ".join(f"{k} {v:.1f}" for k, v in bound.residual_rms_meV_per_A.items())
               + " meV/Å", flush=True)
     table = markdown(out, list(sets))
