@@ -186,6 +186,12 @@ def test_a_long_check_runs_in_segments_and_reports_its_halves(script, tmp_path, 
     assert set(whole["chi2_per_point"]) == {"sq_low_q", "sq_high_q", "pdf"}
     assert (out / "md" / "base_check_smoke_segments" / "segment_001.pt").exists()  # two 10-step segments
     assert "segment 2/2" in capsys.readouterr().out
+    assert not (out / "strategies.json").exists()  # nothing measured: no table to rebuild
     # run again: the cached run is reused, and the record replaced, not repeated
     assert script.main(["--smoke", "--only", "base", "--long-check-ps", "20", "--out", str(out)]) == 0
     assert [r["name"] for r in json.loads((out / "long_checks.json").read_text())] == ["base"]
+    # once the model is measured, the table carries its longer check
+    assert script.main(["--smoke", "--only", "base", "--out", str(out)]) == 0
+    (entry,) = json.loads((out / "strategies.json").read_text())
+    assert entry["name"] == "base" and entry["long_check"]["whole"] == whole
+    assert "| longer check |" in (out / "strategies.md").read_text()

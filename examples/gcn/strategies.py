@@ -106,6 +106,8 @@ class Entry:
     label_force_rmse_meV_per_A: float | None = None
     sq_low_q_chi2_per_point: float | None = None
     chosen: bool = False
+    #: the longer structure check of ``--long-check-ps`` (the whole run's d, density, χ²), where one ran
+    long_check: dict = field(default_factory=dict)
 
 
 def relative(path: Path) -> str:
@@ -495,6 +497,16 @@ def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
         row += [f"{e.binding['binding_energy_meV_per_atom']:.1f}", f"{e.binding['d_min_A']:.3f}",
                 num(e.refinement_wall_time_s, ".0f")]
         lines.append("| " + " | ".join(row) + " |")
+    longer = [e for e in entries if e.long_check]
+    if longer:
+        lines += ["", "| longer check | production (ps) | frames | S(Q) χ² low Q | S(Q) χ² high Q | G(r) χ² | d (Å) "
+                  "| ρ (g/cm³) |", "|" + "---|" * 8]
+        for e in longer:
+            m, chi2 = e.long_check["whole"], e.long_check["whole"]["chi2_per_point"]
+            lines.append(f"| {e.name} | {e.long_check['production_ps']:g} | {m['n_frames']} | "
+                         f"{num(chi2.get('sq_low_q'), '.3g')} | {num(chi2.get('sq_high_q'), '.3g')} | "
+                         f"{num(chi2.get('pdf'), '.3g')} | {m['d_A']:.4f} ± {m['d_se_A']:.4f} | "
+                         f"{m['density_g_per_cm3']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -528,6 +540,12 @@ def plot(path: Path, entries: list[Entry], sizes: tuple[str, ...]) -> None:
 def summarize(out_dir: Path, names: list[str], sizes: tuple[str, ...]) -> list[Entry]:
     entries = [Entry(**json.loads((out_dir / f"{n}.json").read_text())) for n in names
                if (out_dir / f"{n}.json").exists()]
+    if not entries:  # nothing measured yet (e.g. only a long check ran)
+        return entries
+    long_path = out_dir / "long_checks.json"
+    longer = {r["name"]: r for r in json.loads(long_path.read_text())} if long_path.exists() else {}
+    for e in entries:
+        e.long_check = longer.get(e.name, {})
     chosen = choose(entries)
     for e in entries:
         e.chosen = e.name == chosen
@@ -642,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             measure(model.name, model.description, model.cfg, test, model.potential, model.reference,
                     model.reference_tag, model.generator, protocol, args.out, args.smoke, model.status, model.files,
                     model.n_updates, model.wall_time_s, check_file=model.check_file)
-    if args.md_only or args.long_check_ps is not None:
+    if args.md_only:
         return 0
     entries = summarize(args.out, [*names, "reference"], protocol.sizes)  # the base first, as the issue asks
     print(markdown(entries, protocol.sizes))
