@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import write_text_atomically
 from ..state import State
 from .base import Potential
 
@@ -291,8 +292,7 @@ def save_d3_parameters(term: D3Dispersion, path: str | Path) -> Path:
     path = Path(path)
     settings = asdict(term.current_parameters())
     record = {"damping": "d3bj", **{("a2_bohr" if k == "a2" else k): v for k, v in settings.items()}}
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
+    return write_text_atomically(path, json.dumps(record, indent=1) + "\n")
 
 
 def load_d3_parameters(path: str | Path) -> D3Parameters:
