@@ -87,13 +87,18 @@ def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
     parameters are s6 and s8, and for D3 also a1 and a2, as the log names them); None without a log."""
     from dataclasses import replace
 
+    import torch
+
     from exprefine.force_matching import residual_rms
     from exprefine.potentials import D3Dispersion
     from strategies import load_config
 
-    log = Path(load_config(config).run_dir) / "log.jsonl"
+    cfg = load_config(config)
+    log = Path(cfg.run_dir) / "log.jsonl"
     if not log.exists():
         return None
+    # a moved damping is evaluated with the strategy's own D3 settings (its cutoffs), not the form's
+    own_d3 = [t for t in cfg.potential.terms if t.kind == "dftd3"]
     rows = []
     for line in log.read_text().splitlines():
         record = json.loads(line)
@@ -101,10 +106,9 @@ def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
         row = {"update": record["update"], "loss": record["loss"], "accepted": record.get("accepted", True),
                **{k: values[k] for k in ("s6", "s8", "a1", "a2_bohr") if k in values}}
         if "a1" in values or "a2_bohr" in values:  # the damping moved: a fixed term at the logged values
-            assert isinstance(term, D3Dispersion)
-            moved = D3Dispersion(replace(term.settings, s6=values["s6"], s8=values["s8"],
-                                         a1=values.get("a1", term.settings.a1),
-                                         a2=values.get("a2_bohr", term.settings.a2)))
+            settings = own_d3[0].build(torch.float64).settings
+            moved = D3Dispersion(replace(settings, s6=values["s6"], s8=values["s8"],
+                                         a1=values.get("a1", settings.a1), a2=values.get("a2_bohr", settings.a2)))
             residual = {name: residual_rms(moved, sets[name], missing[name]) for name in sets}
         else:
             residual = {name: residual_rms(term, sets[name], missing[name], [values["s6"], values["s8"]])
