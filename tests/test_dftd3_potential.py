@@ -213,3 +213,22 @@ def test_fixed_damping_keeps_the_two_scale_checkpoint_layout(tmp_path):
     assert (loaded.s6, loaded.s8, loaded.a1, loaded.a2) == (1.0, 0.7875, 0.4289, 4.9)
     with pytest.raises(NotImplementedError, match="a2"):
         term.compute(from_atoms(_frames()[0]), stress=True, create_graph=True)
+
+
+def test_a_prior_on_damping_that_does_not_train_says_to_make_it_trainable():
+    from types import SimpleNamespace
+
+    from exprefine.builders import term_priors
+    from exprefine.config import ConfigError, D3Config, PotentialConfig, PriorConfig
+
+    config = D3Config(kind="dftd3", s6=1.0, s8=0.7875, a1=0.4289, a2_bohr=4.4407, trainable=["s6"],
+                      prior={"a1": PriorConfig(mean=0.43, sigma=0.2)})
+    cfg = SimpleNamespace(potential=PotentialConfig(terms=[config]))
+    with pytest.raises(ConfigError, match=r"prior.a1: 'a1' does not train .*add it to the term's trainable"):
+        term_priors(cfg, config.build(torch.float64))
+    config.prior = {"a3": PriorConfig(mean=0.43, sigma=0.2)}
+    with pytest.raises(ConfigError, match="no parameter 'a3'; its parameters: s6, s8"):
+        term_priors(cfg, config.build(torch.float64))
+    config.prior = {"s8": PriorConfig(mean=0.7875, sigma=0.2)}
+    with pytest.raises(ConfigError, match="s8: the parameter is not trainable"):
+        term_priors(cfg, config.build(torch.float64))

@@ -170,6 +170,9 @@ def term_priors(cfg: Config, potential: Potential) -> list[ParameterPrior]:
         named = dict(term.named_parameters())
         for name, spec in term_cfg.prior.items():
             where = f"potential.terms[{index}].prior.{name}"
+            if name not in named and name in term_cfg.trainable_choices():
+                raise ConfigError(f"{where}: {name!r} does not train in this {term_cfg.kind} term "
+                                  f"(add it to the term's trainable)")
             if name not in named:
                 raise ConfigError(f"{where}: the {term_cfg.kind} term has no parameter {name!r}; "
                                   f"its parameters: {', '.join(sorted(named)) or 'none'}")

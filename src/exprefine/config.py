@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Iterator, Literal, Union
+from typing import Annotated, Any, ClassVar, Iterator, Literal, Union, get_args, get_origin
 
 import torch
 import yaml
@@ -173,6 +173,13 @@ class PriorConfig(_Strict):
         return self
 
 
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    """Every string of the ``Literal`` types inside ``annotation`` (e.g. ``bool | list[Literal["a", "b"]]``)."""
+    if get_origin(annotation) is Literal:
+        return tuple(v for v in get_args(annotation) if isinstance(v, str))
+    return tuple(v for arg in get_args(annotation) for v in _literal_values(arg))
+
+
 class _Term(_Strict):
     """A potential term: builds its Potential, its step sizes and (if it has one) its native model file.
 
@@ -184,6 +191,11 @@ class _Term(_Strict):
 
     def build(self, dtype: torch.dtype) -> Potential:
         raise NotImplementedError
+
+    def trainable_choices(self) -> tuple[str, ...]:
+        """The names this kind's ``trainable`` list accepts (empty where it takes presets or a bool only)."""
+        field = type(self).model_fields.get("trainable")
+        return _literal_values(field.annotation) if field is not None else ()
 
     def learning_rates(self, term: Potential) -> dict[int, float]:
         """Adam step sizes of the term's parameters (by identity) that differ from ``refine.learning_rate``."""
