@@ -44,6 +44,7 @@ from .refine.collective import Collective
 from .sampling import BarostatSettings, SamplerSettings
 from .state import State, from_atoms, read_state, replicate
 from .training import TrainSettings
+from .trajectory import Trajectory
 from .units import PS_IN_FS
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -351,9 +352,11 @@ def build_state_points(cfg: Config, device: torch.device | str = "cpu") -> list[
         targets = [build_target(t, spec.sampling.temperature_K) for t in spec.targets]
         if spec.weight != 1.0:
             targets = [replace(t, weight=t.weight * spec.weight) for t in targets]
+        given = spec.system.start_trajectory_file
         points.append(StatePoint(spec.name, targets, sampler_settings(spec.sampling), state,
                                  resample_equilibration_steps=_resample_steps(spec.sampling),
-                                 replica_groups=spec.system.replica_groups))
+                                 replica_groups=spec.system.replica_groups,
+                                 start_trajectory=None if given is None else Trajectory.load(given)))
     return points
 
 

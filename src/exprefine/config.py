@@ -128,6 +128,11 @@ class SystemConfig(_Strict):
     #: spread over the ranks, and the groups — not the ranks — fix the trajectories)
     replica_groups: int = Field(default=1, ge=1)
     dtype: Literal["float32", "float64"] = "float64"
+    #: refinement only: a trajectory file (``.pt``) already sampled at this state point with the starting
+    #: parameters — e.g. an earlier run's long check, with that run's ``final_model.pt`` as
+    #: ``potential.initial_checkpoint``; the first update reweights it instead of sampling (long
+    #: trajectories give parameters with less sampling noise), later MD continues from its last frames
+    start_trajectory_file: Path | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "SystemConfig":

@@ -63,9 +63,11 @@ from .state_points import (
     chain_owner,
     chains,
     check_names,
+    check_start_trajectory,
     group_generator,
     group_start,
     join_groups,
+    last_frames,
     point_dir,
     point_owner,
     qualified,
@@ -434,19 +436,38 @@ class Refiner:
             before=[],
             dft_before=held_out_errors(self.potential, self.dft),
         )
-        sampled = self._sample_chains(loop, range(n), {c: chain.md_start for c, chain in loop.chains.items()},
-                                      first=True, catch=False)
+        given = {k: self._start_trajectory(k) for k in range(n) if self.points[k].start_trajectory is not None}
+        sampled = self._sample_chains(loop, [k for k in range(n) if k not in given],
+                                      {c: chain.md_start for c, chain in loop.chains.items()}, first=True, catch=False)
         for chain, result in sampled.results.items():
             loop.chains[chain].md_start = result.final
+        for chain in loop.chains:
+            if chain[0] in given:
+                loop.chains[chain].md_start = last_frames(given[chain[0]][chain[1]]).to(
+                    dtype=self.points[chain[0]].start.dtype, device=self.points[chain[0]].start.device)
         before = {}
         for k in self.member_points:
-            trajectory = sampled.trajectories.get(k)
-            loop.current[k] = self._ensemble(k, trajectory, sampled.parts(k), 0)
+            if k in given:
+                trajectory = self.points[k].start_trajectory if k in self.local_indices else None
+                parts = {g: given[k][g] for kk, g in self.local_chains if kk == k}
+            else:
+                trajectory, parts = sampled.trajectories.get(k), sampled.parts(k)
+            loop.current[k] = self._ensemble(k, trajectory, parts, 0)
             if trajectory is not None:
                 before[k] = evaluate_targets(self.points[k].targets, trajectory, self.potential,
                                              self.settings.chunk_size, values=loop.current[k].static)
         loop.before = gather_points(self.collective, before, n)
         return loop
+
+    def _start_trajectory(self, k: int) -> list[Trajectory]:
+        """State point ``k``'s given first trajectory (checked against the starting parameters), by replica group."""
+        point = self.points[k]
+        check_start_trajectory(point, self.potential)
+        assert point.start_trajectory is not None
+        if self.writer and (self.settings.progress or self.settings.progress_lines):
+            print(f"state point {point.name}: first trajectory given ({point.start_trajectory.n_frames} frames), "
+                  "not sampled", file=sys.stderr, flush=True)
+        return split_groups(point, point.start_trajectory)
 
     def _resumed_loop(self) -> _Loop:
         """The loop as the latest checkpoint left it; parameters, update rule and random streams restored."""

@@ -18,6 +18,7 @@ state point this is state point ``k`` on rank ``k mod world_size``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -25,10 +26,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..observables.base import TEMPERATURE_RTOL
 from ..potentials.base import Potential
 from ..sampling import SampleResult, SamplerSettings, sample, sample_in_segments
 from ..state import State, concatenate
-from ..trajectory import Trajectory
+from ..trajectory import Trajectory, parameter_fingerprint
 from .targets import Target
 
 #: an MD chain: (state point index, replica group index)
@@ -51,6 +53,10 @@ class StatePoint:
             refiner's ``resample_equilibration_steps``).
         replica_groups: MD chains the replicas of ``start`` are split into (consecutive and as even
             as possible; at most one per replica).
+        start_trajectory: frames already sampled with the starting parameters at this state point
+            (e.g. a long check of the run whose final model the refinement starts from): the first
+            update reweights them instead of a fresh sampling, and the MD of later samplings
+            continues from their last frame (:func:`check_start_trajectory` says what must match).
     """
 
     name: str
@@ -59,6 +65,7 @@ class StatePoint:
     start: State
     resample_equilibration_steps: int | None = None
     replica_groups: int = 1
+    start_trajectory: Trajectory | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.replica_groups <= self.start.n_systems:
@@ -187,3 +194,50 @@ def split_groups(point: StatePoint, trajectory: Trajectory) -> list[Trajectory]:
         return [trajectory]
     return [trajectory.select(torch.isin(trajectory.replica, torch.as_tensor(replicas, dtype=torch.long)))
             for replicas in group_replicas(point.start.n_systems, point.replica_groups)]
+
+
+def check_start_trajectory(point: StatePoint, potential: Potential) -> None:
+    """Raise a one-line ValueError unless ``point.start_trajectory`` can stand for the point's first
+    sampling with ``potential``'s current parameters: sampled with exactly these parameters (their
+    fingerprint), at the point's temperature and pressure (or volume), of its replicas and atoms."""
+    trajectory = point.start_trajectory
+    if trajectory is None:
+        return
+    where = f"state point {point.name!r}: start trajectory"
+    fingerprint = parameter_fingerprint(potential)
+    if trajectory.fingerprint != fingerprint:
+        raise ValueError(f"{where} was sampled with other parameters (fingerprint {trajectory.fingerprint}, the "
+                         f"starting potential's {fingerprint}); start from the parameters that sampled it "
+                         "(potential.initial_checkpoint) or recompute its energies (exprefine.io.with_reference_energies)")
+    settings = point.sampler_settings
+    if abs(trajectory.kT_eV - settings.kT_eV) > TEMPERATURE_RTOL * settings.kT_eV:
+        raise ValueError(f"{where} has kT = {trajectory.kT_eV:.6g} eV, the sampling {settings.kT_eV:.6g} eV "
+                         f"({settings.temperature_K:g} K)")
+    pressure = None if settings.barostat is None else settings.barostat.pressure_eV_per_A3
+    held = trajectory.pressure_eV_per_A3
+    if (pressure is None) != (held is None) or (
+            pressure is not None and held is not None and not math.isclose(pressure, held, rel_tol=1e-6, abs_tol=1e-12)):
+        def ensemble(p: float | None) -> str:
+            return "constant volume" if p is None else f"pressure {p:.6g} eV/Å³"
+        raise ValueError(f"{where} was sampled at {ensemble(held)}, the sampling is at {ensemble(pressure)}")
+    start = point.start
+    replicas = sorted(set(trajectory.replica.tolist()))
+    if replicas != list(range(start.n_systems)):
+        raise ValueError(f"{where} holds replicas {replicas[:5]}{'...' if len(replicas) > 5 else ''}, "
+                         f"the state point {start.n_systems}")
+    numbers = start.atomic_numbers[start.system_idx == 0].cpu()
+    if not torch.equal(trajectory.atomic_numbers.cpu(), numbers):
+        raise ValueError(f"{where} has {trajectory.n_atoms} atoms of other elements or order than the "
+                         f"state point's structure ({numbers.numel()} atoms)")
+
+
+def last_frames(trajectory: Trajectory) -> State:
+    """The last stored frame of every replica of ``trajectory``, in replica order, as one State."""
+    replicas = trajectory.replica.cpu()
+    time = trajectory.time_fs.cpu()
+    indices = []
+    for r in sorted(set(replicas.tolist())):
+        own = (replicas == r).nonzero().reshape(-1)
+        latest = own[time[own] == time[own].max()]
+        indices.append(int(latest[-1]))
+    return trajectory.as_state(indices)
