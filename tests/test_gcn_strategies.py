@@ -195,3 +195,10 @@ def test_a_long_check_runs_in_segments_and_reports_its_halves(script, tmp_path, 
     (entry,) = json.loads((out / "strategies.json").read_text())
     assert entry["name"] == "base" and entry["long_check"]["whole"] == whole
     assert "| longer check |" in (out / "strategies.md").read_text()
+    # another seed (for a model fitted to a check of the usual one): its own files, the seed recorded
+    assert record["seed"] == 201
+    assert script.main(["--smoke", "--only", "base", "--long-check-ps", "20", "--long-check-seed", "202",
+                        "--out", str(out)]) == 0
+    (record,) = json.loads((out / "long_checks.json").read_text())
+    assert record["seed"] == 202
+    assert (out / "md" / "base_check_smoke_seed202_segments" / "segment_001.pt").exists()

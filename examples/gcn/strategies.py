@@ -62,6 +62,7 @@ STRATEGIES = (
     ("f1_d3_s8", "strategy_f1_d3_s8.yaml", "F′: base + D3(BJ) with PBE damping, s6 = 1, s8"),
     ("g_d3_prior", "strategy_g_d3_prior.yaml", "G: base + D3(BJ) with PBE damping, s6/s8 with D3's priors"),
     ("h_d3_damping", "strategy_h_d3_damping.yaml", "H: base + D3(BJ), s6/s8/a1/a2 with D3's priors"),
+    ("g2_long_polish", "strategy_g2_long_polish.yaml", "G2: G refitted on its own 20-ps check (400 frames)"),
 )
 #: the cache files (``md/<this>_<size>.pt``) of the generator's MD of each bilayer, on which every model is scored
 GENERATOR_FRAMES = "reference_deepmd"
@@ -239,20 +240,25 @@ def structure_metrics(cfg, trajectory, speed: float | None, source: str) -> dict
     return out
 
 
-def long_check(model, protocol: Protocol, out_dir: Path, production_ps: float, smoke: bool) -> dict:
+#: the seed of every long check unless a model was fitted to another model's long check (then another)
+LONG_CHECK_SEED = 201
+
+
+def long_check(model, protocol: Protocol, out_dir: Path, production_ps: float, smoke: bool,
+               seed: int = LONG_CHECK_SEED) -> dict:
     """A longer structure check than the table's (own seed, resumable 1-ps segments): d and χ² over the
     whole run and over each half (how much a run of half the length scatters). Merged into
-    ``out_dir/long_checks.json``."""
+    ``out_dir/long_checks.json``. A ``seed`` other than :data:`LONG_CHECK_SEED` is named in the files."""
     from dataclasses import replace
 
     from exprefine.trajectory import Trajectory
 
     longer = replace(protocol, check_ps=production_ps)
-    suffix = "_smoke" if smoke else f"{production_ps:g}ps"
+    suffix = ("_smoke" if smoke else f"{production_ps:g}ps") + ("" if seed == LONG_CHECK_SEED else f"_seed{seed}")
     whole = structure_check(model.cfg, model.potential, longer, out_dir / "md", model.name, smoke, suffix=suffix,
-                            seed=201, segment_ps=0.01 if smoke else 1.0)
+                            seed=seed, segment_ps=0.01 if smoke else 1.0)
     record = {"name": model.name, "production_ps": production_ps, "equilibration_ps": longer.check_equilibration_ps,
-              "whole": whole}
+              "seed": seed, "whole": whole}
     if whole.get("trajectory_file"):
         trajectory = Trajectory.load(REPO / whole["trajectory_file"])
         half = trajectory.n_frames // 2
@@ -622,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-check-ps", type=float, default=None, metavar="PS",
                    help="only a structure check of the named models with PS ps of production (resumable 1-ps "
                         "segments, md/<name>_check<PS>ps.pt), d and χ² of it and of its halves in long_checks.json")
+    p.add_argument("--long-check-seed", type=int, default=LONG_CHECK_SEED,
+                   help="the long check's MD seed (another one for a model fitted to a long check of seed "
+                        f"{LONG_CHECK_SEED}, so that its check is independent of its data)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "strategies")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--smoke", action="store_true", help="a tiny version of every stage (seconds; for tests)")
@@ -651,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     test = None if args.md_only or args.long_check_ps is not None else held_out_set(base_cfg, protocol)
     for model in models(args, base_cfg, strategies, wanted):
         if args.long_check_ps is not None:
-            long_check(model, protocol, args.out, args.long_check_ps, args.smoke)
+            long_check(model, protocol, args.out, args.long_check_ps, args.smoke, args.long_check_seed)
         elif args.add_sizes:
             add_sizes(model.name, model.potential, model.reference, model.generator, protocol, args.out, args.smoke)
         elif args.md_only:
