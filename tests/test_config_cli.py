@@ -344,3 +344,11 @@ def test_resolved_config_records_paths_relative_to_itself_and_loads_back(tmp_pat
     old = yaml.safe_load(text)
     old["targets"][0].update({"fit_range_inv_A": None, "value_bar": None, "sigma_A": None})
     assert config_to_plain(load_config(write(tmp_path / "run" / "old.yaml", old))) == config_to_plain(cfg)
+
+
+def test_the_parameter_table_keeps_a_large_change_apart_from_the_value():
+    from exprefine.cli.console import parameters_table
+
+    table = parameters_table({"s6": 0.950004, "s8": 0.0103167}, {"s6": 0.97957, "s8": -0.334077})
+    row = table.splitlines()[2]
+    assert row.split() == ["s8", "0.0103167", "-0.334077", "-3338.22", "%"]

@@ -36,11 +36,11 @@ def parameters_table(before: dict[str, float], after: dict[str, float]) -> str:
     """One row per named parameter: start, end, relative change (empty when the potential names none)."""
     if not after:
         return ""
-    lines = [f"  {'parameter':<28}{'start':>14}{'refined':>14}{'change':>10}"]
+    lines = [f"  {'parameter':<28}{'start':>14}{'refined':>14}{'change':>12}"]
     for name, value in after.items():
         start = before.get(name, float("nan"))
         change = f"{100 * (value / start - 1):+.2f} %" if start not in (0.0,) and not math.isnan(start) else ""
-        lines.append(f"  {name:<28}{start:>14.6g}{value:>14.6g}{change:>10}")
+        lines.append(f"  {name:<28}{start:>14.6g}{value:>14.6g} {change:>11}")  # a space even before -3338.21 %
     return "\n".join(lines)
 
 
