@@ -63,6 +63,7 @@ STRATEGIES = (
     ("g_d3_prior", "strategy_g_d3_prior.yaml", "G: base + D3(BJ) with PBE damping, s6/s8 with D3's priors"),
     ("h_d3_damping", "strategy_h_d3_damping.yaml", "H: base + D3(BJ), s6/s8/a1/a2 with D3's priors"),
     ("g2_long_polish", "strategy_g2_long_polish.yaml", "G2: G refitted on its own 20-ps check (400 frames)"),
+    ("h2_long_polish", "strategy_h2_long_polish.yaml", "H2: H refitted on its own 20-ps check (400 frames)"),
 )
 #: the cache files (``md/<this>_<size>.pt``) of the generator's MD of each bilayer, on which every model is scored
 GENERATOR_FRAMES = "reference_deepmd"
