@@ -162,6 +162,33 @@ def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):
     assert script.choose([base, good, mace, mace_base]) == "e"
 
 
+def test_a_strategy_that_meets_every_goal_is_chosen_over_one_with_lower_forces_that_misses_d(script):
+    def entry(name, status, d, force, chi2=(8.0, 1.4, 3.6), e_b=50.0, truth=223.4, label=225.5):
+        return script.Entry(
+            name, "", [], "deepmd", status, label_force_rmse_meV_per_A=label, sq_low_q_chi2_per_point=chi2[0],
+            check={"d_A": d, "chi2_per_point": dict(zip(("sq_low_q", "sq_high_q", "pdf"), chi2))},
+            held_out={"vs_truth": {"force_rmse_meV_per_A": truth}}, binding={"binding_energy_meV_per_atom": e_b,
+                                                                              "d_min_A": 2.98},
+            sizes={s: {"force_rmse_vs_reference_meV_per_A": force, "energy_sd_vs_reference_meV_per_atom": 0.1}
+                   for s in ("2x2", "8x4")})
+
+    reference = entry("reference", "reference", 3.076, 0.0, chi2=(1.3, 1.0, 1.4), e_b=55.4)
+    base = entry("base", "base", 3.749, 31.5, chi2=(2650.0, 2.2, 440.0), e_b=5.8, truth=225.1, label=223.4)
+    g = entry("g", "finished", 3.052, 2.1)
+    g2 = entry("g2", "finished", 3.070, 4.9)
+    missed = script.goals(g, base, reference)
+    assert [k for k, met in missed.items() if not met] == ["d_within_0.02_A"]
+    assert all(script.goals(g2, base, reference).values())
+    assert script.goals(base, base, reference) == {} and script.goals(g, None, reference) == {}
+    for e in (g, g2):
+        e.goals = script.goals(e, base, reference)
+    assert script.choose([base, g, g2, reference]) == "g2"
+    # a longer check counts instead of the table's: g's 20-ps d within 0.02 makes both complete
+    g.long_check = {"whole": {"d_A": 3.062, "chi2_per_point": {"sq_low_q": 7.0, "sq_high_q": 1.1, "pdf": 3.6}}}
+    g.goals = script.goals(g, base, reference)
+    assert script.choose([base, g, g2, reference]) == "g"
+
+
 def test_the_reference_config_is_the_generator_strategies_scores_against(script):
     import torch
 

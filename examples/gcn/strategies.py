@@ -110,6 +110,8 @@ class Entry:
     chosen: bool = False
     #: the longer structure check of ``--long-check-ps`` (the whole run's d, density, χ²), where one ran
     long_check: dict = field(default_factory=dict)
+    #: each of the issue's goals met or not (:func:`goals`; empty for the base, the reference and unfinished runs)
+    goals: dict = field(default_factory=dict)
 
 
 def relative(path: Path) -> str:
@@ -453,11 +455,48 @@ def measure(name: str, description: str, cfg, test, potential, reference, refere
 
 
 # ----------------------------------------------------------------------------- the summary
+def structure(e: Entry) -> dict:
+    """The structure check that counts for an entry: its longer one where it ran, else the table's."""
+    return e.long_check.get("whole") or e.check
+
+
+def goals(e: Entry, base: Entry | None, reference: Entry | None) -> dict[str, bool]:
+    """Each goal of issue 16 met (True) or not, for a finished strategy of the reference's model family,
+    from the measured figures (the structure from :func:`structure`, of the reference too); empty where
+    there is no base or reference of its family to measure against. (The 100 ps of stable NPT are
+    measured by stability.py, not here.)"""
+    if e.status != "finished" or base is None or reference is None or e.reference != reference.reference:
+        return {}
+    ours, theirs, base_chi2 = structure(e), structure(reference), base.check["chi2_per_point"]
+    chi2 = ours.get("chi2_per_point", {})
+    forces = [s["force_rmse_vs_reference_meV_per_A"] for s in e.sizes.values()]
+    energies = [s["energy_sd_vs_reference_meV_per_atom"] for s in e.sizes.values()]
+    binding, reference_binding = e.binding, reference.binding
+
+    def lower_100x(key: str) -> bool:
+        return chi2.get(key) is not None and chi2[key] <= base_chi2[key] / 100.0
+
+    return {
+        "forces_vs_reference_le_15_meV_per_A": bool(forces) and max(forces) <= 15.0,
+        "label_forces_within_5_percent": e.label_force_rmse_meV_per_A <= 1.05 * base.label_force_rmse_meV_per_A,
+        "energy_sd_le_1_meV_per_atom": bool(energies) and max(energies) <= 1.0,
+        "binding_energy_within_20_percent": abs(binding["binding_energy_meV_per_atom"]
+                                                - reference_binding["binding_energy_meV_per_atom"])
+        <= 0.2 * abs(reference_binding["binding_energy_meV_per_atom"]),
+        "d_min_within_0.05_A": abs(binding["d_min_A"] - reference_binding["d_min_A"]) <= 0.05,
+        "sq_and_gr_chi2_100x_lower": lower_100x("sq_low_q") and lower_100x("pdf"),
+        "d_within_0.02_A": ours.get("d_A") is not None and abs(ours["d_A"] - theirs["d_A"]) <= 0.02,
+        "truth_forces_below_base": e.held_out["vs_truth"]["force_rmse_meV_per_A"]
+        < base.held_out["vs_truth"]["force_rmse_meV_per_A"],
+    }
+
+
 def choose(entries: list[Entry]) -> str | None:
     """The strategy the README recommends: the lowest largest force error vs the reference over the cell
     sizes among the finished ones whose label forces stay within 5 % of the base's, whose low-Q S(Q)
     χ² is at least 10× below the base's and whose largest force error vs the reference is below the
-    base's (a refinement that fixes the structure with worse forces is not recommended); None if none
+    base's (a refinement that fixes the structure with worse forces is not recommended) — and among
+    those, if any meets every goal (``goals``, filled by :func:`summarize`), only those; None if none
     qualifies. A strategy is compared with the base of its own model family (``reference``: the
     base DeePMD for DeePMD strategies, ``base_mace`` for E); one whose family has no measured base is not
     eligible."""
@@ -477,14 +516,15 @@ def choose(entries: list[Entry]) -> str | None:
     ok = [e for e in entries if qualifies(e)]
     if not ok:
         return None
-    return min(ok, key=worst_force).name
+    complete = [e for e in ok if e.goals and all(e.goals.values())]
+    return min(complete or ok, key=worst_force).name
 
 
 def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
     head = ["model", "status", "S(Q) χ² low Q", "S(Q) χ² high Q", "G(r) χ²", "d (Å)", "ρ (g/cm³)",
             "F vs label (meV/Å)", "F vs truth", "F vs reference (held-out)"]
     head += [f"F vs ref {s}" for s in sizes] + [f"E SD vs ref {s} (meV/atom)" for s in sizes]
-    head += ["E_b (meV/atom)", "d_min (Å)", "wall (s)"]
+    head += ["E_b (meV/atom)", "d_min (Å)", "wall (s)", "goals missed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def num(x, fmt):
@@ -501,8 +541,10 @@ def markdown(entries: list[Entry], sizes: tuple[str, ...]) -> str:
                f"{e.held_out['vs_reference']['force_rmse_meV_per_A']:.1f}"]
         row += [num(e.sizes.get(s, {}).get("force_rmse_vs_reference_meV_per_A"), ".1f") for s in sizes]
         row += [num(e.sizes.get(s, {}).get("energy_sd_vs_reference_meV_per_atom"), ".2f") for s in sizes]
+        missed = [name for name, met in e.goals.items() if not met]
         row += [f"{e.binding['binding_energy_meV_per_atom']:.1f}", f"{e.binding['d_min_A']:.3f}",
-                num(e.refinement_wall_time_s, ".0f")]
+                num(e.refinement_wall_time_s, ".0f"),
+                ("none" if not missed else ", ".join(missed)) if e.goals else "—"]
         lines.append("| " + " | ".join(row) + " |")
     longer = [e for e in entries if e.long_check]
     if longer:
@@ -553,6 +595,11 @@ def summarize(out_dir: Path, names: list[str], sizes: tuple[str, ...]) -> list[E
     longer = {r["name"]: r for r in json.loads(long_path.read_text())} if long_path.exists() else {}
     for e in entries:
         e.long_check = longer.get(e.name, {})
+    reference = next((e for e in entries if e.status == "reference"), None)
+    base = next((e for e in entries if e.status == "base" and reference is not None and e.reference == reference.reference),
+                None)
+    for e in entries:
+        e.goals = goals(e, base, reference)
     chosen = choose(entries)
     for e in entries:
         e.chosen = e.name == chosen
