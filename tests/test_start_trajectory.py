@@ -78,3 +78,19 @@ def test_a_trajectory_that_cannot_stand_for_the_first_sampling_is_refused(tmp_pa
         refiner.run()
     assert len(str(err.value).splitlines()) == 1
     assert not (tmp_path / "run" / "trajectories").exists()  # refused before any MD
+
+
+def test_replica_groups_continue_each_from_their_own_replicas_last_frame(tmp_path):
+    raw = tiny_config(tmp_path / "sampler_run", final_check=False)
+    raw["system"]["n_replicas"] = 2
+    given, path = _given(tmp_path, raw)
+    raw = tiny_config(tmp_path / "run", final_check=False, n_updates=1)
+    raw["system"].update(n_replicas=2, replica_groups=2, start_trajectory_file=path)
+    refiner = build_refiner(load_config(write(tmp_path / "run.yaml", raw)), progress=False)
+    loop = refiner._fresh_loop()
+    for replica in (0, 1):
+        own = (given.replica == replica).nonzero().reshape(-1)
+        md_start = loop.chains[(0, replica)].md_start
+        assert md_start.n_systems == 1
+        assert torch.equal(md_start.positions, given.positions_A[own[-1]].to(md_start.dtype))
+    assert torch.equal(loop.current[0].trajectory.positions_A, given.positions_A)
