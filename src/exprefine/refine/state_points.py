@@ -217,9 +217,7 @@ def check_start_trajectory(point: StatePoint, potential: Potential) -> None:
     held = trajectory.pressure_eV_per_A3
     if (pressure is None) != (held is None) or (
             pressure is not None and held is not None and not math.isclose(pressure, held, rel_tol=1e-6, abs_tol=1e-12)):
-        def ensemble(p: float | None) -> str:
-            return "constant volume" if p is None else f"pressure {p:.6g} eV/Å³"
-        raise ValueError(f"{where} was sampled at {ensemble(held)}, the sampling is at {ensemble(pressure)}")
+        raise ValueError(f"{where} was sampled at {_ensemble_text(held)}, the sampling is at {_ensemble_text(pressure)}")
     start = point.start
     replicas = sorted(set(trajectory.replica.tolist()))
     if replicas != list(range(start.n_systems)):
@@ -229,6 +227,10 @@ def check_start_trajectory(point: StatePoint, potential: Potential) -> None:
     if not torch.equal(trajectory.atomic_numbers.cpu(), numbers):
         raise ValueError(f"{where} has {trajectory.n_atoms} atoms of other elements or order than the "
                          f"state point's structure ({numbers.numel()} atoms)")
+
+
+def _ensemble_text(pressure_eV_per_A3: float | None) -> str:
+    return "constant volume" if pressure_eV_per_A3 is None else f"pressure {pressure_eV_per_A3:.6g} eV/Å³"
 
 
 def last_frames(trajectory: Trajectory) -> State:
