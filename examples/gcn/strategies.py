@@ -27,6 +27,7 @@ is also copied to the folder above (``results/strategies.json``, the file the is
     python examples/gcn/strategies.py --only base c_dispersion   # some models (another process can do others)
     python examples/gcn/strategies.py --smoke               # seconds: a tiny version of every stage
     python examples/gcn/strategies.py --only g_d3_prior --long-check-ps 20   # a 20-ps structure check (resumable)
+    python examples/gcn/strategies.py --only g2_long_polish --long-check-ps 20 --long-check-seed 202   # G2 fitted on seed 201
 
 A 5-ps check scatters: its halves differ by ≈ 0.02 Å in d and its G(r) χ² is dominated by the run's
 own noise (the reference scores 12.8 on data it generated). ``--long-check-ps`` runs only the
