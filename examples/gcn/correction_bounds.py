@@ -98,7 +98,7 @@ def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
     if not log.exists():
         return None
     # a moved damping is evaluated with the strategy's own D3 settings (its cutoffs), not the form's
-    own_d3 = [t for t in cfg.potential.terms if t.kind == "dftd3"]
+    own_d3 = [t.build(torch.float64).settings for t in cfg.potential.terms if t.kind == "dftd3"]
     rows = []
     for line in log.read_text().splitlines():
         record = json.loads(line)
@@ -106,7 +106,7 @@ def refinement_path(config: str, term, sets, missing) -> list[dict] | None:
         row = {"update": record["update"], "loss": record["loss"], "accepted": record.get("accepted", True),
                **{k: values[k] for k in ("s6", "s8", "a1", "a2_bohr") if k in values}}
         if "a1" in values or "a2_bohr" in values:  # the damping moved: a fixed term at the logged values
-            settings = own_d3[0].build(torch.float64).settings
+            settings = own_d3[0]
             moved = D3Dispersion(replace(settings, s6=values["s6"], s8=values["s8"],
                                          a1=values.get("a1", settings.a1), a2=values.get("a2_bohr", settings.a2)))
             residual = {name: residual_rms(moved, sets[name], missing[name]) for name in sets}
