@@ -99,3 +99,27 @@ def test_a_run_killed_between_its_files_resumes_after_its_last_finished_segment(
     (tmp_path / "md_state.pt").unlink()
     with pytest.raises(ValueError, match="md_state.pt is missing"):
         sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20)
+
+
+def test_a_given_random_stream_is_continued_and_advanced_like_one_run(tmp_path):
+    """A refinement chain's stream lives on across samplings: the segmented run starts from it, leaves it
+    where one uninterrupted run leaves it, and refuses a work directory begun from another stream."""
+    from conftest import argon_lattice, argon_lj
+
+    settings, state = npt_settings(), from_atoms(argon_lattice(2))
+    stream = torch.Generator().manual_seed(1234)
+    torch.rand(7, generator=stream)  # a stream already used elsewhere
+    whole_stream = torch.Generator()
+    whole_stream.set_state(stream.get_state())
+    whole = sample(argon_lj(), state, settings, generator=whole_stream)
+    resumed_stream = torch.Generator()
+    resumed_stream.set_state(stream.get_state())
+    sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20, max_new_segments=1,
+                       generator=stream)
+    # a new process: the chain's stream as it was before the sampling began
+    run = sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20, generator=resumed_stream)
+    assert run.trajectory is not None and torch.equal(run.trajectory.positions_A, whole.trajectory.positions_A)
+    assert torch.equal(resumed_stream.get_state(), whole_stream.get_state())
+    other = torch.Generator().manual_seed(99)
+    with pytest.raises(ValueError, match="generator fingerprint"):
+        sample_in_segments(argon_lj(), state, settings, tmp_path, segment_steps=20, generator=other)

@@ -376,6 +376,7 @@ def refiner_settings(cfg: Config, progress: bool = True, progress_lines: bool = 
         optimizer=r.optimizer,
         adam_betas=r.adam_betas,
         gauss_newton=GaussNewtonSettings(initial_damping=r.initial_damping, max_step_kT=r.max_step_kT),
+        segment_ps=r.segment_ps,
     )
 
 

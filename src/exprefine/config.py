@@ -944,6 +944,8 @@ class RefineConfig(_Strict):
         return v
     max_step_kT: float = Field(default=2.0, gt=0)
     initial_damping: float = Field(default=1e-2, ge=0)
+    #: run each MD sampling in resumable segments of this many ps (a stopped run resumes inside it)
+    segment_ps: float | None = Field(default=None, gt=0)
 
 
 class DftTrainConfig(_Strict):

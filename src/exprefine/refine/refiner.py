@@ -21,7 +21,9 @@ A run with one state point keeps the run directory's layout and checkpoint keys 
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -35,7 +37,16 @@ from ..data.metrics import DFTErrors
 from ..io.checkpoint import compact_state, full_state, load_checkpoint, save_checkpoint, state_to_plain
 from ..observables.base import CellTooSmall
 from ..potentials.base import Potential
-from ..sampling import MDState, SampleResult, SamplerSettings, SimulationBlowUp, sample
+from ..sampling import (
+    MDState,
+    SampleResult,
+    SamplerSettings,
+    SimulationBlowUp,
+    run_key,
+    sample,
+    sample_in_segments,
+    segment_steps_of,
+)
 from ..state import State
 from ..trajectory import Trajectory
 from .collective import Collective
@@ -242,6 +253,24 @@ class Refiner:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _segments_dir(self, k: int, group: int, start: Any, generator: torch.Generator) -> Path | None:
+        """Where a chain's segmented MD run goes (None: sample in one piece). The folder is named by the
+        parameters, start and random stream, so that a resumed run finds the MD it was doing and any
+        other sampling gets a folder of its own."""
+        if self.settings.segment_ps is None or self.run_dir is None:
+            return None
+        return self._point_path(k, "md_segments", f"group{group}_{run_key(self.potential, start, generator)}")
+
+    def _drop_segments(self, points: Sequence[int]) -> None:
+        """Delete this rank's chains' finished segmented runs of ``points`` (their frames are saved or spent)."""
+        if self.settings.segment_ps is None or self.run_dir is None:
+            return
+        for k, g in self.local_chains:
+            if k in points:
+                folder = point_dir(self.run_dir, self.points[k], self.single) / "md_segments"
+                for run in folder.glob(f"group{g}_*"):
+                    shutil.rmtree(run, ignore_errors=True)
+
     @property
     def latest_checkpoint(self) -> Path | None:
         return self._path("checkpoints", "latest.pt")
@@ -267,7 +296,7 @@ class Refiner:
             if k not in which:
                 continue
             try:
-                result = self._sample(k, start, loop.chains[chain].generator, first)
+                result = self._sample(k, start, loop.chains[chain].generator, first, group=chain[1])
             except (SimulationBlowUp, CellTooSmall) as exc:
                 if not catch:
                     raise
@@ -289,7 +318,9 @@ class Refiner:
                 trajectories[k] = join_groups(self.points[k], parts)
         return _Sampled(results, trajectories, dict(sorted(failed.items())))
 
-    def _sample(self, k: int, start: Any, generator: torch.Generator, first: bool) -> SampleResult:
+    def _sample(self, k: int, start: Any, generator: torch.Generator, first: bool, group: int = 0) -> SampleResult:
+        """One chain's MD (state point ``k``, replica group ``group``) with the current parameters; with
+        ``segment_ps`` and a run directory in resumable segments under ``md_segments/``."""
         point = self.points[k]
         settings = point.sampler_settings
         if not first:
@@ -306,7 +337,16 @@ class Refiner:
         if lines:  # without bars, a long MD run should not look like a hang
             print(f"MD of state point {point.name}: {n_steps} steps ({settings.n_equilibration_steps} "
                   f"equilibration)", file=sys.stderr, flush=True)
-        result = sample(self.potential, start, settings, generator=generator, progress=self.settings.progress)
+        work_dir = self._segments_dir(k, group, start, generator)
+        if work_dir is None:
+            result = sample(self.potential, start, settings, generator=generator, progress=self.settings.progress)
+        else:
+            assert self.settings.segment_ps is not None
+            run = sample_in_segments(self.potential, start, settings, work_dir,
+                                     segment_steps=segment_steps_of(settings, self.settings.segment_ps),
+                                     progress=self.settings.progress, generator=generator,
+                                     log=functools.partial(_segment_line, point.name) if lines else None)
+            result = run.as_sample_result()
         if lines:
             print(f"MD of state point {point.name}: {result.n_steps} steps in {result.wall_time_s:.0f} s "
                   f"({result.n_steps / max(result.wall_time_s, 1e-9):.2f} steps/s)", file=sys.stderr, flush=True)
@@ -607,6 +647,8 @@ class Refiner:
             path = self._point_path(k, "trajectories", "final_check.pt")
             if path is not None:
                 trajectory.save(path)
+        self.collective.barrier()
+        self._drop_segments(range(len(self.points)))
         return after
 
     def _check_runs(self, loop: _Loop, starts: dict[Chain, Any]
@@ -677,6 +719,7 @@ class Refiner:
             folder = self._point_path(k, "trajectories")
             assert folder is not None
             prune_trajectories(folder, {ensemble.file, "trajectory_0000.pt", kept.get(k)})
+        self._drop_segments(range(len(self.points)))  # no sampling is under way: the checkpoint names its frames
 
     def _write_outputs(self, result: RefinementResult) -> None:
         assert self.run_dir is not None
@@ -731,3 +774,8 @@ def _same_parameters(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _warn(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _segment_line(name: str, line: str) -> None:
+    """One finished MD segment of state point ``name``, as a plain line on stderr."""
+    print(f"MD of state point {name}: {line}", file=sys.stderr, flush=True)

@@ -27,6 +27,9 @@ class RefinerSettings:
         optimizer: ``"adam"`` or ``"gauss_newton"`` (Levenberg–Marquardt; few parameters).
         adam_betas: Adam's (β₁, β₂), the decay rates of its first and second moment estimates.
         gauss_newton: damping and step-length control of the ``gauss_newton`` optimizer.
+        segment_ps: run every MD sampling (first, resamplings, final check) in resumable segments of
+            about this many ps under the run directory's ``md_segments/``, so that a run stopped during
+            a long sampling resumes inside it (``--resume``) with the same frames; None: one piece.
     """
 
     n_updates: int = 50
@@ -42,6 +45,7 @@ class RefinerSettings:
     optimizer: str = "adam"
     adam_betas: tuple[float, float] = (0.9, 0.999)
     gauss_newton: GaussNewtonSettings = field(default_factory=GaussNewtonSettings)
+    segment_ps: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "gauss_newton"):
@@ -52,6 +56,8 @@ class RefinerSettings:
             raise ValueError(f"ess_threshold must be in (0, 1], got {self.ess_threshold}")
         if not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise ValueError(f"adam_betas must lie in [0, 1), got {self.adam_betas}")
+        if self.segment_ps is not None and not self.segment_ps > 0:
+            raise ValueError(f"segment_ps must be positive, got {self.segment_ps}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.learning_rate_decay <= 1.0:

@@ -17,7 +17,7 @@ from .integrators import (
     velocity_verlet_step,
 )
 from .sampler import SampleResult, SamplerSettings, SimulationBlowUp, check_blow_up, sample
-from .segments import SegmentedRun, SegmentRecord, sample_in_segments, segment_steps_of
+from .segments import SegmentedRun, SegmentRecord, run_key, sample_in_segments, segment_steps_of
 
 __all__ = [
     "BarostatSettings",
@@ -40,6 +40,7 @@ __all__ = [
     "kinetic_energy_eV",
     "nose_hoover_chain_step",
     "sample",
+    "run_key",
     "sample_in_segments",
     "segment_steps_of",
     "adopt_cached_run",

@@ -19,6 +19,7 @@ resumes after its last finished segment (a segment cut short is run again).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -133,6 +134,7 @@ def sample_in_segments(
     max_new_segments: int | None = None,
     progress: bool = False,
     log=None,
+    generator: torch.Generator | None = None,
 ) -> SegmentedRun:
     """Run ``settings`` in segments of ``segment_steps`` production steps, resuming from ``work_dir``.
 
@@ -145,6 +147,11 @@ def sample_in_segments(
         max_new_segments: stop after this many new segments (None: run to the end).
         progress: a progress bar per segment.
         log: called with one line of text after each segment (e.g. ``print``), or None.
+        generator: the random stream to start from (e.g. a refinement chain's, which lives on across
+            samplings); it is advanced in place, on a resume to the stream after the last finished
+            segment, so that afterwards it equals the stream of one uninterrupted :func:`sample` call.
+            None: a new stream seeded with ``settings.seed``. The run record keeps a fingerprint of
+            the starting stream; a work directory begun from another stream is refused.
 
     Returns:
         A SegmentedRun with every finished segment's frames joined (``complete`` tells whether
@@ -166,7 +173,10 @@ def sample_in_segments(
     record_path = work / RUN_RECORD
     segments: list[SegmentRecord] = []
     md: State | MDState = start
-    generator = torch.Generator(device=first_state.device).manual_seed(settings.seed)
+    if generator is None:
+        generator = torch.Generator(device=first_state.device).manual_seed(settings.seed)
+    else:
+        wanted["generator_fingerprint"] = generator_fingerprint(generator)
     if record_path.exists():
         record = json.loads(record_path.read_text())
         for key, value in wanted.items():
@@ -204,6 +214,22 @@ def sample_in_segments(
             log(f"segment {k + 1}/{len(plan)}: t = {segments[-1].end_time_ps:.2f} ps, {result.n_steps} steps in "
                 f"{result.wall_time_s:.0f} s ({result.n_steps / max(result.wall_time_s, 1e-9):.2f} steps/s)")
     return joined(work, segments, len(plan))
+
+
+def generator_fingerprint(generator: torch.Generator) -> str:
+    """A short hash of a random stream's state (equal states, equal hashes)."""
+    return hashlib.sha256(generator.get_state().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def run_key(potential: Potential, start: State | MDState, generator: torch.Generator) -> str:
+    """A short name for a segmented run of ``potential`` from ``start`` with ``generator``'s stream: the same
+    three give the same key (a resumed run finds its work directory), any other gives another."""
+    state = start.state if isinstance(start, MDState) else start
+    parts = (parameter_fingerprint(potential),
+             state_fingerprint({"positions_A": state.positions, "cell_A": state.cell,
+                                "atomic_numbers": state.atomic_numbers}),
+             generator_fingerprint(generator))
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:12]
 
 
 def joined(work_dir: str | Path, segments: list[SegmentRecord], n_segments: int) -> SegmentedRun:
