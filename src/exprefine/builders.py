@@ -356,7 +356,7 @@ def build_state_points(cfg: Config, device: torch.device | str = "cpu") -> list[
         points.append(StatePoint(spec.name, targets, sampler_settings(spec.sampling), state,
                                  resample_equilibration_steps=_resample_steps(spec.sampling),
                                  replica_groups=spec.system.replica_groups,
-                                 start_trajectory=None if given is None else Trajectory.load(given)))
+                                 start_trajectory=None if given is None else Trajectory.load(given, state.device)))
     return points
 
 

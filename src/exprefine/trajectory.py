@@ -143,11 +143,12 @@ class Trajectory:
             torch.save(record, str(tmp))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trajectory":
+    def load(cls, path: str | Path, device: torch.device | str | None = None) -> "Trajectory":
+        """A saved trajectory, on ``device`` (None: where it was saved from)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"trajectory file not found: {path}")
-        data = torch.load(str(path), weights_only=True)
+        data = torch.load(str(path), weights_only=True, map_location=device)
         if not isinstance(data, dict) or data.get("format") != "exprefine.trajectory/1":
             raise ValueError(f"{path} is not an exprefine trajectory file")
         del data["format"]
