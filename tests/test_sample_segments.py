@@ -31,7 +31,8 @@ def test_a_stopped_segmented_run_resumes_to_the_uninterrupted_trajectory(tmp_pat
     assert not first.complete and len(first.segments) == 2 and len(lines) == 2
     assert first.trajectory is not None and first.trajectory.n_frames == 4
     # a new process: only the files are left
-    rest = sample_in_segments(argon_lj(), state, settings, tmp_path / "segs", segment_steps=20)
+    rest = sample_in_segments(argon_lj(), state, settings, tmp_path / "segs", segment_steps=20, log=lines.append)
+    assert lines[2] == "resuming after segment 2/3 (t = 0.60 ps)" and lines[3].startswith("segment 3/3: t = 0.80 ps")
     assert rest.complete and [s.index for s in rest.segments] == [0, 1, 2]
     assert rest.n_steps == whole.n_steps == 80
     assert rest.trajectory is not None

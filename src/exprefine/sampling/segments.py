@@ -199,6 +199,8 @@ def sample_in_segments(
                              f"{work / MD_STATE} is missing; delete {work} to start again")
     else:
         write_text_atomically(record_path, json.dumps({**wanted, "segments": []}, indent=1))
+    if segments and log is not None and len(segments) < len(plan):
+        log(f"resuming after segment {len(segments)}/{len(plan)} (t = {segments[-1].end_time_ps:.2f} ps)")
     stop = len(plan) if max_new_segments is None else min(len(plan), len(segments) + max_new_segments)
     for k in range(len(segments), stop):
         result = sample(potential, md, plan[k], generator=generator, progress=progress)
