@@ -66,3 +66,21 @@ def test_a_run_stopped_inside_a_resampling_resumes_inside_it(argon_108_trajector
     assert [r.update for r in result.history] == list(range(N_UPDATES))
     for a, b in zip(plain.potential.parameters(), resumed.potential.parameters()):
         assert torch.allclose(a, b, rtol=1e-12, atol=0), (a, b)
+
+
+def test_a_run_stopped_in_its_first_sampling_continues_it_when_started_again(argon_108_trajectory, tmp_path,
+                                                                              monkeypatch):
+    """Before the first checkpoint there is nothing to --resume; the same run started again finds the
+    first sampling's segments (same parameters, start and stream) and continues it."""
+    plain, _ = _run(argon_108_trajectory, tmp_path / "plain", None)
+    calls: list[int] = []
+    monkeypatch.setattr(segments, "sample", _counting_sample(calls, stop_at=3))
+    with pytest.raises(_Stop):
+        _run(argon_108_trajectory, tmp_path / "split", 0.5)
+    calls.clear()
+    monkeypatch.setattr(segments, "sample", _counting_sample(calls, stop_at=None))
+    again, _ = _run(argon_108_trajectory, tmp_path / "split", 0.5)
+    # the first sampling's last two segments, then two resamplings and the final check of four each
+    assert len(calls) == 2 + 4 + 4 + 4
+    for a, b in zip(plain.potential.parameters(), again.potential.parameters()):
+        assert torch.allclose(a, b, rtol=1e-12, atol=0), (a, b)  # a resumed MD run agrees to round-off
