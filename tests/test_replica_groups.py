@@ -109,6 +109,20 @@ def test_grouped_run_resumes_to_the_uninterrupted_run_and_refuses_another_group_
     assert "\n" not in str(info.value)
 
 
+def test_grouped_refinement_in_md_segments_equals_the_one_piece_refinement(tmp_path):
+    """``refine.segment_ps`` from the config: each chain's samplings go in segments of its own, and the
+    refinement is the one of one-piece MD; the finished segment folders are gone at the end."""
+    plain = run_refinement(parse_config(grouped(tmp_path / "plain")), progress=False)
+    raw = grouped(tmp_path / "segmented")
+    raw["refine"]["segment_ps"] = 0.3
+    segmented = run_refinement(parse_config(raw), progress=False)
+    assert plain.n_samplings == segmented.n_samplings >= 2
+    assert [r.loss for r in segmented.history] == [r.loss for r in plain.history]
+    assert segmented.parameters == plain.parameters
+    assert (tmp_path / "segmented" / "md_segments").is_dir()
+    assert not list((tmp_path / "segmented").rglob("segment_*.pt"))
+
+
 def test_more_groups_than_replicas_fail_in_one_line():
     with pytest.raises(ConfigError, match="replica_groups \\(3\\) cannot exceed n_replicas \\(2\\)") as info:
         parse_config(grouped("/tmp/x", n_replicas=2, groups=3), source="c.yaml")
