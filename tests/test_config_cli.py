@@ -352,3 +352,14 @@ def test_the_parameter_table_keeps_a_large_change_apart_from_the_value():
     table = parameters_table({"s6": 0.950004, "s8": 0.0103167}, {"s6": 0.97957, "s8": -0.334077})
     row = table.splitlines()[2]
     assert row.split() == ["s8", "0.0103167", "-0.334077", "-3338.22", "%"]
+
+
+def test_refine_segment_ps_flag_runs_the_md_in_segments_and_is_recorded(tmp_path, capsys):
+    cfg_path = write(tmp_path / "c.yaml", tiny_config(tmp_path / "run", n_updates=1, final_check=False))
+    with pytest.raises(SystemExit) as code:
+        main(["refine", str(cfg_path), "--no-progress", "--segment-ps", "0.5"])
+    assert code.value.code == 0
+    err = capsys.readouterr().err
+    # 1 ps of equilibration + 1 ps of production in segments of 0.5 ps
+    assert "MD of state point system: segment 2/2: t = 2.00 ps" in err
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["refine"]["segment_ps"] == 0.5

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     group.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that has a checkpoint")
+    p.add_argument("--segment-ps", type=float, default=None, metavar="PS",
+                   help="run every MD sampling in resumable segments of about PS ps (refine.segment_ps; "
+                        "run_dir/md_segments/): --resume continues inside a stopped sampling")
 
     p = sub.add_parser("train", help="fit the potential to the labelled frames of CONFIG's dft section")
     _config_args(p)
@@ -100,7 +103,10 @@ def run(argv: list[str] | None = None) -> int:
         path = write_report(args.run_dir, out_dir=args.out, embed=args.embed)
         print(f"report: {path}")
         return 0
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.command == "refine" and args.segment_ps is not None:
+        overrides.append(f"refine.segment_ps={args.segment_ps}")
+    cfg = load_config(args.config, overrides)
     if args.command == "config":
         check = check_inputs(cfg, str(args.config))
         if not args.quiet:
