@@ -261,15 +261,15 @@ class Refiner:
             return None
         return self._point_path(k, "md_segments", f"group{group}_{run_key(self.potential, start, generator)}")
 
-    def _drop_segments(self, points: Sequence[int]) -> None:
-        """Delete this rank's chains' finished segmented runs of ``points`` (their frames are saved or spent)."""
+    def _drop_segments(self) -> None:
+        """Delete this rank's chains' finished segmented runs (called when no sampling is under way: their
+        frames are in a saved trajectory or spent)."""
         if self.settings.segment_ps is None or self.run_dir is None:
             return
         for k, g in self.local_chains:
-            if k in points:
-                folder = point_dir(self.run_dir, self.points[k], self.single) / "md_segments"
-                for run in folder.glob(f"group{g}_*"):
-                    shutil.rmtree(run, ignore_errors=True)
+            folder = point_dir(self.run_dir, self.points[k], self.single) / "md_segments"
+            for run in folder.glob(f"group{g}_*"):
+                shutil.rmtree(run, ignore_errors=True)
 
     @property
     def latest_checkpoint(self) -> Path | None:
@@ -648,7 +648,7 @@ class Refiner:
             if path is not None:
                 trajectory.save(path)
         self.collective.barrier()
-        self._drop_segments(range(len(self.points)))
+        self._drop_segments()
         return after
 
     def _check_runs(self, loop: _Loop, starts: dict[Chain, Any]
@@ -719,7 +719,7 @@ class Refiner:
             folder = self._point_path(k, "trajectories")
             assert folder is not None
             prune_trajectories(folder, {ensemble.file, "trajectory_0000.pt", kept.get(k)})
-        self._drop_segments(range(len(self.points)))  # no sampling is under way: the checkpoint names its frames
+        self._drop_segments()  # no sampling is under way: the checkpoint names its frames
 
     def _write_outputs(self, result: RefinementResult) -> None:
         assert self.run_dir is not None

@@ -168,8 +168,7 @@ def sample_in_segments(
     n_atoms = first_state.n_atoms
     wanted = {"settings": json.loads(json.dumps(asdict(settings))), "segment_steps": segment_steps,
               "potential_fingerprint": parameter_fingerprint(potential), "n_atoms": n_atoms,
-              "start_fingerprint": state_fingerprint({"positions_A": first_state.positions, "cell_A": first_state.cell,
-                                                      "atomic_numbers": first_state.atomic_numbers})}
+              "start_fingerprint": start_fingerprint(first_state)}
     record_path = work / RUN_RECORD
     segments: list[SegmentRecord] = []
     md: State | MDState = start
@@ -218,6 +217,12 @@ def sample_in_segments(
     return joined(work, segments, len(plan))
 
 
+def start_fingerprint(state: State) -> str:
+    """A short hash of a starting structure (positions, cell, elements)."""
+    return state_fingerprint({"positions_A": state.positions, "cell_A": state.cell,
+                              "atomic_numbers": state.atomic_numbers})
+
+
 def generator_fingerprint(generator: torch.Generator) -> str:
     """A short hash of a random stream's state (equal states, equal hashes)."""
     return hashlib.sha256(generator.get_state().cpu().numpy().tobytes()).hexdigest()[:16]
@@ -226,10 +231,7 @@ def generator_fingerprint(generator: torch.Generator) -> str:
 def run_key(potential: Potential, start: State | MDState, generator: torch.Generator) -> str:
     """A short name for a segmented run of ``potential`` from ``start`` with ``generator``'s stream: the same
     three give the same key (a resumed run finds its work directory), any other gives another."""
-    state = start.state if isinstance(start, MDState) else start
-    parts = (parameter_fingerprint(potential),
-             state_fingerprint({"positions_A": state.positions, "cell_A": state.cell,
-                                "atomic_numbers": state.atomic_numbers}),
+    parts = (parameter_fingerprint(potential), start_fingerprint(start.state if isinstance(start, MDState) else start),
              generator_fingerprint(generator))
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:12]
 
