@@ -145,6 +145,15 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     names_h = [(p.name, float(p.mean), float(p.sigma)) for p in term_priors(h, build_potential(h))]
     assert names_h[:2] == [("terms.1.s6", 1.0, 0.1), ("terms.1.s8", 0.7875, 1.0)]
     assert names_h[2:] == [("terms.1.a1", 0.4289, 0.2), ("terms.1.a2", 4.4407, 1.0)]
+    # G2 and G3 are the next DiffTRe iterations of G: each starts from the previous stage's model and
+    # reweights that model's own 20-ps check; G3 differs from G2 only there and in its step cap
+    g2, g3 = configs["strategy_g2_long_polish.yaml"], configs["strategy_g3_long_polish.yaml"]
+    assert g2.potential.terms == g3.potential.terms == cfg.potential.terms
+    assert g2.potential.initial_checkpoint.parts[-2:] == ("g_d3_prior", "final_model.pt")
+    assert g3.potential.initial_checkpoint.parts[-2:] == ("g2_long_polish", "final_model.pt")
+    assert g3.system.start_trajectory_file.name == "g2_long_polish_check20ps_seed202.pt"
+    assert (g2.refine.max_step_kT, g3.refine.max_step_kT, g3.refine.segment_ps) == (2.0, 1.0, 1.0)
+    assert g3.sampling == g2.sampling and g3.targets == g2.targets
 
 
 def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):
