@@ -27,16 +27,19 @@ from .config import SINGLE_STATE_POINT, Config, StatePointSpec, config_relative_
 from .data import evaluate_dft_errors
 from .io import read_frames, read_lammps_dump
 from .io.checkpoint import save_checkpoint
+from .potentials.base import Potential
 from .provenance import RUN_INFO_FILE, append_run_info
 from .refine import Evaluation, RefinementResult, Target, evaluate_targets
 from .refine.collective import Collective, rank_device, start_collective
 from .refine.curves import target_curves, write_curves
 from .refine.plots import plot_curves
 from .refine.state_points import join_trajectories, sample_groups
+from .reweighting import effective_sample_size, frame_energies, log_weights
 from .sampling import SampleResult, segment_steps_of
 from .state import State
 from .training import TrainResult, train
 from .trajectory import Trajectory
+from .units import kT_eV
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import DFTErrors
@@ -270,11 +273,17 @@ class FramesReport:
     evaluation: Evaluation
     n_frames: int
     out_dir: Path
+    #: N_eff/N of the reweighting when the frames were sampled with other parameters (None: plain averages)
+    ess_fraction: float | None = None
+
+
+#: ``sampled_with`` value naming the configured potential's own parameters (no checkpoint)
+SAMPLED_WITH_CONFIG = "config"
 
 
 def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str] | None = None,
                     checkpoint: str | Path | None = None, every: int = 1,
-                    state_point: str | None = None) -> FramesReport:
+                    state_point: str | None = None, sampled_with: str | Path | None = None) -> FramesReport:
     """Every target's observable on existing frames, against the data; plots and JSON in ``run_dir/evaluate_frames``.
 
     A file ending in ``.lammpstrj``/``.dump`` or containing ``dump`` is read as a LAMMPS text
@@ -282,6 +291,12 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     The configured potential (with ``checkpoint``'s parameters if given) serves the
     observables that need one (pressure). With ``systems:`` the frames belong to one state point:
     ``state_point`` names it (its targets and temperature; output in ``run_dir/evaluate_frames/NAME``).
+
+    ``sampled_with``: the frames are a canonical (or NPT) sample of the configured potential with
+    these parameters (a checkpoint, or :data:`SAMPLED_WITH_CONFIG` for the config's own), not of
+    ``checkpoint``'s: the averages are then reweighted to ``checkpoint``'s parameters with
+    w ∝ exp(−(U_checkpoint − U_sampled)/kT) at the state point's temperature — DiffTRe's estimate
+    of what a new sampling would give, reliable while N_eff/N (``ess_fraction``) stays high.
     """
     _threads(cfg)
     path = Path(frames_file)
@@ -297,7 +312,11 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     potential = build_potential(cfg)
     if checkpoint is not None:
         load_potential_state(potential, checkpoint)
-    evaluation = evaluate_targets(targets, trajectory, potential)
+    log_w = None
+    if sampled_with is not None:
+        log_w = reweighting_log_weights(cfg, trajectory, potential, sampled_with, temperature)
+    evaluation = evaluate_targets(targets, trajectory, potential, log_weights=log_w)
+    ess_fraction = None if log_w is None else effective_sample_size(log_w) / trajectory.n_frames
     out_dir = _point_out_dir(cfg, spec, Path(cfg.run_dir) / "evaluate_frames")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out_dir / "config.yaml")
@@ -305,10 +324,28 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     _write_comparison(targets, evaluation, out_dir)
     (out_dir / "evaluation.json").write_text(json.dumps({
         "frames_file": str(path), "state_point": spec.name, "n_frames": trajectory.n_frames,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "sampled_with": None if sampled_with is None else str(sampled_with), "ess_fraction": ess_fraction,
         "rmse": evaluation.rmse, "loss": evaluation.loss,
         "scalar_targets": evaluation.scalars(),
     }, indent=2))
-    return FramesReport(evaluation=evaluation, n_frames=trajectory.n_frames, out_dir=out_dir)
+    return FramesReport(evaluation=evaluation, n_frames=trajectory.n_frames, out_dir=out_dir,
+                        ess_fraction=ess_fraction)
+
+
+def reweighting_log_weights(cfg: Config, trajectory: Trajectory, potential: Potential,
+                            sampled_with: str | Path, temperature_K: float) -> torch.Tensor:
+    """[n_frames] normalised float64 log-weights that take frames sampled with ``sampled_with``'s parameters
+    (a checkpoint of the configured potential, or :data:`SAMPLED_WITH_CONFIG`) to ``potential``'s at
+    ``temperature_K``: ln w_i = −(U_i − U_i^sampled)/kT − ln Σ_j exp(…). Energies in eV."""
+    sampler = build_potential(cfg)
+    if str(sampled_with) != SAMPLED_WITH_CONFIG:
+        if not Path(sampled_with).exists():
+            raise FileNotFoundError(f"--sampled-with checkpoint not found: {sampled_with}")
+        load_potential_state(sampler, sampled_with)
+    with torch.no_grad():
+        return log_weights(frame_energies(potential, trajectory), frame_energies(sampler, trajectory),
+                           kT_eV(temperature_K))
 
 
 def frames_state_point(cfg: Config, name: str | None) -> StatePointSpec:

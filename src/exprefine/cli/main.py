@@ -17,6 +17,7 @@ from .. import __version__, workflows
 from ..config import ConfigError, config_to_plain, load_config
 from ..inputs import check_inputs
 from ..quiet import silence_dependency_noise, warning_line
+from ..refine import RefinerSettings
 from ..refine.collective import RankLost, launched_distributed
 from ..report import write_report
 from ..sampling import SimulationBlowUp
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, help="use every n-th frame of --frames")
     p.add_argument("--state-point", default=None, metavar="NAME",
                    help="with --frames and a systems: config, the state point the frames belong to")
+    p.add_argument("--sampled-with", default=None, metavar="CHECKPOINT",
+                   help="with --frames: the frames were sampled with this checkpoint's parameters ('config': the "
+                        "configured potential's own); the averages are reweighted to --checkpoint's, with N_eff/N")
 
     p = sub.add_parser("config", help="work with configuration files")
     csub = p.add_subparsers(dest="config_command", required=True)
@@ -158,10 +162,18 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "evaluate" and args.frames is not None and args.segment_ps is not None:
         raise ValueError("--segment-ps goes with sampling; --frames evaluates existing frames")
+    if args.command == "evaluate" and args.frames is None and args.sampled_with is not None:
+        raise ValueError("--sampled-with goes with --frames (frames sampled with other parameters)")
     if args.command == "evaluate" and args.frames is not None:
         frames = workflows.evaluate_frames(cfg, args.frames, type_map=args.type_map, checkpoint=args.checkpoint,
-                                           every=args.every, state_point=args.state_point)
+                                           every=args.every, state_point=args.state_point,
+                                           sampled_with=args.sampled_with)
         print(f"{frames.n_frames} frames of {args.frames} -> {frames.out_dir}")
+        if frames.ess_fraction is not None:
+            threshold = RefinerSettings().ess_threshold
+            print(f"reweighted from {args.sampled_with}: N_eff/N = {frames.ess_fraction:.3f}"
+                  + (f" (below the refiner's default resampling threshold {threshold:g}: sample at these "
+                     "parameters to be sure)" if frames.ess_fraction < threshold else ""))
         print(targets_table(frames.evaluation, None, before_label="model"))
         return 0
     if args.command == "evaluate" and args.state_point is not None:

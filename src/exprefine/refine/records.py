@@ -15,6 +15,7 @@ import torch
 from ..blocking import block_standard_error
 from ..data.metrics import DFTErrors
 from ..potentials.base import Potential
+from ..reweighting import effective_sample_size
 from ..trajectory import Trajectory
 from .targets import Target, total_loss
 
@@ -125,22 +126,35 @@ class RefinementResult:
 
 
 def evaluate_targets(targets: Sequence[Target], trajectory: Trajectory, potential: Potential, chunk_size: int = 32,
-                     values: Sequence[torch.Tensor | None] | None = None) -> Evaluation:
-    """Plain (unweighted) averages of every target's observable over a trajectory.
+                     values: Sequence[torch.Tensor | None] | None = None,
+                     log_weights: torch.Tensor | None = None) -> Evaluation:
+    """Averages of every target's observable over a trajectory: plain, or reweighted by ``log_weights``.
 
     ``values``: per-frame values of the observables already computed on ``trajectory`` (None where
     not), e.g. the static values of a reweighting ensemble; the others are computed here.
+    ``log_weights``: [n_frames] normalised log-weights (float64, Σ exp = 1) of the frames, e.g. to
+    take frames sampled with other parameters to ``potential``'s (None: every frame 1/N). The
+    standard errors of a reweighted average are the plain block errors times √(N/N_eff) (Kish's
+    approximation: fewer effective frames, the same correlation between them).
     """
     predictions = []
     standard_errors = {}
     known = list(values) if values is not None else [None] * len(targets)
+    n = trajectory.n_frames
+    if log_weights is None:
+        weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        inflation = 1.0
+    else:
+        if log_weights.shape != (n,):
+            raise ValueError(f"log_weights: expected shape ({n},), got {tuple(log_weights.shape)}")
+        weights = log_weights.detach().to(torch.float64).exp()
+        inflation = (n / effective_sample_size(log_weights.detach().to(torch.float64))) ** 0.5
     with torch.no_grad():
         for t, given in zip(targets, known):
             per_frame = (given if given is not None else t.observable.evaluate(trajectory, potential, chunk_size)
                          ).to(torch.float64)
-            weights = torch.full((trajectory.n_frames,), 1.0 / trajectory.n_frames, dtype=torch.float64)
-            predictions.append(t.observable.reduce(per_frame, weights))
-            standard_errors[t.name] = block_standard_error(per_frame, reduce=t.observable.reduce)
+            predictions.append(t.observable.reduce(per_frame, weights.to(per_frame.device)))
+            standard_errors[t.name] = block_standard_error(per_frame, reduce=t.observable.reduce) * inflation
         loss = float(total_loss(list(targets), predictions))
     return Evaluation(
         predictions=predictions,

@@ -212,6 +212,8 @@ def _sampled_sections(record: RunRecord, out_dir: Path, report: Report) -> list[
             ["wall time (MD)", _duration(s.wall_time_s)], ["loss", _g(s.loss)]]
     if s.frames_file:
         rows.append(["frames from", f"`{s.frames_file}`"])
+    if s.sampled_with is not None and s.ess_fraction is not None:
+        rows.append(["reweighted", f"sampled with `{s.sampled_with}`; N_eff/N = {s.ess_fraction:.3f}"])
     return [Section(_TITLES[record.kind], _table(["", ""], rows)),
             Section("Targets", _target_section(record, out_dir, report), 3)]
 

@@ -65,6 +65,9 @@ class SampledSummary:
     rmse: dict[str, float]
     loss: float
     frames_file: str | None = None
+    #: frames sampled with other parameters (a checkpoint or "config") and reweighted, with N_eff/N
+    sampled_with: str | None = None
+    ess_fraction: float | None = None
 
 
 @dataclass
@@ -160,7 +163,8 @@ def read_sampled(folder: str | Path, kind: str) -> RunRecord:
     record.sampled = SampledSummary(
         n_frames=int(raw["n_frames"]), wall_time_s=None if wall is None else float(wall),
         rmse=dict(raw["rmse"]), loss=float(raw["loss"]) if raw.get("loss") is not None else math.nan,
-        frames_file=raw.get("frames_file"))
+        frames_file=raw.get("frames_file"), sampled_with=raw.get("sampled_with"),
+        ess_fraction=None if raw.get("ess_fraction") is None else float(raw["ess_fraction"]))
     return record
 
 
