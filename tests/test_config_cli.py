@@ -326,7 +326,9 @@ def test_evaluate_frames_reweighted_to_other_parameters(argon_108_trajectory, tm
                              n_production_steps=1000, stride_steps=5, seed=seed)
         return sample(potential, start, md).trajectory
 
-    ase_write(tmp_path / "frames.extxyz", run(sampled, 21).to_atoms())
+    trajectory = run(sampled, 21)
+    ase_write(tmp_path / "frames.extxyz", trajectory.to_atoms())
+    trajectory.save(tmp_path / "frames.pt")
     frames = ["evaluate", str(cfg_path), "--frames", str(tmp_path / "frames.extxyz")]
 
     def evaluation(*extra):
@@ -342,6 +344,11 @@ def test_evaluate_frames_reweighted_to_other_parameters(argon_108_trajectory, tm
     reweighted = evaluation("--checkpoint", str(tmp_path / "moved.pt"), "--sampled-with", "config")
     assert reweighted["sampled_with"] == "config" and 0.2 < reweighted["ess_fraction"] < 1.0 - 1e-6
     assert "reweighted from config: N_eff/N = " in capsys.readouterr().out
+    frames[-1] = str(tmp_path / "frames.pt")  # the same frames as exprefine's own trajectory file (full precision,
+    from_pt = evaluation("--checkpoint", str(tmp_path / "moved.pt"), "--sampled-with", "config")  # extxyz's text not)
+    assert from_pt["ess_fraction"] == pytest.approx(reweighted["ess_fraction"], rel=1e-6)
+    assert from_pt["scalar_targets"]["pressure"]["value"] == pytest.approx(
+        reweighted["scalar_targets"]["pressure"]["value"], rel=1e-6)
     from exprefine.report import write_report
 
     report = write_report(tmp_path / "run" / "evaluate_frames").read_text()

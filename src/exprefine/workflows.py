@@ -287,7 +287,8 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     """Every target's observable on existing frames, against the data; plots and JSON in ``run_dir/evaluate_frames``.
 
     A file ending in ``.lammpstrj``/``.dump`` or containing ``dump`` is read as a LAMMPS text
-    dump (``type_map`` names the element of LAMMPS types 1, 2, ...); anything else through ASE.
+    dump (``type_map`` names the element of LAMMPS types 1, 2, ...), one ending in ``.pt`` as an
+    exprefine :class:`Trajectory`; anything else through ASE.
     The configured potential (with ``checkpoint``'s parameters if given) serves the
     observables that need one (pressure). With ``systems:`` the frames belong to one state point:
     ``state_point`` names it (its targets and temperature; output in ``run_dir/evaluate_frames/NAME``).
@@ -307,6 +308,8 @@ def evaluate_frames(cfg: Config, frames_file: str | Path, *, type_map: list[str]
     temperature = spec.sampling.temperature_K
     if path.suffix in (".lammpstrj", ".dump") or "dump" in path.name:
         trajectory = read_lammps_dump(path, type_map, temperature_K=temperature, every=every)
+    elif path.suffix == ".pt":  # exprefine's own trajectory file (sample, refine, a check run)
+        trajectory = Trajectory.load(path).select(slice(None, None, every))
     else:
         trajectory = read_frames(path, slice(None, None, every), temperature_K=temperature)
     potential = build_potential(cfg)

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint or final_model.pt of a run")
     _segment_arg(p)
     p.add_argument("--frames", type=Path, default=None,
-                   help="evaluate these frames instead of sampling: a LAMMPS text dump, extxyz or ASE trajectory")
+                   help="evaluate these frames instead of sampling: a LAMMPS text dump, extxyz, ASE trajectory or "
+                        "exprefine trajectory (.pt)")
     p.add_argument("--type-map", nargs="+", default=None, metavar="ELEMENT",
                    help="elements of LAMMPS atom types 1, 2, ... (for dumps without an element column)")
     p.add_argument("--every", type=int, default=1, help="use every n-th frame of --frames")
