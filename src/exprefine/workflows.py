@@ -343,9 +343,7 @@ def reweighting_log_weights(cfg: Config, trajectory: Trajectory, potential: Pote
     ``temperature_K``: ln w_i = −(U_i − U_i^sampled)/kT − ln Σ_j exp(…). Energies in eV."""
     sampler = build_potential(cfg)
     if str(sampled_with) != SAMPLED_WITH_CONFIG:
-        if not Path(sampled_with).exists():
-            raise FileNotFoundError(f"--sampled-with checkpoint not found: {sampled_with}")
-        load_potential_state(sampler, sampled_with)
+        load_potential_state(sampler, sampled_with)  # a missing file: "checkpoint not found: PATH"
     with torch.no_grad():
         return log_weights(frame_energies(potential, trajectory), frame_energies(sampler, trajectory),
                            kT_eV(temperature_K))
