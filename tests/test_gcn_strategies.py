@@ -154,6 +154,14 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     assert g3.system.start_trajectory_file.name == "g2_long_polish_check20ps_seed202.pt"
     assert (g2.refine.max_step_kT, g3.refine.max_step_kT, g3.refine.segment_ps) == (2.0, 1.0, 1.0)
     assert g3.sampling == g2.sampling and g3.targets == g2.targets
+    # H2 and H3 are the same iterations of H (the damping trains too)
+    h2, h3 = configs["strategy_h2_long_polish.yaml"], configs["strategy_h3_long_polish.yaml"]
+    assert h2.potential.terms == h3.potential.terms == h.potential.terms
+    assert h2.potential.initial_checkpoint.parts[-2:] == ("h_d3_damping", "final_model.pt")
+    assert h3.potential.initial_checkpoint.parts[-2:] == ("h2_long_polish", "final_model.pt")
+    assert h3.system.start_trajectory_file.name == "h2_long_polish_check20ps_seed202.pt"
+    assert (h2.refine.max_step_kT, h3.refine.max_step_kT, h3.refine.segment_ps) == (1.0, 1.0, 1.0)
+    assert h3.sampling == h2.sampling == g3.sampling and h3.targets == h2.targets == g3.targets
 
 
 def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):

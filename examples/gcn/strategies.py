@@ -66,6 +66,7 @@ STRATEGIES = (
     ("g2_long_polish", "strategy_g2_long_polish.yaml", "G2: G refitted on its own 20-ps check (400 frames)"),
     ("h2_long_polish", "strategy_h2_long_polish.yaml", "H2: H refitted on its own 20-ps check (400 frames)"),
     ("g3_long_polish", "strategy_g3_long_polish.yaml", "G3: G2 refitted on its own 20-ps check (seed 202, 1-kT steps)"),
+    ("h3_long_polish", "strategy_h3_long_polish.yaml", "H3: H2 refitted on its own 20-ps check (seed 202, 1-kT steps)"),
 )
 #: the cache files (``md/<this>_<size>.pt``) of the generator's MD of each bilayer, on which every model is scored
 GENERATOR_FRAMES = "reference_deepmd"
