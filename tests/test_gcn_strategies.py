@@ -145,23 +145,18 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     names_h = [(p.name, float(p.mean), float(p.sigma)) for p in term_priors(h, build_potential(h))]
     assert names_h[:2] == [("terms.1.s6", 1.0, 0.1), ("terms.1.s8", 0.7875, 1.0)]
     assert names_h[2:] == [("terms.1.a1", 0.4289, 0.2), ("terms.1.a2", 4.4407, 1.0)]
-    # G2 and G3 are the next DiffTRe iterations of G: each starts from the previous stage's model and
-    # reweights that model's own 20-ps check; G3 differs from G2 only there and in its step cap
-    g2, g3 = configs["strategy_g2_long_polish.yaml"], configs["strategy_g3_long_polish.yaml"]
-    assert g2.potential.terms == g3.potential.terms == cfg.potential.terms
-    assert g2.potential.initial_checkpoint.parts[-2:] == ("g_d3_prior", "final_model.pt")
-    assert g3.potential.initial_checkpoint.parts[-2:] == ("g2_long_polish", "final_model.pt")
-    assert g3.system.start_trajectory_file.name == "g2_long_polish_check20ps_seed202.pt"
-    assert (g2.refine.max_step_kT, g3.refine.max_step_kT, g3.refine.segment_ps) == (2.0, 1.0, 1.0)
-    assert g3.sampling == g2.sampling and g3.targets == g2.targets
-    # H2 and H3 are the same iterations of H (the damping trains too)
-    h2, h3 = configs["strategy_h2_long_polish.yaml"], configs["strategy_h3_long_polish.yaml"]
-    assert h2.potential.terms == h3.potential.terms == h.potential.terms
-    assert h2.potential.initial_checkpoint.parts[-2:] == ("h_d3_damping", "final_model.pt")
-    assert h3.potential.initial_checkpoint.parts[-2:] == ("h2_long_polish", "final_model.pt")
-    assert h3.system.start_trajectory_file.name == "h2_long_polish_check20ps_seed202.pt"
-    assert (h2.refine.max_step_kT, h3.refine.max_step_kT, h3.refine.segment_ps) == (1.0, 1.0, 1.0)
-    assert h3.sampling == h2.sampling == g3.sampling and h3.targets == h2.targets == g3.targets
+    # G2, G3 and H2, H3 are the next DiffTRe iterations of G and H: each starts from the previous
+    # stage's model and reweights that model's own 20-ps check; the third stage differs from the
+    # second only there and in its step cap
+    for first, second, third, caps in (("g_d3_prior", "g2_long_polish", "g3_long_polish", (2.0, 1.0)),
+                                       ("h_d3_damping", "h2_long_polish", "h3_long_polish", (1.0, 1.0))):
+        start, stage2, stage3 = (configs[f"strategy_{n}.yaml"] for n in (first, second, third))
+        assert stage2.potential.terms == stage3.potential.terms == start.potential.terms
+        assert stage2.potential.initial_checkpoint.parts[-2:] == (first, "final_model.pt")
+        assert stage3.potential.initial_checkpoint.parts[-2:] == (second, "final_model.pt")
+        assert stage3.system.start_trajectory_file.name == f"{second}_check20ps_seed202.pt"
+        assert (stage2.refine.max_step_kT, stage3.refine.max_step_kT, stage3.refine.segment_ps) == (*caps, 1.0)
+        assert stage3.sampling == stage2.sampling and stage3.targets == stage2.targets
 
 
 def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):
