@@ -146,8 +146,7 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
     assert names_h[:2] == [("terms.1.s6", 1.0, 0.1), ("terms.1.s8", 0.7875, 1.0)]
     assert names_h[2:] == [("terms.1.a1", 0.4289, 0.2), ("terms.1.a2", 4.4407, 1.0)]
     # G2, G3 and H2, H3 are the next DiffTRe iterations of G and H: each starts from the previous
-    # stage's model and reweights that model's own 20-ps check; the third stage differs from the
-    # second only there and in its step cap
+    # stage's model and reweights that model's own 20-ps check, with the same sampling and targets
     for first, second, third, caps in (("g_d3_prior", "g2_long_polish", "g3_long_polish", (2.0, 1.0)),
                                        ("h_d3_damping", "h2_long_polish", "h3_long_polish", (1.0, 1.0))):
         start, stage2, stage3 = (configs[f"strategy_{n}.yaml"] for n in (first, second, third))
@@ -157,6 +156,8 @@ def test_every_strategy_config_parses_and_g_puts_d3s_priors_on_its_scales():
         assert stage3.system.start_trajectory_file.name == f"{second}_check20ps_seed202.pt"
         assert (stage2.refine.max_step_kT, stage3.refine.max_step_kT, stage3.refine.segment_ps) == (*caps, 1.0)
         assert stage3.sampling == stage2.sampling and stage3.targets == stage2.targets
+    h3, g3 = configs["strategy_h3_long_polish.yaml"], configs["strategy_g3_long_polish.yaml"]
+    assert h3.sampling == g3.sampling and h3.targets == g3.targets  # the two families: the same data and sampling
 
 
 def test_choose_compares_each_strategy_with_the_base_of_its_own_family(script):
