@@ -91,6 +91,8 @@ def test_builders_give_consistent_objects(tmp_path):
     pot = build_potential(cfg)
     assert pot.summary()["sigma_A[Ar-Ar]"] == pytest.approx(3.6)
     assert pot.summary()["epsilon_K[Ar-Ar]"] == pytest.approx(71.88)
+    assert not pot.concurrent  # terms in sequence unless the config asks
+    assert build_potential(load_config(tmp_path / "c.yaml", ["potential.concurrent_terms=true"])).concurrent
     s = sampler_settings(cfg.sampling)
     assert (s.n_equilibration_steps, s.n_production_steps, s.stride_steps) == (100, 100, 10)
     (target,) = build_targets(cfg)

@@ -67,6 +67,9 @@ def test_stability_smoke_resumes_exactly(tmp_path):
     keys = ("spacing_A", "density_g_per_cm3", "energy_mean_eV_per_atom", "min_distance_A")
     assert [[s[k] for k in keys] for s in a["segments"]] == [[s[k] for k in keys] for s in b["segments"]]
     assert not a["settings"]["model"].startswith("/")
+    assert "concurrent_terms" not in a["settings"] and "threads" not in a["settings"]  # free to change on resume
+    # one model file is one term: nothing to run side by side
+    assert script.main(["--smoke", "--concurrent-terms", "--out", str(tmp_path / "c"), "--work", str(tmp_path / "c")]) == 2
 
 
 def test_stability_records_the_run_not_the_unused_model():

@@ -255,6 +255,53 @@ def test_check_potential_lennard_jones_spline_and_sum():
     assert spline.values_eV.dtype == torch.float64  # the checks work on copies
 
 
+class _ThreadRecorder(LennardJones):
+    """Lennard-Jones that notes the thread each energy evaluation ran in (and fails on request)."""
+
+    def __init__(self, *args, fail: bool = False) -> None:
+        super().__init__(*args)
+        self.threads: list[str] = []
+        self.fail = fail
+
+    def energy(self, state):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("term failed")
+        return super().energy(state)
+
+
+def test_concurrent_sum_gives_the_sequential_forces_and_stress_from_threads_of_its_own():
+    binary = from_atoms(_argon_krypton(seed=11))
+    lj = _ThreadRecorder(["Ar", "Kr"], [3.405, 3.5, 3.65], [0.0103, 0.0125, 0.0141], CUTOFF_A)
+    spline = _random_spline(["Ar", "Kr"], seed=12)
+    sequential, concurrent = SumPotential([lj, spline]), SumPotential([lj, spline], concurrent=True)
+    assert not sequential.concurrent and concurrent.concurrent
+    ref = sequential.compute(binary, forces=True, stress=True)
+    out = concurrent.compute(binary, forces=True, stress=True)
+    assert lj.threads[0] == "MainThread" and lj.threads[1].startswith("exprefine-term")
+    # linear in the terms: equal up to the order of the additions
+    torch.testing.assert_close(out.energy_eV, ref.energy_eV, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.forces_eV_per_A, ref.forces_eV_per_A, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.stress_eV_per_A3, ref.stress_eV_per_A3, rtol=0, atol=1e-14)
+    assert not out.energy_eV.requires_grad
+    only_stress = concurrent.compute(binary, forces=False, stress=True)
+    assert only_stress.forces_eV_per_A is None
+    torch.testing.assert_close(only_stress.stress_eV_per_A3, ref.stress_eV_per_A3, rtol=0, atol=1e-14)
+    # energies alone and graphs kept for parameter gradients stay in this thread
+    lj.threads.clear()
+    concurrent.compute(binary, forces=False)
+    kept = concurrent.compute(binary, forces=True, create_graph=True)
+    assert lj.threads == ["MainThread", "MainThread"]
+    (grad,) = torch.autograd.grad(kept.forces_eV_per_A.square().sum(), [spline.values_eV])
+    assert float(grad.abs().max()) > 0
+    # a term's error reaches the caller
+    broken = SumPotential([_ThreadRecorder(["Ar", "Kr"], 3.4, 0.01, CUTOFF_A, fail=True), spline], concurrent=True)
+    with pytest.raises(RuntimeError, match="term failed"):
+        broken.compute(binary, forces=True)
+
+
 # ---------------------------------------------------------------- ASE calculator
 def test_ase_calculator_matches_potential_and_ase_stress_convention():
     atoms = _argon_crystal(seed=8)

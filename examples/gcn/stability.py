@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-interval-fs", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--concurrent-terms", action="store_true",
+                   help="evaluate the model's terms (e.g. DeePMD and D3) side by side, one thread each; with "
+                        "--threads 1 on a 2-core machine (benchmarks/concurrent_terms.py)")
     p.add_argument("--tag", default=None, help="output folder name (default: model stem and size)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "stability")
     p.add_argument("--work", type=Path, default=HERE / "runs" / "stability")
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     setup(args.threads)
     import torch
 
-    from exprefine.potentials import load_model_file
+    from exprefine.potentials import SumPotential, load_model_file
     from exprefine.sampling import SimulationBlowUp, sample
     from exprefine.state import from_atoms
     from exprefine.structures import gcn_stack
@@ -167,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     out, work = args.out / tag, args.work / tag
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    run_settings = {k: v for k, v in vars(args).items() if k not in ("threads", "no_progress", "out", "work", "tag",
-                                                                      "total_ps")}
+    # how the forces are computed is not part of what is simulated: a run may resume with other values
+    run_settings = {k: v for k, v in vars(args).items() if k not in ("threads", "concurrent_terms", "no_progress",
+                                                                      "out", "work", "tag", "total_ps")}
     run_settings = recorded_settings({k: relative_to_repo(v) if isinstance(v, Path) else v
                                       for k, v in run_settings.items()})
     log_path = out / "segments.json"
@@ -180,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     log["settings"] = run_settings  # a log written before ``recorded_settings`` existed loses its unused model
     segments = [Segment(**s) for s in log["segments"]]
     potential = run_potential(args.run) if args.run is not None else load_model_file(args.model)
+    if args.concurrent_terms:
+        if not isinstance(potential, SumPotential):
+            print(f"stability.py: --concurrent-terms needs a model of several terms, not {type(potential).__name__}",
+                  file=sys.stderr)
+            return 2
+        potential.concurrent = True
     n_segments = int(round(args.total_ps / args.segment_ps))
     state_path = work / "md_state.pt"
     if segments:

@@ -102,7 +102,8 @@ def build_state(cfg: Config) -> State:
 def build_potential(cfg: Config, device: torch.device | str = "cpu") -> Potential:
     """The potential of ``cfg.potential`` (parameters from ``initial_checkpoint`` if given) on ``device``."""
     dtype = _DTYPES[cfg.dtype]
-    potential = SumPotential([term.build(dtype) for term in cfg.potential.terms]).to(dtype)
+    potential = SumPotential([term.build(dtype) for term in cfg.potential.terms],
+                             concurrent=cfg.potential.concurrent_terms).to(dtype)
     if cfg.potential.initial_checkpoint is not None:
         load_potential_state(potential, cfg.potential.initial_checkpoint)
     return potential.to(device)

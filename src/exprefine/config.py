@@ -487,10 +487,16 @@ PotentialTerm = Annotated[Union[LennardJonesConfig, PairSplineConfig, PairDisper
 
 
 class PotentialConfig(_Strict):
-    """A sum of terms; ``initial_checkpoint`` loads parameters saved by an earlier run."""
+    """A sum of terms; ``initial_checkpoint`` loads parameters saved by an earlier run.
+
+    ``concurrent_terms`` evaluates the terms' forces and stress side by side, one thread per term
+    (:class:`~exprefine.potentials.sum.SumPotential`): worth it for an MLIP next to D3 on a machine
+    with a core free for each; the same numbers up to the order of additions.
+    """
 
     terms: list[PotentialTerm] = Field(min_length=1)
     initial_checkpoint: Path | None = None
+    concurrent_terms: bool = False
 
 
 # ------------------------------------------------------------------- sampling
