@@ -68,8 +68,31 @@ def test_stability_smoke_resumes_exactly(tmp_path):
     assert [[s[k] for k in keys] for s in a["segments"]] == [[s[k] for k in keys] for s in b["segments"]]
     assert not a["settings"]["model"].startswith("/")
     assert "concurrent_terms" not in a["settings"] and "threads" not in a["settings"]  # free to change on resume
+    assert script.main(["--summary", "--size", "1x1", "--out", str(whole)]) == 0  # other settings: still read
     # one model file is one term: nothing to run side by side
     assert script.main(["--smoke", "--concurrent-terms", "--out", str(tmp_path / "c"), "--work", str(tmp_path / "c")]) == 2
+
+
+def test_stability_summary_halves_and_extremes(tmp_path, capsys):
+    script = _script("stability")
+    segments = [script.Segment(index=k, end_time_ps=2.5 * (k + 1), spacing_A=d, density_g_per_cm3=2.3,
+                               energy_mean_eV_per_atom=-74.0 + e, energy_min_eV_per_atom=-74.1,
+                               energy_max_eV_per_atom=-73.9, min_distance_A=1.2 + 0.01 * k, steps_per_s=3.0 + k)
+                for k, (d, e) in enumerate([(3.00, 0.0), (3.02, -0.002), (3.04, 0.001), (3.10, 0.0005)])]
+    summary = script.summarise_run(segments)
+    assert summary.n_segments == 4 and summary.end_time_ps == 10.0
+    assert (summary.spacing_min_A, summary.spacing_max_A) == (3.00, 3.10)
+    assert summary.spacing_first_half_A == pytest.approx(3.01) and summary.spacing_second_half_A == pytest.approx(3.07)
+    assert summary.energy_span_meV_per_atom == pytest.approx((-2.0, 1.0))
+    assert summary.min_distance_A == 1.2 and summary.steps_per_s_range == (3.0, 6.0)
+    odd = script.summarise_run(segments[:3])  # the middle segment counts to the first half
+    assert odd.spacing_first_half_A == pytest.approx(3.01) and odd.spacing_second_half_A == pytest.approx(3.04)
+    assert script.summarise_run(segments[:1]).spacing_second_half_A == 3.00
+    with pytest.raises(ValueError, match="no segments"):
+        script.summarise_run([])
+    # --summary reads a run's log whatever its settings, and names a missing one
+    assert script.main(["--smoke", "--out", str(tmp_path), "--work", str(tmp_path / "w"), "--summary"]) == 1
+    assert "no run" in capsys.readouterr().err
 
 
 def test_stability_records_the_run_not_the_unused_model():

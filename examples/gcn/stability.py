@@ -3,6 +3,8 @@
     python examples/gcn/stability.py --model examples/gcn/runs/refine_deepmd/refined_deepmd.pt \
         --size 4x4 --total-ps 100 --tag refined_deepmd_4x4
     # → results/stability/<tag>/segments.json, stability.png (committed); MD state in runs/stability/<tag>/
+    python examples/gcn/stability.py --run examples/gcn/runs/strategies/h3_long_polish --size 4x4 --summary
+    # → d range and halves, energy span, closest pair of the segments so far (also printed at the end)
 
 BAOAB Langevin at 300 K with the stochastic cell-rescaling barostat at 1 bar (c free, a and b
 fixed: ``uniaxial_z``, as in transferability.py), on the AB bilayer of the given in-plane
@@ -46,6 +48,52 @@ class Segment:
     energy_max_eV_per_atom: float
     min_distance_A: float
     steps_per_s: float
+
+
+@dataclass
+class RunSummary:
+    """The figures a report quotes of a run's segments (finished or not).
+
+    Attributes:
+        spacing_first_half_A, spacing_second_half_A: mean d of the first and the second half of
+            the segments (the first gets the middle one of an odd count): a drift shows as their difference.
+        energy_span_meV_per_atom: lowest and highest segment mean energy per atom, relative to the first segment's.
+        min_distance_A: the closest pair over every frame of every segment.
+    """
+
+    n_segments: int
+    end_time_ps: float
+    spacing_min_A: float
+    spacing_max_A: float
+    spacing_first_half_A: float
+    spacing_second_half_A: float
+    energy_span_meV_per_atom: tuple[float, float]
+    min_distance_A: float
+    steps_per_s_range: tuple[float, float]
+
+    def line(self) -> str:
+        lo, hi = self.energy_span_meV_per_atom
+        return (f"{self.n_segments} segments, {self.end_time_ps:.1f} ps: d per segment {self.spacing_min_A:.3f}–"
+                f"{self.spacing_max_A:.3f} Å (halves {self.spacing_first_half_A:.3f} / {self.spacing_second_half_A:.3f}), "
+                f"mean E per segment {lo:+.1f} … {hi:+.1f} meV/atom from the first's, closest pair "
+                f"{self.min_distance_A:.3f} Å, {self.steps_per_s_range[0]:.1f}–{self.steps_per_s_range[1]:.1f} steps/s")
+
+
+def summarise_run(segments: list[Segment]) -> RunSummary:
+    """:class:`RunSummary` of at least one segment."""
+    if not segments:
+        raise ValueError("no segments to summarise")
+    d = [s.spacing_A for s in segments]
+    half = (len(d) + 1) // 2
+    e = [1000.0 * (s.energy_mean_eV_per_atom - segments[0].energy_mean_eV_per_atom) for s in segments]
+    speed = [s.steps_per_s for s in segments]
+    return RunSummary(
+        n_segments=len(segments), end_time_ps=segments[-1].end_time_ps, spacing_min_A=min(d), spacing_max_A=max(d),
+        spacing_first_half_A=sum(d[:half]) / half,
+        spacing_second_half_A=sum(d[half:]) / max(len(d) - half, 1) if len(d) > 1 else d[0],
+        energy_span_meV_per_atom=(min(e), max(e)), min_distance_A=min(s.min_distance_A for s in segments),
+        steps_per_s_range=(min(speed), max(speed)),
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -151,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a refinement run folder instead of --model: its config's potential with final_model.pt "
                         "(e.g. a frozen base model plus a learned pair correction)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--summary", action="store_true", help="print the summary of the segments run so far and stop")
     p.add_argument("--smoke", action="store_true", help="the 28-atom 1×1 bilayer for two tiny segments (seconds; for tests)")
     args = p.parse_args(argv)
     if args.smoke:  # the smoke values where the command line gives none
@@ -168,11 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     name = args.run.name if args.run is not None else args.model.stem
     tag = args.tag or f"{name}_{args.size}"
     out, work = args.out / tag, args.work / tag
+    if args.summary:  # whatever settings the run had
+        log_path = out / "segments.json"
+        if not log_path.exists():
+            print(f"stability.py: no run {log_path}", file=sys.stderr)
+            return 1
+        done = [Segment(**s) for s in json.loads(log_path.read_text())["segments"]]
+        print(f"{tag}: {summarise_run(done).line()}" if done else f"{tag}: no segments yet")
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     # how the forces are computed is not part of what is simulated: a run may resume with other values
     run_settings = {k: v for k, v in vars(args).items() if k not in ("threads", "concurrent_terms", "no_progress",
-                                                                      "out", "work", "tag", "total_ps")}
+                                                                      "out", "work", "tag", "total_ps", "summary")}
     run_settings = recorded_settings({k: relative_to_repo(v) if isinstance(v, Path) else v
                                       for k, v in run_settings.items()})
     log_path = out / "segments.json"
@@ -222,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         s = segments[-1]
         print(f"segment {k}: t = {s.end_time_ps:.2f} ps, d = {s.spacing_A:.3f} Å, ρ = {s.density_g_per_cm3:.3f} g/cm³, "
               f"closest pair {s.min_distance_A:.3f} Å, {s.steps_per_s:.1f} steps/s", flush=True)
+    print(f"{tag}: {summarise_run(segments).line()}")
     return 0
 
 
