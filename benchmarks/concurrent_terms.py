@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from deepmd_neighbours import bilayer_state, timed  # timed: median of repeats after a warm-up call
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,15 +41,6 @@ class Row:
     max_stress_difference_eV_per_A3: float
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    out, times = None, []
-    for _ in range(repeats + 1):  # the first call warms up
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times[1:]), out
-
-
 def main(argv: list[str] | None = None) -> list[Row]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=REPO / "examples" / "gcn" / "models" / "base_deepmd.pt")
@@ -67,8 +58,6 @@ def main(argv: list[str] | None = None) -> list[Row]:
     from exprefine.potentials import SumPotential, load_model_file
     from exprefine.potentials.dftd3 import D3Dispersion, load_d3_parameters
     from exprefine.reference.tblite_methods import gfn1_d3
-    from exprefine.state import from_atoms
-    from exprefine.structures import gcn_stack
 
     d3_parameters = gfn1_d3() if args.d3_parameters is None else load_d3_parameters(args.d3_parameters)
     mlip, d3 = load_model_file(args.model), D3Dispersion(d3_parameters)
@@ -81,10 +70,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for size in args.sizes:
-        n1, n2 = (int(x) for x in size.split("x"))
-        atoms = gcn_stack(2, "AB", 3.2, supercell=(n1, n2))
-        atoms.rattle(0.05, seed=1)
-        state = from_atoms(atoms, dtype=torch.float64)
+        state = bilayer_state(size)
 
         def call(potential):
             return lambda: potential.compute(state, forces=True, stress=True)

@@ -63,6 +63,19 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times[1:]), out
 
 
+def bilayer_state(size: str):
+    """The AB g-C3N4 bilayer of in-plane supercell ``size`` ("4x4") at d = 3.2 Å, rattled by 0.05 Å (float64 State)."""
+    import torch
+
+    from exprefine.state import from_atoms
+    from exprefine.structures import gcn_stack
+
+    n1, n2 = (int(x) for x in size.split("x"))
+    atoms = gcn_stack(2, "AB", 3.2, supercell=(n1, n2))
+    atoms.rattle(0.05, seed=1)
+    return from_atoms(atoms, dtype=torch.float64)
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=REPO / "examples" / "gcn" / "models" / "base_deepmd.pt")
@@ -78,8 +91,6 @@ def main(argv: list[str] | None = None) -> list[Row]:
     torch.set_num_threads(args.threads)
     from exprefine.potentials import load_model_file
     from exprefine.potentials.deepmd import DeepmdPotential, extended_inputs
-    from exprefine.state import from_atoms
-    from exprefine.structures import gcn_stack
 
     potential = load_model_file(args.model)
     assert isinstance(potential, DeepmdPotential)
@@ -90,10 +101,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for size in args.sizes:
-        n1, n2 = (int(x) for x in size.split("x"))
-        atoms = gcn_stack(2, "AB", 3.2, supercell=(n1, n2))
-        atoms.rattle(0.05, seed=1)
-        state = from_atoms(atoms, dtype=torch.float64)
+        state = bilayer_state(size)
 
         def compute():
             return potential.compute(state, forces=True, stress=True)
