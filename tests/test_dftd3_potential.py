@@ -232,3 +232,104 @@ def test_a_prior_on_damping_that_does_not_train_says_to_make_it_trainable():
     config.prior = {"s8": PriorConfig(mean=0.7875, sigma=0.2)}
     with pytest.raises(ConfigError, match="s8: the parameter is not trainable"):
         term_priors(cfg, config.build(torch.float64))
+
+
+def test_periodic_surroundings_copy_the_atoms_of_a_shell_around_the_cell():
+    from exprefine.potentials.dftd3 import periodic_surroundings
+
+    cell = np.diag([2.0, 2.0, 4.0])
+    atom, images = periodic_surroundings(np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 2.0]]), cell, 1.0)
+    # margin 1 Å: fractional [-0.5, 1.5) along x, y and [-0.25, 1.25) along z
+    frac = images @ np.linalg.inv(cell)
+    assert np.all((frac >= [-0.5, -0.5, -0.25]) & (frac < [1.5, 1.5, 1.25]))
+    # the corner atom (0, 0, 0): shifts {0, 1}³ less itself; the centre (½, ½, ½): {−1, 0}² × {0} less itself
+    assert np.bincount(atom).tolist() == [7, 3]
+    assert not np.any(np.all(np.isclose(images[:, None, :], [[0, 0, 0], [1, 1, 2]]), axis=-1))
+
+
+def test_periodic_pair_coefficients_are_those_of_the_solid_whatever_the_supercell():
+    from ase.build import bulk
+
+    from exprefine.potentials.dftd3 import d3_pair_coefficients
+
+    cubic = bulk("SiC", "zincblende", a=4.36, cubic=True)
+    small, large = cubic, cubic * (2, 2, 2)
+    periodic = [d3_pair_coefficients(x.numbers, x.positions, ["Si", "C"], 0.4289, 4.4407, cell_A=x.cell.array)
+                for x in (small, large)]
+    # every Si and every C alike in the solid: one C6 per pair type, the same from either cell
+    for c in periodic:
+        assert max(c.c6_sd_eV_A6) < 1e-3 * min(c.c6_eV_A6)
+    np.testing.assert_allclose(periodic[0].c6_eV_A6, periodic[1].c6_eV_A6, rtol=1e-5)
+    np.testing.assert_allclose(periodic[0].c8_eV_A8, periodic[1].c8_eV_A8, rtol=1e-5)
+    # as clusters, the surface atoms count fewer neighbours: larger C6, spread over the atoms
+    cluster = d3_pair_coefficients(small.numbers, small.positions, ["Si", "C"], 0.4289, 4.4407)
+    assert all(a > 1.1 * b for a, b in zip(cluster.c6_eV_A6, periodic[0].c6_eV_A6))
+    assert min(cluster.c6_sd_eV_A6) > 0.01 * max(cluster.c6_eV_A6)
+
+
+def test_d3_at_frozen_coordination_numbers_keeps_the_energy_and_a_table_reproduces_it(tmp_path):
+    import yaml
+
+    from exprefine.builders import build_potential, save_native_models
+    from exprefine.config import parse_config
+    from exprefine.io.lammps_table import read_pair_table
+    from exprefine.potentials.dftd3 import D3Parameters, d3_pair_dispersion
+
+    atoms = gcn_stack(2, "AB", 3.25, supercell=(2, 2))
+    atoms.rattle(0.02, seed=4)
+    parameters = D3Parameters(s6=1.0, s8=0.7875, a1=0.4289, a2=4.4407)
+    pair, coefficients = d3_pair_dispersion(parameters, atoms.numbers, atoms.positions, ["C", "N"], atoms.cell.array)
+    state = from_atoms(atoms)
+    e_full = float(D3Dispersion(parameters).energy(state)[0])
+    e_pair = float(pair.energy(state)[0].detach())
+    # the pair term misses only how C6 varies between sites of one species pair
+    spread = max(sd / c6 for sd, c6 in zip(coefficients.c6_sd_eV_A6, coefficients.c6_eV_A6))
+    assert 0 < spread < 0.1 and abs(e_pair - e_full) < spread * abs(e_full)
+    # a run with a D3 term writes that pair term as a LAMMPS table next to the model
+    atoms.write(tmp_path / "cell.extxyz")
+    config = parse_config(yaml.safe_load(f"""
+run_dir: {tmp_path}
+system: {{structure_file: {tmp_path / 'cell.extxyz'}}}
+potential:
+  terms:
+  - {{kind: dftd3, s6: 1.0, s8: 0.7875, a1: 0.4289, a2_bohr: 4.4407, trainable: [s6, s8]}}
+sampling: {{temperature_K: 300, timestep_fs: 1, equilibration_ps: 0.01, production_ps: 0.01, frame_interval_fs: 5}}
+targets: []
+"""))
+    potential = build_potential(config)
+    written = {path.name for path in save_native_models(config, potential)}
+    assert {"refined_d3bj.json", "refined_d3bj_pairs.table", "refined_d3bj_pairs.lammps"} <= written
+    lines = (tmp_path / "refined_d3bj_pairs.lammps").read_text()
+    assert "meV/Å RMS" in lines and "pair_coeff 1 2 refined_d3bj_pairs.table C_N" in lines  # no model: the table alone
+    table = read_pair_table(tmp_path / "refined_d3bj_pairs.table")["C_N"]
+    r = torch.tensor(table.r_A[100:9000:500], dtype=torch.float64)
+    expected = pair.pair_energy(r, torch.full(r.shape, 1, dtype=torch.long)).detach().numpy()
+    np.testing.assert_allclose(table.energy_eV[100:9000:500], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_short_range_spline_fitted_to_the_missed_forces_brings_the_pair_terms_close_to_d3(tmp_path):
+    from exprefine.d3_table import d3_pair_approximation, write_d3_pair_table
+    from exprefine.io.lammps_table import read_pair_table
+    from exprefine.potentials.dftd3 import D3Parameters
+
+    parameters = D3Parameters(s6=1.0, s8=0.7875, a1=0.4289, a2=4.4407)
+    structure = gcn_stack(2, "AB", 3.25, supercell=(1, 1))
+    frames = []
+    for seed in range(6):  # thermal-like distortions of the same cell
+        atoms = structure.copy()
+        atoms.rattle(0.06, seed=10 + seed)
+        frames.append(from_atoms(atoms))
+    frozen = d3_pair_approximation(parameters, from_atoms(structure), ["C", "N"])
+    fitted = d3_pair_approximation(parameters, from_atoms(structure), ["C", "N"], frames)
+    assert frozen.spline is None and (frozen.n_fit_frames, frozen.n_check_frames) == (0, 0)
+    assert (fitted.n_fit_frames, fitted.n_check_frames) == (3, 3)
+    # on held-out frames, the frozen coordination numbers miss most of D3's force; the spline recovers most of that
+    assert fitted.force_rms_frozen_vs_full_meV_per_A > 0.5 * fitted.force_rms_full_meV_per_A
+    assert fitted.force_rms_table_vs_full_meV_per_A < 0.3 * fitted.force_rms_frozen_vs_full_meV_per_A
+    spline = fitted.spline
+    assert spline is not None and not any(p.requires_grad for p in spline.parameters())
+    r = torch.tensor([3.0, 3.5, 6.0], dtype=torch.float64)
+    assert float(spline.pair_energy(r, torch.ones(3, dtype=torch.long)).abs().max()) == 0.0  # nothing past 3 Å
+    path, _ = write_d3_pair_table(fitted, tmp_path / "d3.table", ["C", "N"], "test")
+    assert "meV/Å RMS on 3 MD frames not fitted" in path.read_text().splitlines()[0]
+    assert set(read_pair_table(path)) == {"C_C", "C_N", "N_N"}

@@ -95,6 +95,20 @@ def test_stability_summary_halves_and_extremes(tmp_path, capsys):
     assert "no run" in capsys.readouterr().err
 
 
+def test_d3_table_check_smoke_compares_table_full_term_and_reference(tmp_path):
+    script = _script("d3_table_check")
+    check = script.main(["--smoke", "--out", str(tmp_path / "check.json")])
+    saved = json.loads((tmp_path / "check_smoke.json").read_text())
+    assert saved["n_frames"] == check.n_frames == 4 and saved["n_atoms"] == 336
+    assert not saved["run"].startswith("/")
+    assert check.n_fit_frames == 2
+    # frozen coordination numbers miss most of D3's force; the fitted bonded-range spline takes most of that back
+    assert check.force_rms_frozen_vs_full_meV_per_A > 0.5 * check.force_rms_full_term_meV_per_A
+    assert check.force_rms_table_vs_full_meV_per_A < 0.2 * check.force_rms_frozen_vs_full_meV_per_A
+    assert 0 < check.effective_fraction <= 1
+    assert abs(check.spacing_reweighted_to_table_A - check.spacing_sampled_A) < 0.05
+
+
 def test_stability_records_the_run_not_the_unused_model():
     script = _script("stability")
     old = {"model": "examples/gcn/models/base_deepmd.pt", "run": "examples/gcn/runs/strategies/g", "size": "4x4"}

@@ -1,16 +1,20 @@
 """How well the LAMMPS pair table of a refined D3 term stands in for the term itself.
 
     python examples/gcn/d3_table_check.py            # H3 on its 20-ps check frames → results/strategies/d3_table_check.json
+                                                     # (and the run's refined_d3bj_pairs.table / .lammps)
     python examples/gcn/d3_table_check.py --smoke    # 4 frames (a test runs it)
 
 LAMMPS's ``pair_style dispersion/d3`` takes only published functionals' parameters, so a refinement
-writes its refined D3(BJ) also as a pair table at the coordination numbers of its structure
-(``refined_d3bj_pairs.table``, :func:`exprefine.builders.save_d3_pair_tables`). On MD frames of the
-refined model this script compares, per frame: forces of the table with the full refined D3's and
-with the generator's D3 (GFN1's; the base DeePMD term is common to all three models, so these are
-the force errors of "base + table" and of the refined model against the reference), mean-removed
-energies, and the interlayer spacing reweighted from the full model to "base + table" (NPT frames:
-weights exp(−ΔE/kT), ΔE = E_table − E_D3; N_eff/N says how far the reweighting reaches).
+writes its refined D3(BJ) also as pair terms (``refined_d3bj_pairs.table``,
+:func:`exprefine.builders.save_d3_pair_tables`, :mod:`exprefine.d3_table`): D3 at the coordination
+numbers of its structure, frozen, plus a short-range spline fitted to the forces that misses on
+frames of the run's last trajectory. On MD frames of the refined model that the fit never saw
+(default: H3's independent 20-ps check) this script compares, per frame: forces of the frozen term
+alone and of the table with the full refined D3's and with the generator's D3 (GFN1's; the base
+DeePMD term is common to all the models, so these are the force errors of "base + table" and of the
+refined model against the reference), energies, and the interlayer spacing reweighted from the
+full model to "base + table" (NPT frames: weights exp(−ΔE/kT), ΔE = E_table − E_D3; N_eff/N says
+how far the reweighting reaches).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import relative_to_repo, setup
+from common import relative_to_repo, run_potential, setup
 from strategies import n_layers
 
 HERE = Path(__file__).resolve().parent
@@ -28,20 +32,23 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class TableCheck:
-    """Table vs full term on the frames of one trajectory (forces RMS in meV/Å, energies in meV/atom)."""
+    """The table's pair terms vs the full refined D3 on the frames of one trajectory (forces RMS in
+    meV/Å, energies in meV/atom); "frozen": D3 at frozen coordination numbers alone, "table": with
+    the fitted short-range spline (what the table file holds)."""
 
     run: str
     trajectory: str
     n_frames: int
     n_atoms: int
+    n_fit_frames: int
     c6_eV_A6: list[float]
     c6_sd_eV_A6: list[float]
-    force_rms_table_vs_full_meV_per_A: float
-    force_rms_full_vs_reference_meV_per_A: float
-    force_rms_table_vs_reference_meV_per_A: float
     force_rms_full_term_meV_per_A: float
+    force_rms_full_vs_reference_meV_per_A: float
+    force_rms_frozen_vs_full_meV_per_A: float
+    force_rms_table_vs_full_meV_per_A: float
+    force_rms_table_vs_reference_meV_per_A: float
     energy_sd_table_vs_full_meV_per_atom: float
-    energy_mean_table_minus_full_meV_per_atom: float
     effective_fraction: float
     spacing_sampled_A: float
     spacing_reweighted_to_table_A: float
@@ -58,59 +65,68 @@ def main(argv: list[str] | None = None) -> TableCheck:
                    default=HERE / "results" / "strategies" / "md" / "h3_long_polish_check20ps_seed203.pt")
     p.add_argument("--stride", type=int, default=2, help="every STRIDE-th frame")
     p.add_argument("--out", type=Path, default=HERE / "results" / "strategies" / "d3_table_check.json")
+    p.add_argument("--spline-range-A", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="knots of the fitted spline (default: the library's, as in the written table)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--smoke", action="store_true", help="4 frames, written under --out's folder as *_smoke.json")
     args = p.parse_args(argv)
     setup(args.threads)
     import torch
 
-    from exprefine.builders import build_system_state
+    from exprefine.builders import D3_TABLE_FRAMES, build_system_state, last_trajectory_frames, save_d3_pair_tables
     from exprefine.config import load_config
+    from exprefine.d3_table import d3_pair_approximation
     from exprefine.observables import InterlayerSpacing
-    from exprefine.potentials.dftd3 import D3Dispersion, d3_pair_dispersion, load_d3_parameters
+    from exprefine.potentials import SumPotential
+    from exprefine.potentials.dftd3 import D3Dispersion, load_d3_parameters
     from exprefine.reference import gfn1_d3
     from exprefine.reweighting import effective_sample_size, log_weights
     from exprefine.trajectory import Trajectory
     from exprefine.units import kT_eV
 
     cfg = load_config(args.run / "config.yaml")
-    structure = build_system_state(cfg.state_points()[0].system)
-    numbers = structure.atomic_numbers.numpy()
-    species = ["C", "N"]
+    structure = build_system_state(cfg.state_points()[0].system).split()[0]
     parameters = load_d3_parameters(args.run / "refined_d3bj.json")
-    table, coefficients = d3_pair_dispersion(parameters, numbers, structure.positions.numpy(), species,
-                                             structure.cell[0].numpy())
+    fit_frames = last_trajectory_frames(args.run, 4 if args.smoke else D3_TABLE_FRAMES)
+    spline = {} if args.spline_range_A is None else {"spline_range_A": tuple(args.spline_range_A)}
+    approximation = d3_pair_approximation(parameters, structure, ["C", "N"], fit_frames, **spline)
+    table = SumPotential(approximation.terms())
     full, reference = D3Dispersion(parameters), D3Dispersion(gfn1_d3())
     trajectory = Trajectory.load(args.trajectory)
     frames = list(range(0, trajectory.n_frames, args.stride))[: 4 if args.smoke else None]
     n_atoms = trajectory.n_atoms
-    d_table_full, d_full_ref, d_table_ref, f_full, e_table, e_full = [], [], [], [], [], []
+    diffs: dict[str, list] = {key: [] for key in ("frozen_full", "table_full", "full_ref", "table_ref", "full")}
+    e_table, e_full = [], []
     for k in frames:
         state = trajectory.as_state([k])
-        a, b, c = (term.compute(state) for term in (table, full, reference))
-        d_table_full.append(a.forces_eV_per_A - b.forces_eV_per_A)
-        d_full_ref.append(b.forces_eV_per_A - c.forces_eV_per_A)
-        d_table_ref.append(a.forces_eV_per_A - c.forces_eV_per_A)
-        f_full.append(b.forces_eV_per_A)
-        e_table.append(float(a.energy_eV[0]))
+        f_frozen = approximation.dispersion.compute(state).forces_eV_per_A
+        t, b, c = (term.compute(state) for term in (table, full, reference))
+        diffs["frozen_full"].append(f_frozen - b.forces_eV_per_A)
+        diffs["table_full"].append(t.forces_eV_per_A - b.forces_eV_per_A)
+        diffs["full_ref"].append(b.forces_eV_per_A - c.forces_eV_per_A)
+        diffs["table_ref"].append(t.forces_eV_per_A - c.forces_eV_per_A)
+        diffs["full"].append(b.forces_eV_per_A)
+        e_table.append(float(t.energy_eV[0]))
         e_full.append(float(b.energy_eV[0]))
     de = torch.tensor(e_table, dtype=torch.float64) - torch.tensor(e_full, dtype=torch.float64)
     log_w = log_weights(torch.tensor(e_table, dtype=torch.float64), torch.tensor(e_full, dtype=torch.float64),
                         kT_eV(cfg.sampling.temperature_K))
     spacing = InterlayerSpacing(n_layers(cfg)).evaluate(trajectory).double()[frames]
+    rms = {key: rms_meV(torch.cat(values)) for key, values in diffs.items()}
     check = TableCheck(
         run=relative_to_repo(args.run), trajectory=relative_to_repo(args.trajectory), n_frames=len(frames),
-        n_atoms=n_atoms, c6_eV_A6=list(coefficients.c6_eV_A6), c6_sd_eV_A6=list(coefficients.c6_sd_eV_A6),
-        force_rms_table_vs_full_meV_per_A=rms_meV(torch.cat(d_table_full)),
-        force_rms_full_vs_reference_meV_per_A=rms_meV(torch.cat(d_full_ref)),
-        force_rms_table_vs_reference_meV_per_A=rms_meV(torch.cat(d_table_ref)),
-        force_rms_full_term_meV_per_A=rms_meV(torch.cat(f_full)),
+        n_atoms=n_atoms, n_fit_frames=approximation.n_fit_frames,
+        c6_eV_A6=list(approximation.coefficients.c6_eV_A6), c6_sd_eV_A6=list(approximation.coefficients.c6_sd_eV_A6),
+        force_rms_full_term_meV_per_A=rms["full"], force_rms_full_vs_reference_meV_per_A=rms["full_ref"],
+        force_rms_frozen_vs_full_meV_per_A=rms["frozen_full"], force_rms_table_vs_full_meV_per_A=rms["table_full"],
+        force_rms_table_vs_reference_meV_per_A=rms["table_ref"],
         energy_sd_table_vs_full_meV_per_atom=1000.0 * float(de.std()) / n_atoms,
-        energy_mean_table_minus_full_meV_per_atom=1000.0 * float(de.mean()) / n_atoms,
         effective_fraction=effective_sample_size(log_w) / len(frames),
         spacing_sampled_A=float(spacing.mean()),
         spacing_reweighted_to_table_A=float((log_w.exp() * spacing).sum()),
     )
+    if not args.smoke and args.spline_range_A is None:  # the table files themselves, next to the run's refined_d3bj.json
+        save_d3_pair_tables(cfg, run_potential(args.run))
     out = args.out.with_name(args.out.stem + "_smoke.json") if args.smoke else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(asdict(check), indent=1) + "\n")

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from ase.data import chemical_symbols
 
@@ -18,6 +19,7 @@ from .config import (
     SINGLE_STATE_POINT,
     Config,
     ConfigError,
+    D3Config,
     DeepmdConfig,
     LatticeConfig,
     MaceConfig,
@@ -30,15 +32,17 @@ from .config import (
     TargetConfig,
     config_relative_to,
 )
+from .d3_table import d3_pair_approximation, write_d3_pair_table
 from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split, split_by_key
 from .experiment import ExperimentalData, interpolate, load_table
 from .fit_window import fit_window
 from .io.checkpoint import full_state, load_checkpoint
-from .io.lammps_table import lammps_overlay_lines, lammps_table_lines, tabulate_pairs, write_pair_table
+from .io.lammps_table import PairTable, lammps_overlay_lines, lammps_table_lines, tabulate_pairs, write_pair_table
 from .observables import (
     Observable,
 )
 from .potentials import PairPotential, Potential, SumPotential
+from .potentials.dftd3 import D3Dispersion
 from .refine import FusedDFT, GaussNewtonSettings, ParameterPrior, Refiner, RefinerSettings, StatePoint, Target
 from .refine.collective import Collective
 from .sampling import BarostatSettings, SamplerSettings
@@ -118,7 +122,8 @@ def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
 
     MACE terms: a ``.model`` file. DeePMD terms: a ``dp --pt train``-style checkpoint (``.pt``)
     and the frozen model made from it (``.pth``, for LAMMPS ``pair_style deepmd``), in that order.
-    Learnable pair terms: one LAMMPS table file and the lines that add it (:func:`save_pair_correction`).
+    Learnable pair terms: one LAMMPS table file and the lines that add it (:func:`save_pair_correction`);
+    D3 terms: their parameters (JSON) and a fixed-coordination pair table for LAMMPS (:func:`save_d3_pair_tables`).
     """
     written: list[Path] = []
     pairs = list(zip(cfg.potential.terms, _terms(potential)))
@@ -127,6 +132,7 @@ def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
         for index, (term_cfg, term) in enumerate(same):
             written += term_cfg.save_native(term, Path(cfg.run_dir), index, len(same))
     written += save_pair_correction(cfg, potential)
+    written += save_d3_pair_tables(cfg, potential)
     return written
 
 
@@ -151,18 +157,76 @@ def save_pair_correction(cfg: Config, potential: Potential) -> list[Path]:
     tables = tabulate_pairs(pairs, species)
     table_file = write_pair_table(run_dir / "refined_pairs.table", tables,
                                   comment=f"learned pair correction of {run_dir.name} (exprefine)")
+    lines_file = run_dir / "refined_pairs.lammps"
+    lines_file.write_text(_overlay_note(species) + _overlay_lines(cfg, species, table_file.name, tables))
+    return [table_file, lines_file]
+
+
+def _overlay_lines(cfg: Config, species: list[str], table_name: str, tables: list[PairTable]) -> str:
+    """The LAMMPS lines that add a table to the run's one DeePMD or MACE model, or the table alone."""
     models = [c for c in cfg.potential.terms if isinstance(c, (DeepmdConfig, MaceConfig))]
     if len(models) == 1 and isinstance(models[0], DeepmdConfig):
-        lines = lammps_overlay_lines("deepmd", "refined_deepmd.pth", species, table_file.name, tables)
-    elif len(models) == 1:
-        lines = lammps_overlay_lines("mace", "refined.model-lammps.pt", species, table_file.name, tables)
-    else:
-        lines = lammps_table_lines(species, table_file.name, tables)
-    note = (f"# LAMMPS atom types: {' '.join(f'{k + 1}={s}' for k, s in enumerate(species))}; "
+        return lammps_overlay_lines("deepmd", "refined_deepmd.pth", species, table_name, tables)
+    if len(models) == 1:
+        return lammps_overlay_lines("mace", "refined.model-lammps.pt", species, table_name, tables)
+    return lammps_table_lines(species, table_name, tables)
+
+
+def _overlay_note(species: list[str]) -> str:
+    return (f"# LAMMPS atom types: {' '.join(f'{k + 1}={s}' for k, s in enumerate(species))}; "
             "the table must be read in metal units\n")
-    lines_file = run_dir / "refined_pairs.lammps"
-    lines_file.write_text(note + lines)
+
+
+#: structures larger than this get no D3 pair table from :func:`save_d3_pair_tables`
+D3_TABLE_MAX_ATOMS = 2000
+#: MD frames :func:`save_d3_pair_tables` fits and checks its short-range spline on (half each)
+D3_TABLE_FRAMES = 20
+
+
+def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
+    """The D3(BJ) terms of the potential as a LAMMPS pair table, for a LAMMPS without custom D3 parameters.
+
+    LAMMPS's ``pair_style dispersion/d3`` takes only published functionals' parameters, not refined
+    ones, so the refined D3 is written in the form any LAMMPS runs (:mod:`exprefine.d3_table`): D3
+    with the coordination numbers of the run's (first state point's) structure frozen, plus a
+    short-range pair spline fitted to the forces that misses on up to :data:`D3_TABLE_FRAMES`
+    frames of the run's last trajectory (without one: the frozen term alone). Writes
+    ``run_dir/refined_d3bj_pairs.table`` and ``run_dir/refined_d3bj_pairs.lammps``, whose headers
+    give the table's RMS force difference from the full D3 on frames it was not fitted to. The full
+    term stays in ``refined_d3bj.json`` (ASE: :func:`~exprefine.potentials.dftd3.d3_ase_calculator`;
+    LAMMPS: ``exprefine lammps``). Nothing without D3 terms, or with several.
+    """
+    terms = [t for c, t in zip(cfg.potential.terms, _terms(potential))
+             if isinstance(c, D3Config) and isinstance(t, D3Dispersion)]
+    if len(terms) != 1:
+        return []
+    state = build_system_state(cfg.state_points()[0].system).to(dtype=torch.float64)
+    structure = state.split()[0]
+    if structure.n_atoms > D3_TABLE_MAX_ATOMS:  # D3's pair energies of the structure and its images are a dense matrix
+        warnings.warn(f"no D3 pair table written: the run's structure has {structure.n_atoms} atoms (more than "
+                      f"{D3_TABLE_MAX_ATOMS}); use exprefine.d3_table.d3_pair_approximation on a smaller cell",
+                      stacklevel=2)
+        return []
+    species = [chemical_symbols[int(z)] for z in sorted(set(structure.atomic_numbers.tolist()))]
+    run_dir = Path(cfg.run_dir)
+    approximation = d3_pair_approximation(terms[0].current_parameters(), structure, species,
+                                          last_trajectory_frames(run_dir, D3_TABLE_FRAMES))
+    title = f"refined D3(BJ) of {run_dir.name} as pair terms (exprefine)"
+    table_file, tables = write_d3_pair_table(approximation, run_dir / "refined_d3bj_pairs.table", species, title)
+    lines_file = run_dir / "refined_d3bj_pairs.lammps"
+    lines_file.write_text(f"# {title}: {approximation.describe()}\n" + _overlay_note(species)
+                          + _overlay_lines(cfg, species, table_file.name, tables))
     return [table_file, lines_file]
+
+
+def last_trajectory_frames(run_dir: Path, n_frames: int) -> list[State]:
+    """Up to ``n_frames`` evenly spaced frames of the run's last trajectory (none if it has none)."""
+    files = sorted((run_dir / "trajectories").glob("trajectory_*.pt"))
+    if not files:
+        return []
+    trajectory = Trajectory.load(files[-1])
+    picks = sorted(set(np.linspace(0, trajectory.n_frames - 1, min(n_frames, trajectory.n_frames)).round().astype(int)))
+    return [trajectory.as_state([int(k)]).to(dtype=torch.float64).split()[0] for k in picks]
 
 
 def term_priors(cfg: Config, potential: Potential) -> list[ParameterPrior]:

@@ -29,6 +29,7 @@ import torch
 from ..atomic import write_text_atomically
 from ..state import State
 from .base import Potential
+from .dispersion import PairDispersion
 
 BOHR_A = 0.52917721090380  # CODATA 2018, as in ase.units
 HARTREE_eV = 27.211386245988  # CODATA 2018, as in ase.units
@@ -336,30 +337,78 @@ class D3PairCoefficients:
     damping_radius_A: tuple[float, ...]
 
 
+#: pairs of atoms closer than this (Å) give :func:`d3_pair_coefficients` its averages
+PAIR_SAMPLE_A = 10.0
+
+
+def periodic_surroundings(positions_A: np.ndarray, cell_A: np.ndarray, margin_A: float) -> tuple[np.ndarray, np.ndarray]:
+    """The periodic images of a cell's atoms that lie within ``margin_A`` of the cell, along each cell vector.
+
+    Args:
+        positions_A: [n_atoms, 3] Cartesian positions, Å; cell_A: [3, 3] cell rows (periodic in all
+            three directions), Å; margin_A: thickness of the shell around the cell, Å (measured
+            perpendicular to each pair of cell faces).
+
+    Returns:
+        [n_images] index of the atom each image copies and [n_images, 3] image positions, Å
+        (the cell's own atoms excluded).
+    """
+    cell = np.asarray(cell_A, dtype=np.float64)
+    positions = np.asarray(positions_A, dtype=np.float64)
+    fractional = np.linalg.solve(cell.T, positions.T).T
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)  # distances between opposite faces
+    margin = margin_A / spacing  # the shell in fractional units, per cell vector
+    reach = np.ceil(margin).astype(int)
+    shifts = np.array([(a, b, c) for a in range(-reach[0], reach[0] + 1) for b in range(-reach[1], reach[1] + 1)
+                       for c in range(-reach[2], reach[2] + 1) if (a, b, c) != (0, 0, 0)], dtype=np.float64)
+    shifted = fractional[None, :, :] + shifts[:, None, :]  # [n_shifts, n_atoms, 3]
+    keep = np.all((shifted >= -margin) & (shifted < 1.0 + margin), axis=-1)
+    _, atom = np.nonzero(keep)
+    return atom, shifted[keep] @ cell
+
+
 def d3_pair_coefficients(numbers: np.ndarray, positions_A: np.ndarray, species: list[str], a1: float,
-                         a2_bohr: float) -> D3PairCoefficients:
+                         a2_bohr: float, cell_A: np.ndarray | None = None,
+                         surroundings_A: float = 8.0) -> D3PairCoefficients:
     """Per-species-pair C6, C8 and BJ radius of D3 for the atoms of one structure.
 
-    The structure is taken as a cluster (no periodic images): with zero damping (a1 = a2 = 0)
-    and one of s6, s8 at a time, D3's additive pair energies are E_ij = −C_n,ij/(2 r_ij^n) per
-    ordered pair, so C_n,ij = −2 E_ij r_ij^n, at each atom's D3 coordination number.
+    With zero damping (a1 = a2 = 0) and one of s6, s8 at a time, D3's additive pair energies of a
+    cluster are E_ij = −C_n,ij/(2 r_ij^n) per ordered pair, so C_n,ij = −2 E_ij r_ij^n, at each
+    atom's D3 coordination number; the averages run over the pairs of the structure's own atoms.
 
     Args:
         numbers: [n_atoms] atomic numbers; positions_A: [n_atoms, 3] Cartesian positions, Å.
         species: the elements of the pair term, e.g. ``["C", "N"]``.
         a1, a2_bohr: the BJ damping of the functional the fixed term stands for (e.g. PBE:
             a1 = 0.4289, a2 = 4.4407 bohr), used only for the damping radius.
+        cell_A: [3, 3] cell rows of a structure periodic in all three directions: its atoms get the
+            coordination numbers of the periodic solid (the cluster includes their periodic images
+            within ``surroundings_A`` Å; D3's counting function is below 1e-3 beyond ≈ 4 Å for C
+            and N). None: the structure is a cluster, and atoms near its surface count fewer neighbours.
     """
     from ase.data import atomic_numbers
     from dftd3.interface import DispersionModel, RationalDampingParam
 
     numbers = np.asarray(numbers, dtype=np.int64)
-    positions_bohr = np.asarray(positions_A, dtype=np.float64) / BOHR_A
-    model = DispersionModel(numbers, positions_bohr)
+    positions = np.asarray(positions_A, dtype=np.float64)
+    n = len(numbers)
+    cluster_numbers, cluster_positions = numbers, positions
+    if cell_A is not None:
+        atom, images = periodic_surroundings(positions, cell_A, surroundings_A)
+        cluster_numbers = np.concatenate([numbers, numbers[atom]])
+        cluster_positions = np.concatenate([positions, images])
+    positions_bohr = positions / BOHR_A
+    model = DispersionModel(cluster_numbers, cluster_positions / BOHR_A)
+    # C_n,ij does not depend on r_ij: pairs closer than PAIR_SAMPLE_A sample every combination of
+    # sites and keep the library's pair list short; coordination numbers are converged by then
+    cut = PAIR_SAMPLE_A / BOHR_A
+    model.set_realspace_cutoff(cut, cut, cut)
     pair6 = model.get_pairwise_dispersion(RationalDampingParam(s6=1.0, s8=0.0, a1=0.0, a2=0.0))
     pair8 = model.get_pairwise_dispersion(RationalDampingParam(s6=0.0, s8=1.0, a1=0.0, a2=0.0))
-    i, j = np.triu_indices(len(numbers), 1)
+    i, j = np.triu_indices(n, 1)
     r = np.linalg.norm(positions_bohr[i] - positions_bohr[j], axis=1)
+    inside = r < 0.9 * cut  # well inside the library's cutoff
+    i, j, r = i[inside], j[inside], r[inside]
     c6 = -2.0 * np.asarray(pair6["additive pairwise energy"])[i, j] * r**6  # hartree bohr⁶
     c8 = -2.0 * np.asarray(pair8["additive pairwise energy"])[i, j] * r**8
     z = [atomic_numbers[s] for s in species]
@@ -377,6 +426,31 @@ def d3_pair_coefficients(numbers: np.ndarray, positions_A: np.ndarray, species: 
     return D3PairCoefficients(tuple(species), tuple(c6_out), tuple(c8_out), tuple(sd_out), tuple(radius_out))
 
 
+def d3_pair_dispersion(parameters: D3Parameters, numbers: np.ndarray, positions_A: np.ndarray, species: list[str],
+                       cell_A: np.ndarray | None = None, cutoff_A: float | None = None,
+                       switch_on_A: float | None = None) -> tuple[PairDispersion, D3PairCoefficients]:
+    """D3(BJ) with the coordination numbers of one structure frozen: a pair term a pair-table code can run.
+
+    −(s6·C6/(r⁶ + R⁶) + s8·C8/(r⁸ + R⁸)) per species pair, C6 and C8 averaged over the structure's
+    atom pairs (:func:`d3_pair_coefficients`), R = a1·√(C8/C6) + a2 and s6, s8 from ``parameters``.
+    It leaves out how C6 follows each atom's coordination number (and the forces that follow from
+    that) and the spread of C6 between sites of one species pair (``c6_sd_eV_A6``): compare its
+    forces with the full term's on your frames before relying on it.
+
+    Args:
+        parameters: the D3(BJ) parameters (e.g. :func:`load_d3_parameters` of a refinement's ``refined_d3bj.json``).
+        numbers, positions_A, species, cell_A: the structure, as for :func:`d3_pair_coefficients`.
+        cutoff_A: where the pair term ends (default: the parameters' two-body cutoff); switch_on_A:
+            where its smooth switch-off starts (default cutoff − 2 Å).
+    """
+    coefficients = d3_pair_coefficients(numbers, positions_A, species, parameters.a1, parameters.a2, cell_A)
+    cutoff = float(parameters.cutoff_two_body_bohr) * BOHR_A if cutoff_A is None else float(cutoff_A)
+    term = PairDispersion(species, cutoff, c6_eV_A6=list(coefficients.c6_eV_A6), c8_eV_A8=list(coefficients.c8_eV_A8),
+                          damping_radius_A=list(coefficients.damping_radius_A), switch_on_A=switch_on_A,
+                          trainable=False, s6=parameters.s6, s8=parameters.s8)
+    return term.to(torch.float64), coefficients
+
+
 __all__ = ["BOHR_A", "D3Dispersion", "D3Evaluation", "D3PairCoefficients", "D3Parameters", "HARTREE_eV",
-           "D3_TRAINABLE", "DAMPING_STEPS", "d3_ase_calculator", "d3_pair_coefficients", "load_d3_parameters",
-           "save_d3_parameters"]
+           "D3_TRAINABLE", "DAMPING_STEPS", "PAIR_SAMPLE_A", "d3_ase_calculator", "d3_pair_coefficients",
+           "d3_pair_dispersion", "load_d3_parameters", "periodic_surroundings", "save_d3_parameters"]
