@@ -337,7 +337,7 @@ class D3PairCoefficients:
     damping_radius_A: tuple[float, ...]
 
 
-#: pairs of atoms closer than this (Å) give :func:`d3_pair_coefficients` its averages
+#: pairs of atoms closer than this (Å) give :func:`d3_pair_coefficients` its averages in a periodic structure
 PAIR_SAMPLE_A = 10.0
 
 
@@ -399,16 +399,19 @@ def d3_pair_coefficients(numbers: np.ndarray, positions_A: np.ndarray, species: 
         cluster_positions = np.concatenate([positions, images])
     positions_bohr = positions / BOHR_A
     model = DispersionModel(cluster_numbers, cluster_positions / BOHR_A)
-    # C_n,ij does not depend on r_ij: pairs closer than PAIR_SAMPLE_A sample every combination of
-    # sites and keep the library's pair list short; coordination numbers are converged by then
-    cut = PAIR_SAMPLE_A / BOHR_A
-    model.set_realspace_cutoff(cut, cut, cut)
+    if cell_A is not None:
+        # C_n,ij does not depend on r_ij: pairs closer than PAIR_SAMPLE_A sample every combination of
+        # sites and keep the library's pair list of the larger cluster short; coordination numbers
+        # are converged by then
+        cut = PAIR_SAMPLE_A / BOHR_A
+        model.set_realspace_cutoff(cut, cut, cut)
     pair6 = model.get_pairwise_dispersion(RationalDampingParam(s6=1.0, s8=0.0, a1=0.0, a2=0.0))
     pair8 = model.get_pairwise_dispersion(RationalDampingParam(s6=0.0, s8=1.0, a1=0.0, a2=0.0))
     i, j = np.triu_indices(n, 1)
     r = np.linalg.norm(positions_bohr[i] - positions_bohr[j], axis=1)
-    inside = r < 0.9 * cut  # well inside the library's cutoff
-    i, j, r = i[inside], j[inside], r[inside]
+    if cell_A is not None:
+        inside = r < 0.9 * cut  # well inside the library's cutoff
+        i, j, r = i[inside], j[inside], r[inside]
     c6 = -2.0 * np.asarray(pair6["additive pairwise energy"])[i, j] * r**6  # hartree bohr⁶
     c8 = -2.0 * np.asarray(pair8["additive pairwise energy"])[i, j] * r**8
     z = [atomic_numbers[s] for s in species]
