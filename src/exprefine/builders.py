@@ -123,7 +123,7 @@ def save_native_models(cfg: Config, potential: Potential) -> list[Path]:
     MACE terms: a ``.model`` file. DeePMD terms: a ``dp --pt train``-style checkpoint (``.pt``)
     and the frozen model made from it (``.pth``, for LAMMPS ``pair_style deepmd``), in that order.
     Learnable pair terms: one LAMMPS table file and the lines that add it (:func:`save_pair_correction`);
-    D3 terms: their parameters (JSON) and a fixed-coordination pair table for LAMMPS (:func:`save_d3_pair_tables`).
+    D3 terms: their parameters (JSON) and a pair table that stands in for them in LAMMPS (:func:`save_d3_pair_tables`).
     """
     written: list[Path] = []
     pairs = list(zip(cfg.potential.terms, _terms(potential)))
@@ -200,7 +200,8 @@ def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
              if isinstance(c, D3Config) and isinstance(t, D3Dispersion)]
     if len(terms) != 1:
         return []
-    state = build_system_state(cfg.state_points()[0].system).to(dtype=torch.float64)
+    point = cfg.state_points()[0]
+    state = build_system_state(point.system).to(dtype=torch.float64)
     structure = state.split()[0]
     if structure.n_atoms > D3_TABLE_MAX_ATOMS:  # D3's pair energies of the structure and its images are a dense matrix
         warnings.warn(f"no D3 pair table written: the run's structure has {structure.n_atoms} atoms (more than "
@@ -209,8 +210,9 @@ def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
         return []
     species = [chemical_symbols[int(z)] for z in sorted(set(structure.atomic_numbers.tolist()))]
     run_dir = Path(cfg.run_dir)
+    frames_dir = run_dir if cfg.systems is None else run_dir / point.name  # a run of several state points: the first's
     approximation = d3_pair_approximation(terms[0].current_parameters(), structure, species,
-                                          last_trajectory_frames(run_dir, D3_TABLE_FRAMES))
+                                          last_trajectory_frames(frames_dir, D3_TABLE_FRAMES))
     title = f"refined D3(BJ) of {run_dir.name} as pair terms (exprefine)"
     table_file, tables = write_d3_pair_table(approximation, run_dir / "refined_d3bj_pairs.table", species, title)
     lines_file = run_dir / "refined_d3bj_pairs.lammps"
@@ -220,7 +222,8 @@ def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
 
 
 def last_trajectory_frames(run_dir: Path, n_frames: int) -> list[State]:
-    """Up to ``n_frames`` evenly spaced frames of the run's last trajectory (none if it has none)."""
+    """Up to ``n_frames`` evenly spaced frames (first system of each) of the last trajectory in
+    ``run_dir/trajectories`` (none if there is none)."""
     files = sorted((run_dir / "trajectories").glob("trajectory_*.pt"))
     if not files:
         return []
