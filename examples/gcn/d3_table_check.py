@@ -8,7 +8,8 @@ LAMMPS's ``pair_style dispersion/d3`` takes only published functionals' paramete
 writes its refined D3(BJ) also as pair terms (``refined_d3bj_pairs.table``,
 :func:`exprefine.builders.save_d3_pair_tables`, :mod:`exprefine.d3_table`): D3 at the coordination
 numbers of its structure, frozen, plus a short-range spline fitted to the forces that misses on
-frames of the run's last trajectory. On MD frames of the refined model that the fit never saw
+frames of the run's last trajectory (here ``--fit-trajectory``, the same frames, since run folders'
+trajectories are not committed). On MD frames of the refined model that the fit never saw
 (default: H3's independent 20-ps check) this script compares, per frame: forces of the frozen term
 alone and of the table with the full refined D3's and with the generator's D3 (GFN1's; the base
 DeePMD term is common to all the models, so these are the force errors of "base + table" and of the
@@ -24,7 +25,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import relative_to_repo, run_potential, setup
+from common import relative_to_repo, setup
 from strategies import n_layers
 
 HERE = Path(__file__).resolve().parent
@@ -63,7 +64,11 @@ def main(argv: list[str] | None = None) -> TableCheck:
     p.add_argument("--run", type=Path, default=HERE / "runs" / "strategies" / "h3_long_polish")
     p.add_argument("--trajectory", type=Path,
                    default=HERE / "results" / "strategies" / "md" / "h3_long_polish_check20ps_seed203.pt")
-    p.add_argument("--stride", type=int, default=2, help="every STRIDE-th frame")
+    p.add_argument("--fit-trajectory", type=Path,
+                   default=HERE / "results" / "strategies" / "md" / "h2_long_polish_check20ps_seed202.pt",
+                   help="frames to fit the short-range spline on (default: those H3's refinement reweighted; "
+                        "its runs/.../trajectories/trajectory_0000.pt is a copy)")
+    p.add_argument("--stride", type=int, default=2, help="every STRIDE-th frame of --trajectory")
     p.add_argument("--out", type=Path, default=HERE / "results" / "strategies" / "d3_table_check.json")
     p.add_argument("--spline-range-A", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
                    help="knots of the fitted spline (default: the library's, as in the written table)")
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> TableCheck:
     setup(args.threads)
     import torch
 
-    from exprefine.builders import D3_TABLE_FRAMES, build_system_state, last_trajectory_frames, save_d3_pair_tables
+    from exprefine.builders import D3_TABLE_FRAMES, build_system_state, spaced_frames, write_d3_pair_files
     from exprefine.config import load_config
     from exprefine.d3_table import d3_pair_approximation
     from exprefine.observables import InterlayerSpacing
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> TableCheck:
     cfg = load_config(args.run / "config.yaml")
     structure = build_system_state(cfg.state_points()[0].system).split()[0]
     parameters = load_d3_parameters(args.run / "refined_d3bj.json")
-    fit_frames = last_trajectory_frames(args.run, 4 if args.smoke else D3_TABLE_FRAMES)
+    fit_frames = spaced_frames(Trajectory.load(args.fit_trajectory), 4 if args.smoke else D3_TABLE_FRAMES)
     spline = {} if args.spline_range_A is None else {"spline_range_A": tuple(args.spline_range_A)}
     approximation = d3_pair_approximation(parameters, structure, ["C", "N"], fit_frames, **spline)
     table = SumPotential(approximation.terms())
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> TableCheck:
         spacing_reweighted_to_table_A=float((log_w.exp() * spacing).sum()),
     )
     if not args.smoke and args.spline_range_A is None:  # the table files themselves, next to the run's refined_d3bj.json
-        save_d3_pair_tables(cfg, run_potential(args.run))
+        write_d3_pair_files(cfg, approximation, ["C", "N"])
     out = args.out.with_name(args.out.stem + "_smoke.json") if args.smoke else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(asdict(check), indent=1) + "\n")

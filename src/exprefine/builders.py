@@ -10,6 +10,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from .config import (
     TargetConfig,
     config_relative_to,
 )
-from .d3_table import d3_pair_approximation, write_d3_pair_table
+from .d3_table import D3PairApproximation, d3_pair_approximation, write_d3_pair_table
 from .data import concatenate_datasets, expand_paths, load_split, read_deepmd, read_extxyz_files, split, split_by_key
 from .experiment import ExperimentalData, interpolate, load_table
 from .fit_window import fit_window
@@ -183,14 +184,14 @@ D3_TABLE_MAX_ATOMS = 2000
 D3_TABLE_FRAMES = 20
 
 
-def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
+def save_d3_pair_tables(cfg: Config, potential: Potential, frames: Sequence[State] | None = None) -> list[Path]:
     """The D3(BJ) terms of the potential as a LAMMPS pair table, for a LAMMPS without custom D3 parameters.
 
     LAMMPS's ``pair_style dispersion/d3`` takes only published functionals' parameters, not refined
     ones, so the refined D3 is written in the form any LAMMPS runs (:mod:`exprefine.d3_table`): D3
     with the coordination numbers of the run's (first state point's) structure frozen, plus a
     short-range pair spline fitted to the forces that misses on up to :data:`D3_TABLE_FRAMES`
-    frames of the run's last trajectory (without one: the frozen term alone). Writes
+    frames of the run's last trajectory, or on ``frames`` (without any: the frozen term alone). Writes
     ``run_dir/refined_d3bj_pairs.table`` and ``run_dir/refined_d3bj_pairs.lammps``, whose headers
     give the table's RMS force difference from the full D3 on frames it was not fitted to. The full
     term stays in ``refined_d3bj.json`` (ASE: :func:`~exprefine.potentials.dftd3.d3_ase_calculator`;
@@ -210,9 +211,17 @@ def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
         return []
     species = [chemical_symbols[int(z)] for z in sorted(set(structure.atomic_numbers.tolist()))]
     run_dir = Path(cfg.run_dir)
-    frames_dir = run_dir if cfg.systems is None else run_dir / point.name  # a run of several state points: the first's
-    approximation = d3_pair_approximation(terms[0].current_parameters(), structure, species,
-                                          last_trajectory_frames(frames_dir, D3_TABLE_FRAMES))
+    if frames is None:
+        frames_dir = run_dir if cfg.systems is None else run_dir / point.name  # several state points: the first's
+        frames = last_trajectory_frames(frames_dir, D3_TABLE_FRAMES)
+    approximation = d3_pair_approximation(terms[0].current_parameters(), structure, species, frames)
+    return write_d3_pair_files(cfg, approximation, species)
+
+
+def write_d3_pair_files(cfg: Config, approximation: D3PairApproximation, species: list[str]) -> list[Path]:
+    """``run_dir/refined_d3bj_pairs.table`` and ``.lammps`` (the lines that add it to the run's model) of a
+    D3 pair approximation, both headed by its measured force error; the paths written."""
+    run_dir = Path(cfg.run_dir)
     title = f"refined D3(BJ) of {run_dir.name} as pair terms (exprefine)"
     table_file, tables = write_d3_pair_table(approximation, run_dir / "refined_d3bj_pairs.table", species, title)
     lines_file = run_dir / "refined_d3bj_pairs.lammps"
@@ -222,12 +231,13 @@ def save_d3_pair_tables(cfg: Config, potential: Potential) -> list[Path]:
 
 
 def last_trajectory_frames(run_dir: Path, n_frames: int) -> list[State]:
-    """Up to ``n_frames`` evenly spaced frames (first system of each) of the last trajectory in
-    ``run_dir/trajectories`` (none if there is none)."""
+    """:func:`spaced_frames` of the last trajectory in ``run_dir/trajectories`` (none if there is none)."""
     files = sorted((run_dir / "trajectories").glob("trajectory_*.pt"))
-    if not files:
-        return []
-    trajectory = Trajectory.load(files[-1])
+    return spaced_frames(Trajectory.load(files[-1]), n_frames) if files else []
+
+
+def spaced_frames(trajectory: Trajectory, n_frames: int) -> list[State]:
+    """Up to ``n_frames`` evenly spaced frames of a trajectory (the first system of each), float64."""
     picks = sorted(set(np.linspace(0, trajectory.n_frames - 1, min(n_frames, trajectory.n_frames)).round().astype(int)))
     return [trajectory.as_state([int(k)]).to(dtype=torch.float64).split()[0] for k in picks]
 
