@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> TableCheck:
     from exprefine.config import load_config
     from exprefine.d3_table import d3_pair_approximation
     from exprefine.observables import InterlayerSpacing
-    from exprefine.potentials import SumPotential
     from exprefine.potentials.dftd3 import D3Dispersion, load_d3_parameters
+    from exprefine.potentials.sum import sum_outputs
     from exprefine.reference import gfn1_d3
     from exprefine.reweighting import effective_sample_size, log_weights
     from exprefine.trajectory import Trajectory
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> TableCheck:
     structure = build_system_state(cfg.state_points()[0].system).split()[0]
     parameters = load_d3_parameters(args.run / "refined_d3bj.json")
     fit_frames = spaced_frames(Trajectory.load(args.fit_trajectory), 4 if args.smoke else D3_TABLE_FRAMES)
-    spline = {} if args.spline_range_A is None else {"spline_range_A": tuple(args.spline_range_A)}
-    approximation = d3_pair_approximation(parameters, structure, ["C", "N"], fit_frames, **spline)
-    table = SumPotential(approximation.terms())
+    knots = {} if args.spline_range_A is None else {"spline_range_A": tuple(args.spline_range_A)}
+    approximation = d3_pair_approximation(parameters, structure, ["C", "N"], fit_frames, **knots)
+    spline = approximation.spline
     full, reference = D3Dispersion(parameters), D3Dispersion(gfn1_d3())
     trajectory = Trajectory.load(args.trajectory)
     frames = list(range(0, trajectory.n_frames, args.stride))[: 4 if args.smoke else None]
@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> TableCheck:
     e_table, e_full = [], []
     for k in frames:
         state = trajectory.as_state([k])
-        f_frozen = approximation.dispersion.compute(state).forces_eV_per_A
-        t, b, c = (term.compute(state) for term in (table, full, reference))
-        diffs["frozen_full"].append(f_frozen - b.forces_eV_per_A)
+        frozen, b, c = (term.compute(state) for term in (approximation.dispersion, full, reference))
+        t = frozen if spline is None else sum_outputs([frozen, spline.compute(state)])  # the table's terms
+        diffs["frozen_full"].append(frozen.forces_eV_per_A - b.forces_eV_per_A)
         diffs["table_full"].append(t.forces_eV_per_A - b.forces_eV_per_A)
         diffs["full_ref"].append(b.forces_eV_per_A - c.forces_eV_per_A)
         diffs["table_ref"].append(t.forces_eV_per_A - c.forces_eV_per_A)

@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.run.name if args.run is not None else args.model.stem
     tag = args.tag or f"{name}_{args.size}"
     out, work = args.out / tag, args.work / tag
+    log_path = out / "segments.json"
     if args.summary:  # whatever settings the run had
-        log_path = out / "segments.json"
         if not log_path.exists():
             print(f"stability.py: no run {log_path}", file=sys.stderr)
             return 1
@@ -232,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
                                                                       "out", "work", "tag", "total_ps", "summary")}
     run_settings = recorded_settings({k: relative_to_repo(v) if isinstance(v, Path) else v
                                       for k, v in run_settings.items()})
-    log_path = out / "segments.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"settings": run_settings, "segments": []}
     if recorded_settings(log["settings"]) != run_settings:
         print(f"stability.py: {log_path} was run with other settings ({log['settings']}); use another --tag",

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .force_matching import best_correction_bound, force_difference
+from .force_matching import best_correction_bound, force_difference, forces_per_state
 from .io.lammps_table import PairTable, tabulate_pairs, write_pair_table
 from .potentials import PairPotential, PairSpline
 from .potentials.dftd3 import D3Dispersion, D3PairCoefficients, D3Parameters, d3_pair_dispersion
@@ -79,15 +79,6 @@ def _rms_meV(arrays: Sequence[np.ndarray]) -> float:
     return 1000.0 * float(np.sqrt(np.mean(np.concatenate([a.reshape(-1) for a in arrays]) ** 2)))
 
 
-def _forces(potential: D3Dispersion, states: Sequence[State]) -> list[np.ndarray]:
-    out = []
-    for state in states:
-        forces = potential.compute(state).forces_eV_per_A
-        assert forces is not None
-        out.append(forces.detach().double().numpy())
-    return out
-
-
 def d3_pair_approximation(parameters: D3Parameters, structure: State, species: list[str],
                           frames: Sequence[State] = (), spline_range_A: tuple[float, float] = (1.0, 3.0),
                           knot_spacing_A: float = 0.5) -> D3PairApproximation:
@@ -111,9 +102,9 @@ def d3_pair_approximation(parameters: D3Parameters, structure: State, species: l
                                                   structure.positions.detach().double().numpy(), species, cell)
     full = D3Dispersion(parameters)
     check = list(frames[1::2]) if len(frames) >= 2 else [structure]
-    full_rms = _rms_meV(_forces(full, check))
-    frozen_missing = force_difference(full, dispersion, check)
-    frozen_rms = _rms_meV(frozen_missing)
+    full_check = forces_per_state(full, check)
+    frozen_missing = [f - g for f, g in zip(full_check, forces_per_state(dispersion, check))]
+    full_rms, frozen_rms = _rms_meV(full_check), _rms_meV(frozen_missing)
     if len(frames) < 2:
         return D3PairApproximation(dispersion, None, coefficients, 0, 0, full_rms, frozen_rms, frozen_rms)
     lo, hi = spline_range_A

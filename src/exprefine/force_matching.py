@@ -51,15 +51,19 @@ class CorrectionBound:
     n_force_components: dict[str, int]
 
 
-def force_difference(reference: Potential, model: Potential, states: Sequence[State]) -> list[np.ndarray]:
-    """ΔF = F_reference − F_model per state: a list of [n_atoms, 3] arrays, eV/Å (float64)."""
+def forces_per_state(term: Potential, states: Sequence[State]) -> list[np.ndarray]:
+    """The term's forces on each state: a list of [n_atoms, 3] arrays, eV/Å (float64)."""
     out = []
     for state in states:
-        ref = reference.compute(state).forces_eV_per_A
-        mod = model.compute(state).forces_eV_per_A
-        assert ref is not None and mod is not None
-        out.append((ref.detach() - mod.detach()).double().cpu().numpy())
+        forces = term.compute(state).forces_eV_per_A
+        assert forces is not None
+        out.append(forces.detach().double().cpu().numpy())
     return out
+
+
+def force_difference(reference: Potential, model: Potential, states: Sequence[State]) -> list[np.ndarray]:
+    """ΔF = F_reference − F_model per state: a list of [n_atoms, 3] arrays, eV/Å (float64)."""
+    return [ref - mod for ref, mod in zip(forces_per_state(reference, states), forces_per_state(model, states))]
 
 
 def _trainable(term: Potential) -> list[torch.nn.Parameter]:
@@ -90,12 +94,7 @@ def _trainables_restored(term: Potential) -> Iterator[list[torch.nn.Parameter]]:
 
 
 def _forces(term: Potential, states: Sequence[State]) -> np.ndarray:
-    rows = []
-    for state in states:
-        f = term.compute(state).forces_eV_per_A
-        assert f is not None
-        rows.append(f.detach().double().cpu().numpy().reshape(-1))
-    return np.concatenate(rows)
+    return np.concatenate([f.reshape(-1) for f in forces_per_state(term, states)])
 
 
 def force_basis(term: Potential, states: Sequence[State]) -> np.ndarray:
@@ -179,4 +178,5 @@ def best_correction_bound(term: Potential, states: Mapping[str, Sequence[State]]
     return CorrectionBound(theta, tuple(fit_on), missing, residual, {name: int(target[name].size) for name in states})
 
 
-__all__ = ["CorrectionBound", "best_correction_bound", "force_basis", "force_difference", "residual_rms"]
+__all__ = ["CorrectionBound", "best_correction_bound", "force_basis", "force_difference", "forces_per_state",
+           "residual_rms"]
