@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import argon_lattice, argon_lj, one_thread
+import exprefine.sampling.sampler as sampler_module
+from conftest import EPSILON_TRUE_K, SIGMA_TRUE_A, argon_lattice, argon_lj, one_thread
 from exprefine.observables import Density, Pressure
+from exprefine.potentials import LennardJones
 from exprefine.refine.targets import Target, total_loss
 from exprefine.reweighting import frame_energies, log_weights, reweighted_loss_and_gradient
 from exprefine.sampling import BarostatSettings, SamplerSettings, sample
 from exprefine.sampling.barostat import log_strain_increments, rescale
 from exprefine.state import from_atoms
-from exprefine.units import BOLTZMANN_eV_per_K, eV_PER_A3_IN_bar
+from exprefine.units import BOLTZMANN_eV_per_K, eV_PER_A3_IN_bar, kelvin_to_eV
 
 # supercritical LJ argon (T* ≈ 1.7, ρ* ≈ 0.59): fast decorrelation, large pressure signal
 TEMPERATURE_K = 200.0
@@ -134,3 +136,49 @@ def test_barostat_settings_are_validated():
     with pytest.raises(ValueError, match="thermostat"):
         SamplerSettings(integrator="velocity_verlet", temperature_K=100.0, timestep_fs=1.0, n_equilibration_steps=0,
                         n_production_steps=10, stride_steps=1, barostat=BarostatSettings(pressure_bar=1.0))
+
+
+_ADVANCE = sampler_module.advance
+
+
+def _advance_without_stress(md, potential, settings, generator, stress=False):
+    return _ADVANCE(md, potential, settings, generator)
+
+
+class _CountingLJ(LennardJones):
+    """Lennard-Jones that counts its force and stress evaluations."""
+
+    calls: list[tuple[bool, bool]]
+
+    def compute(self, state, *, forces=True, stress=False, create_graph=False):
+        self.calls.append((forces, stress))
+        return super().compute(state, forces=forces, stress=stress, create_graph=create_graph)
+
+
+def test_a_barostat_update_takes_its_stress_from_the_step_before(monkeypatch):
+    """The step before each cell update computes the stress with its forces, so an update costs one
+    potential evaluation (the forces after scaling), not two, and the trajectory is the one that a
+    separate stress evaluation gives (the same numbers at the same positions)."""
+    potential = _CountingLJ(["Ar"], SIGMA_TRUE_A, kelvin_to_eV(EPSILON_TRUE_K), cutoff_A=8.0)
+    potential.calls = []
+    state = from_atoms(argon_lattice(2, density_per_A3=DENSITY_PER_A3))
+    settings = SamplerSettings(temperature_K=TEMPERATURE_K, timestep_fs=5.0, friction_per_ps=5.0,
+                               n_equilibration_steps=0, n_production_steps=40, stride_steps=10, seed=3,
+                               barostat=BarostatSettings(pressure_bar=100.0, compressibility_per_bar=1e-3,
+                                                         time_fs=200.0, interval_steps=10))
+    with one_thread():
+        run = sample(potential, state, settings)
+        # 1 initial + 40 steps + 4 updates, 4 steps with stress and no stress-only evaluation
+        assert len(potential.calls) == 1 + 40 + 4
+        assert potential.calls.count((True, True)) == 4 and (False, True) not in potential.calls
+        assert run.final.stress_eV_per_A3 is None  # consumed by the last update, not carried on
+
+        # the same run with the stress left out of the steps: the update evaluates it itself
+        monkeypatch.setattr(sampler_module, "advance", _advance_without_stress)
+        potential.calls = []
+        again = sample(potential, state, settings)
+    assert len(potential.calls) == 1 + 40 + 2 * 4 and potential.calls.count((False, True)) == 4
+    assert torch.equal(again.trajectory.positions_A, run.trajectory.positions_A)
+    assert torch.equal(again.trajectory.cells_A, run.trajectory.cells_A)
+    assert not torch.equal(run.trajectory.cells_A[0], run.trajectory.cells_A[-1])  # the cell did move
+    assert torch.equal(again.final.state.cell, run.final.state.cell)

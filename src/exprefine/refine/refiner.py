@@ -331,7 +331,7 @@ class Refiner:
             # the forces of the last MD step belong to the previous parameters: recompute them
             out = self.potential.compute(start.state)
             assert out.forces_eV_per_A is not None
-            start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV)
+            start = replace(start, forces_eV_per_A=out.forces_eV_per_A, energy_eV=out.energy_eV, stress_eV_per_A3=None)
         lines = self.settings.progress_lines
         n_steps = settings.n_equilibration_steps + settings.n_production_steps
         if lines:  # without bars, a long MD run should not look like a hang

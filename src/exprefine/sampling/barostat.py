@@ -153,7 +153,8 @@ def c_rescale_step(
     """One cell update of every system after ``dt_fs`` of particle dynamics; forces recomputed.
 
     Args:
-        md: the state after the thermostatted particle steps.
+        md: the state after the thermostatted particle steps; its ``stress_eV_per_A3``, when the
+            last step computed it, saves the stress evaluation here.
         potential: gives the stress at the current state and the forces after scaling.
         kT_eV: thermal energy of the ensemble.
         settings: target pressure, β_T, τ_p, coupling.
@@ -163,8 +164,10 @@ def c_rescale_step(
     state = md.state
     if not bool(state.pbc.all()):
         raise ValueError("constant pressure needs cells periodic in all three directions")
-    stress = potential.compute(state, forces=False, stress=True).stress_eV_per_A3
-    assert stress is not None
+    stress = md.stress_eV_per_A3
+    if stress is None:
+        stress = potential.compute(state, forces=False, stress=True).stress_eV_per_A3
+        assert stress is not None
     tensor = pressure_tensor_eV_per_A3(state, stress)
     volume = state.volume_A3().to(tensor.dtype)
     d = log_strain_increments(tensor, volume, kT_eV=kT_eV, settings=settings, dt_fs=dt_fs, generator=generator)

@@ -205,6 +205,9 @@ class MDState:
         energy_eV: [n_systems] potential energy at ``state.positions``.
         step: number of steps taken so far.
         thermostat: Nosé–Hoover chain state, or None for other integrators.
+        stress_eV_per_A3: [n_systems, 3, 3] the potential's stress at ``state.positions`` when the
+            step was asked to compute it with the forces (the step before a barostat update, which
+            then needs no force call of its own), else None.
     """
 
     state: State
@@ -212,6 +215,7 @@ class MDState:
     energy_eV: torch.Tensor
     step: int = 0
     thermostat: NoseHooverChainState | None = None
+    stress_eV_per_A3: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.state.velocities is None:
@@ -244,7 +248,7 @@ def initialize(
     """
     if state.velocities is None:
         state = initialize_velocities(state, temperature_K, generator, remove_com_momentum)
-    forces, energy = _forces(state, potential)
+    forces, energy, _ = _forces(state, potential)
     return MDState(state=state, forces_eV_per_A=forces, energy_eV=energy, step=0)
 
 
@@ -271,10 +275,12 @@ def _drift(state: State, dt_fs: float) -> State:
     return replace(state, positions=state.positions + dt_fs * velocities_of(state))
 
 
-def _forces(state: State, potential: Potential) -> tuple[torch.Tensor, torch.Tensor]:
-    out = potential.compute(state, forces=True)
+def _forces(state: State, potential: Potential, stress: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Forces, energies and (with ``stress``, from the same evaluation) the stress at ``state``."""
+    out = potential.compute(state, forces=True, stress=stress)
     assert out.forces_eV_per_A is not None
-    return out.forces_eV_per_A, out.energy_eV
+    return out.forces_eV_per_A, out.energy_eV, out.stress_eV_per_A3
 
 
 def _check_timestep(timestep_fs: float) -> None:
@@ -284,14 +290,17 @@ def _check_timestep(timestep_fs: float) -> None:
 
 # ---------------------------------------------------------------------- velocity Verlet
 @torch.no_grad()
-def velocity_verlet_step(md: MDState, potential: Potential, *, timestep_fs: float) -> MDState:
-    """One NVE velocity-Verlet step of every system: B(dt/2) A(dt) force B(dt/2)."""
+def velocity_verlet_step(md: MDState, potential: Potential, *, timestep_fs: float, stress: bool = False) -> MDState:
+    """One NVE velocity-Verlet step of every system: B(dt/2) A(dt) force B(dt/2).
+
+    With ``stress`` the force evaluation also gives the stress at the new positions (``MDState.stress_eV_per_A3``).
+    """
     _check_timestep(timestep_fs)
     state = _kick(md.state, md.forces_eV_per_A, 0.5 * timestep_fs)
     state = _drift(state, timestep_fs)
-    forces, energy = _forces(state, potential)
+    forces, energy, stress_tensor = _forces(state, potential, stress)
     state = _kick(state, forces, 0.5 * timestep_fs)
-    return MDState(state, forces, energy, md.step + 1, md.thermostat)
+    return MDState(state, forces, energy, md.step + 1, md.thermostat, stress_tensor)
 
 
 # ---------------------------------------------------------------------- BAOAB Langevin
@@ -305,6 +314,7 @@ def baoab_step(
     friction_per_fs: float | torch.Tensor,
     generator: torch.Generator | None = None,
     remove_com_momentum: bool = True,
+    stress: bool = False,
 ) -> MDState:
     """One BAOAB Langevin step (Leimkuhler & Matthews 2013) of every system.
 
@@ -322,6 +332,7 @@ def baoab_step(
         kT_eV: float or [n_systems] thermal energy in eV.
         friction_per_fs: γ in 1/fs, a float or [n_systems].
         generator: random stream for the noise.
+        stress: also compute the stress at the new positions (``MDState.stress_eV_per_A3``).
     """
     _check_timestep(timestep_fs)
     s0 = md.state
@@ -340,9 +351,9 @@ def baoab_step(
         kick = _remove_com(state, kick)
     state = replace(state, velocities=c[:, None] * velocities_of(state) + kick)
     state = _drift(state, 0.5 * timestep_fs)
-    forces, energy = _forces(state, potential)
+    forces, energy, stress_tensor = _forces(state, potential, stress)
     state = _kick(state, forces, 0.5 * timestep_fs)
-    return MDState(state, forces, energy, md.step + 1, md.thermostat)
+    return MDState(state, forces, energy, md.step + 1, md.thermostat, stress_tensor)
 
 
 # ---------------------------------------------------------------------- Nosé–Hoover chain
@@ -397,6 +408,7 @@ def nose_hoover_chain_step(
     timestep_fs: float,
     kT_eV: float | torch.Tensor,
     tau_fs: float,
+    stress: bool = False,
 ) -> MDState:
     """One NVT step with a Nosé–Hoover chain per system: NHC(dt/2) · velocity Verlet(dt) · NHC(dt/2).
 
@@ -411,6 +423,7 @@ def nose_hoover_chain_step(
         timestep_fs: dt in fs.
         kT_eV: float or [n_systems] target thermal energy in eV.
         tau_fs: thermostat period τ in fs (used only when a thermostat is attached here).
+        stress: also compute the stress at the new positions (``MDState.stress_eV_per_A3``).
     """
     _check_timestep(timestep_fs)
     thermostat = md.thermostat
@@ -422,8 +435,8 @@ def nose_hoover_chain_step(
     state = replace(md.state, velocities=velocities_of(md.state) * scale[md.state.system_idx][:, None])
     state = _kick(state, md.forces_eV_per_A, 0.5 * timestep_fs)
     state = _drift(state, timestep_fs)
-    forces, energy = _forces(state, potential)
+    forces, energy, stress_tensor = _forces(state, potential, stress)
     state = _kick(state, forces, 0.5 * timestep_fs)
     thermostat, scale = _nhc_half_step(thermostat, kinetic_energy_eV(state), kT, 0.5 * timestep_fs)
     state = replace(state, velocities=velocities_of(state) * scale[state.system_idx][:, None])
-    return MDState(state, forces, energy, md.step + 1, thermostat)
+    return MDState(state, forces, energy, md.step + 1, thermostat, stress_tensor)

@@ -196,8 +196,9 @@ def check_blow_up(
 
 
 # ---------------------------------------------------------------------- sampling
-def advance(md: MDState, potential: Potential, settings: SamplerSettings, generator: torch.Generator) -> MDState:
-    """One step of the integrator named in ``settings``."""
+def advance(md: MDState, potential: Potential, settings: SamplerSettings, generator: torch.Generator,
+            stress: bool = False) -> MDState:
+    """One step of the integrator named in ``settings``; with ``stress`` its force evaluation gives the stress too."""
     if settings.integrator == "baoab":
         return baoab_step(
             md,
@@ -206,20 +207,24 @@ def advance(md: MDState, potential: Potential, settings: SamplerSettings, genera
             kT_eV=settings.kT_eV,
             friction_per_fs=settings.friction_per_ps / PS_IN_FS,
             generator=generator,
+            stress=stress,
         )
     if settings.integrator == "nose_hoover_chain":
         return nose_hoover_chain_step(
-            md, potential, timestep_fs=settings.timestep_fs, kT_eV=settings.kT_eV, tau_fs=settings.thermostat_time_fs
+            md, potential, timestep_fs=settings.timestep_fs, kT_eV=settings.kT_eV, tau_fs=settings.thermostat_time_fs,
+            stress=stress,
         )
-    return velocity_verlet_step(md, potential, timestep_fs=settings.timestep_fs)
+    return velocity_verlet_step(md, potential, timestep_fs=settings.timestep_fs, stress=stress)
 
 
 def _advance_with_barostat(md: MDState, potential: Potential, settings: SamplerSettings,
                            generator: torch.Generator) -> MDState:
-    """One integrator step, then a cell update every ``barostat.interval_steps`` steps."""
-    md = advance(md, potential, settings, generator)
+    """One integrator step, then a cell update every ``barostat.interval_steps`` steps (the step before it
+    computes the stress with its forces: one potential evaluation per update saved)."""
     baro = settings.barostat
-    if baro is not None and md.step % baro.interval_steps == 0:
+    update = baro is not None and (md.step + 1) % baro.interval_steps == 0
+    md = advance(md, potential, settings, generator, stress=update)
+    if baro is not None and update:
         md = c_rescale_step(md, potential, kT_eV=settings.kT_eV, settings=baro,
                             dt_fs=baro.interval_steps * settings.timestep_fs, generator=generator)
     return md
