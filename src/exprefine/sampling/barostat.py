@@ -51,7 +51,8 @@ class BarostatSettings:
         compressibility_per_bar: β_T used by the barostat (liquids ≈ 5e-5, soft matter
             1e-4–1e-3; only the relaxation speed depends on it).
         time_fs: relaxation time τ_p in fs.
-        interval_steps: MD steps between cell updates (each costs a stress evaluation).
+        interval_steps: MD steps between cell updates (each costs one force evaluation after the
+            scaling; the stress comes with the forces of the step before).
         coupling: ``isotropic``, ``semi_isotropic`` (xy | z), ``anisotropic`` (x | y | z) or
             ``uniaxial_z`` (z only; x, y fixed).
     """
