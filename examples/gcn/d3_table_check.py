@@ -28,9 +28,15 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import relative_to_repo, setup
 from strategies import n_layers
+
+if TYPE_CHECKING:  # torch is imported after setup() has set the thread count
+    import torch
+
+    from exprefine.state import State
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,8 +75,8 @@ class LammpsFrame:
     (LAMMPS's orientation of the cell: compare with evaluations of this state)."""
 
     energy_eV: float
-    forces_eV_per_A: object
-    state: object
+    forces_eV_per_A: torch.Tensor
+    state: State
 
 
 def rms_meV(x) -> float:
