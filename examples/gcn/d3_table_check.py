@@ -202,7 +202,7 @@ def lammps_check(check: TableCheck, approximation, full, trajectory, frames: lis
     import torch
 
     from exprefine.d3_table import write_d3_pair_table
-    from exprefine.potentials.sum import sum_outputs
+    from exprefine.potentials import SumPotential
 
     species = ["C", "N"]
     atoms_list = [trajectory.select([k]).to_atoms()[0] for k in frames]
@@ -210,10 +210,9 @@ def lammps_check(check: TableCheck, approximation, full, trajectory, frames: lis
         table, tables = write_d3_pair_table(approximation, Path(tmp) / "d3.table", species, "check")
         results = lammps_table_frames(table, tables, species, atoms_list, Path(tmp))
     d_table, d_full, d_energy = [], [], []
-    spline = approximation.spline
+    table_terms = SumPotential(approximation.terms())  # what the file holds
     for frame in results:
-        frozen = approximation.dispersion.compute(frame.state)
-        terms = frozen if spline is None else sum_outputs([frozen, spline.compute(frame.state)])
+        terms = table_terms.compute(frame.state)
         d_table.append(frame.forces_eV_per_A - terms.forces_eV_per_A)
         d_full.append(frame.forces_eV_per_A - full.compute(frame.state).forces_eV_per_A)
         d_energy.append(abs(frame.energy_eV - float(terms.energy_eV[0])))
